@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wcache public API: a crash-consistent write-back block cache whose cache
+ * device is byte-compatible with Linux dm-writecache (SSD mode).
+ * Frontends (CLI, nbdkit plugin, FUSE) include only this header.
+ *
+ * All functions returning int return >= 0 on success and -errno on failure;
+ * wcache_last_error() then gives a human-readable message for this thread.
+ * A struct wcache may be used from many threads at once.
+ */
+#ifndef WCACHE_H
+#define WCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WC_API __attribute__((visibility("default")))
+
+struct wcache;
+struct wc_dev;
+
+/* Limits and defaults (dm-writecache semantics, spec section 6). */
+#define WC_DEFAULT_HIGH_WATERMARK	50
+#define WC_DEFAULT_LOW_WATERMARK	45
+#define WC_DEFAULT_WRITEBACK_JOBS	65536
+#define WC_DEFAULT_AUTOCOMMIT_BLOCKS	65536
+#define WC_DEFAULT_AUTOCOMMIT_MS	1000
+#define WC_DEFAULT_PAUSE_MS		3000
+#define WC_MAX_AUTOCOMMIT_MS		3600000u
+#define WC_MAX_AGE_MS			86400000u
+#define WC_MAX_PAUSE_MS			60000u
+
+/* Which optional table arguments were given explicitly (for the table line). */
+enum {
+	WC_SET_START_SECTOR = 1u << 0,
+	WC_SET_HIGH_WM = 1u << 1,
+	WC_SET_LOW_WM = 1u << 2,
+	WC_SET_WB_JOBS = 1u << 3,
+	WC_SET_AC_BLOCKS = 1u << 4,
+	WC_SET_AC_TIME = 1u << 5,
+	WC_SET_MAX_AGE = 1u << 6,
+	WC_SET_CLEANER = 1u << 7,
+	WC_SET_PAUSE = 1u << 8,
+	WC_SET_METADATA_ONLY = 1u << 9,
+};
+
+enum wc_format_mode {
+	WC_FORMAT_AUTO = 0,	/* format only if the first 8 bytes are zero (kernel rule) */
+	WC_FORMAT_NO,		/* never format: a blank device is an error */
+	WC_FORMAT_YES,		/* always format (destroys the cache contents) */
+};
+
+/*
+ * Configuration: what a dm table line carries, plus wcache extras.
+ * Fill with wcache_cfg_init() and then either wcache_cfg_parse_table() or by hand.
+ */
+struct wc_cfg {
+	char origin_path[4096];		/* path of the origin (file or block device) */
+	char cache_path[4096];		/* path of the cache device */
+	struct wc_dev *origin_dev;	/* if non-NULL, used instead of origin_path (owned after open) */
+	struct wc_dev *cache_dev;	/* if non-NULL, used instead of cache_path (owned after open) */
+	uint32_t block_size;		/* bytes, power of two, 512..4096 */
+	uint64_t start_sector;		/* 512-byte sectors into the cache device */
+	unsigned high_watermark;	/* percent */
+	unsigned low_watermark;		/* percent */
+	uint32_t writeback_jobs;	/* max blocks in flight during writeback; 0 = unlimited */
+	uint32_t autocommit_blocks;
+	uint32_t autocommit_ms;
+	uint32_t max_age_ms;		/* 0 = disabled */
+	uint32_t pause_writeback_ms;
+	bool cleaner;
+	bool metadata_only;		/* accepted for compatibility; every write is "metadata" to us */
+	unsigned set_mask;		/* WC_SET_* */
+	enum wc_format_mode format;
+	bool read_only;			/* open for inspection: never writes either device */
+	uint32_t full_wait_ms;		/* bound on a write waiting for a free block (default 30000) */
+};
+
+/* Counters (status fields 5..14) and extras. */
+struct wc_stats {
+	uint64_t reads, read_hits, writes, write_hits_uncommitted, write_hits_committed;
+	uint64_t writes_around, writes_allocate, writes_blocked_on_freelist, flushes, discards;
+	/* wcache extras */
+	uint64_t n_blocks, free_blocks, writeback_blocks, dirty_blocks;
+	uint64_t commits, fua_writes, rmw_writes, writeback_runs, writeback_blocks_done;
+	uint64_t full_waits, full_wait_ns, seq_count;
+	int error;			/* sticky error, 0 or -errno */
+};
+
+/* Fill cfg with defaults (no paths). */
+WC_API void wcache_cfg_init(struct wc_cfg *cfg);
+
+/*
+ * Parse a dm-style table: "s ORIGIN CACHE BLOCK_SIZE N [opts...]"
+ * (a leading "START LEN writecache" is accepted and ignored).
+ * Returns 0 or -EINVAL with the reason in wcache_last_error().
+ */
+WC_API int wcache_cfg_parse_table(struct wc_cfg *cfg, const char *table);
+
+/* Parse one option by name ("high_watermark", "cleaner", ...); value may be NULL for flags. */
+WC_API int wcache_cfg_set(struct wc_cfg *cfg, const char *name, const char *value);
+
+/* Check ranges and relations (high >= low etc). Returns 0 or -EINVAL. */
+WC_API int wcache_cfg_validate(const struct wc_cfg *cfg);
+
+/*
+ * Open a cache: opens/locks the devices, formats if asked, recovers the index,
+ * starts the background threads. On success *out is set.
+ * Errors: -EINVAL (bad config or corrupt metadata), -ENOSPC (device too small),
+ * -EBUSY (cache in use), -EIO, -ENOMEM.
+ */
+WC_API int wcache_open(const struct wc_cfg *cfg, struct wcache **out);
+
+/* Convenience: parse a table line and open. */
+WC_API int wcache_open_table(const char *table, struct wcache **out);
+
+/*
+ * Commit everything and close. With flush_on_suspend set, writes everything
+ * back first. Returns the sticky error (or a commit error); resources are freed
+ * in all cases.
+ */
+WC_API int wcache_close(struct wcache *wc);
+
+/* Logical size in bytes (the origin's size). */
+WC_API uint64_t wcache_size(const struct wcache *wc);
+WC_API uint32_t wcache_block_size(const struct wcache *wc);
+
+#define WC_FUA 1u	/* wcache_write: durable, data and metadata, on return */
+
+/*
+ * Read/write any byte range inside [0, wcache_size()). Unaligned writes are
+ * supported (read-modify-write into a new block). Returns 0 or -errno
+ * (-EINVAL out of range, -EIO device error or sticky error).
+ */
+WC_API int wcache_read(struct wcache *wc, void *buf, size_t len, uint64_t off);
+WC_API int wcache_write(struct wcache *wc, const void *buf, size_t len, uint64_t off,
+			unsigned flags);
+WC_API int wcache_write_zeroes(struct wcache *wc, size_t len, uint64_t off, unsigned flags);
+
+/* Make every write completed before this call durable (commit; origin flush if needed). */
+WC_API int wcache_flush(struct wcache *wc);
+
+/* Discard: the range reads back as unspecified data until rewritten. */
+WC_API int wcache_discard(struct wcache *wc, uint64_t len, uint64_t off, unsigned flags);
+
+/* The 14-field dm status line ("0 total free wb reads ..."). Returns length or -errno. */
+WC_API int wcache_status(struct wcache *wc, char *buf, size_t len);
+
+/* The table line ("s origin cache bs n opts..."). Returns length or -errno. */
+WC_API int wcache_table(struct wcache *wc, char *buf, size_t len);
+
+/* Stats snapshot. */
+WC_API void wcache_get_stats(struct wcache *wc, struct wc_stats *st);
+
+/*
+ * Messages: "flush", "flush_on_suspend", "cleaner", "clear_stats".
+ * Returns 0, -EINVAL (unknown), -EIO (error state).
+ */
+WC_API int wcache_message(struct wcache *wc, const char *msg);
+
+/* Human-readable text for the last error returned to this thread. */
+WC_API const char *wcache_last_error(void);
+
+/* Log sink for the library (default: stderr for warnings and errors). */
+enum wc_log_level { WC_LOG_ERROR, WC_LOG_WARN, WC_LOG_INFO, WC_LOG_DEBUG };
+typedef void (*wc_log_fn)(enum wc_log_level level, const char *msg, void *opaque);
+WC_API void wcache_set_logger(wc_log_fn fn, void *opaque);
+
+/* ---------------- offline inspection (never writes) ---------------- */
+
+/* Superblock summary of a cache device as read from disk. */
+struct wc_sb_info {
+	uint32_t magic, version, block_size;
+	uint64_t n_blocks, seq_count, meta_bytes, data_offset;	/* data_offset: bytes from device start */
+};
+
+/* One entry as on disk. */
+struct wc_entry_info {
+	uint64_t index, original_sector, seq_count;
+};
+
+/* Scan result of a cache device (see wcache_inspect). */
+struct wc_inspect {
+	struct wc_sb_info sb;
+	uint64_t nr_valid;		/* committed entries that win recovery */
+	uint64_t nr_free;		/* entries with seq -1 */
+	uint64_t nr_uncommitted;	/* seq >= sb seq, not -1: recovery resets them */
+	uint64_t nr_superseded;		/* committed but older than another entry for the sector */
+	uint64_t nr_equal_dups;		/* corruption: two committed entries, same sector and seq */
+	uint64_t nr_past_origin;	/* committed entries beyond the origin (if origin size known) */
+	bool blank;			/* magic == 0 && version == 0 */
+};
+
+/*
+ * Read and validate the metadata of the cache device at path (start_sector in
+ * 512-byte sectors). If cb is non-NULL it is called for every entry whose
+ * seq_count != -1, in index order, with valid=true when it is the committed
+ * winner for its sector. origin_bytes (0 = unknown) enables the range check.
+ * Returns 0 (clean), 1 (valid, dirty blocks exist), or -errno with a message
+ * (-EUCLEAN corrupt, -EIO unreadable, -EINVAL bad superblock).
+ */
+typedef int (*wc_entry_cb)(const struct wc_entry_info *e, bool valid, void *opaque);
+WC_API int wcache_inspect(const char *cache_path, uint64_t start_sector, uint64_t origin_bytes,
+			  struct wc_inspect *out, wc_entry_cb cb, void *opaque);
+
+/* Format the cache device at path (kernel order: entries, flush, then magic). */
+WC_API int wcache_format(const char *cache_path, uint32_t block_size, uint64_t start_sector,
+			 struct wc_sb_info *out);
+
+/* The kernel's n_blocks computation for a usable byte size (0 if it does not fit). */
+WC_API uint64_t wcache_compute_n_blocks(uint64_t usable_bytes, uint32_t block_size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WCACHE_H */

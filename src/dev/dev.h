@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Block device abstraction used by the engine: a small ops table and a
+ * dispatch layer (dev.c) that checks ranges and NULL hooks. Backends know
+ * nothing of caching. All calls are synchronous and thread-safe.
+ */
+#ifndef WC_DEV_H
+#define WC_DEV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+struct wc_dev;
+
+struct wc_dev_ops {
+	const char *name;
+	/* Read/write exactly len bytes at off; return 0 or -errno. Buffers need not be aligned. */
+	int (*pread)(struct wc_dev *dev, void *buf, size_t len, uint64_t off);
+	int (*pwrite)(struct wc_dev *dev, const void *buf, size_t len, uint64_t off);
+	/* Make completed writes durable. NULL: no volatile cache. */
+	int (*flush)(struct wc_dev *dev);
+	/* Optional: deallocate; reads after discard return unspecified data. NULL: no-op. */
+	int (*discard)(struct wc_dev *dev, uint64_t len, uint64_t off);
+	void (*close)(struct wc_dev *dev);
+};
+
+struct wc_dev {
+	const struct wc_dev_ops *ops;
+	uint64_t size;		/* bytes */
+	uint32_t logical_block;	/* smallest I/O size the device accepts (512 or 4096) */
+	char name[256];		/* for messages */
+	void *priv;		/* backend private */
+};
+
+/* Dispatch: range-checked; -EINVAL past the end, -EIO etc from the backend. */
+int dev_pread(struct wc_dev *dev, void *buf, size_t len, uint64_t off);
+int dev_pwrite(struct wc_dev *dev, const void *buf, size_t len, uint64_t off);
+int dev_flush(struct wc_dev *dev);
+int dev_discard(struct wc_dev *dev, uint64_t len, uint64_t off);
+void dev_close(struct wc_dev *dev);
+
+/* Open flags for dev_file_open. */
+enum {
+	DEV_RDONLY = 1u << 0,	/* open read-only */
+	DEV_EXCL = 1u << 1,	/* take an exclusive flock; -EBUSY if held elsewhere */
+	DEV_NO_DIRECT = 1u << 2,	/* never use O_DIRECT */
+};
+
+/* File or block device. O_DIRECT when the file system allows it; flush = fdatasync. */
+int dev_file_open(const char *path, unsigned flags, struct wc_dev **out);
+
+/*
+ * Open by "URI": a path, or (when built with libnbd) nbd://... / nbd+unix://...
+ * Used by the engine for cfg paths.
+ */
+int dev_open_uri(const char *uri, unsigned flags, struct wc_dev **out);
+
+/*
+ * In-memory device (tests and the fault device's backing store).
+ */
+int dev_mem_open(uint64_t size, struct wc_dev **out);
+
+/*
+ * Fault device (tests only): wraps a RAM image that models a disk with a
+ * volatile write cache. Writes since the last completed flush are "unstable";
+ * fault_crash() simulates a power cut. The engine cannot tell it is under test.
+ */
+enum fault_crash_mode {
+	FAULT_DROP_ALL,		/* every unflushed write is lost */
+	FAULT_KEEP_ALL,		/* every unflushed write survived */
+	FAULT_RANDOM_SUBSET,	/* each unflushed write survives with p=1/2 (reordering) */
+	FAULT_TEAR,		/* random subset, and each survivor is torn per 512-byte sector */
+};
+
+struct fault_dev_state;
+
+/* Create a fault device of size bytes. */
+int dev_fault_open(uint64_t size, struct wc_dev **out);
+/* Operation counter: every pread/pwrite/flush/discard increments it. */
+uint64_t fault_ops(struct wc_dev *dev);
+/*
+ * Arm a crash at operation number n (counted from now by fault_ops): that op and
+ * every later write/flush fail with -EIO and change nothing ("power is gone").
+ * n = 0 disarms.
+ */
+void fault_arm_crash(struct wc_dev *dev, uint64_t n);
+/* Fail writes (pwrite) number >= n (1-based, counted from now) with -EIO; 0 disarms. */
+void fault_fail_writes_from(struct wc_dev *dev, uint64_t n);
+/* Fail every op of kind ("pread","pwrite","flush","discard") while on. */
+void fault_set_error(struct wc_dev *dev, const char *op, bool on);
+/* Apply the power cut to the durable image per mode/seed and reset to a healthy device. */
+void fault_crash(struct wc_dev *dev, enum fault_crash_mode mode, uint64_t seed);
+/* Make the device healthy again (after a crash) without changing its contents. */
+void fault_heal(struct wc_dev *dev);
+/* Bytes of the durable image (what survives a FAULT_DROP_ALL crash), for checks. */
+const uint8_t *fault_durable(struct wc_dev *dev);
+/* A second handle sharing the same storage; storage is freed when the last handle closes. */
+int dev_fault_share(struct wc_dev *dev, struct wc_dev **out);
+
+#endif

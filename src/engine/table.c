@@ -1,0 +1,525 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dm-writecache table arguments (spec section 6): defaults, parsing of the
+ * table line and of single name/value options, validation, and the
+ * "dmsetup table" line (spec 7.2). Pure string handling: no I/O, no engine
+ * state. Table form limitation: words are split on white space, so device
+ * paths in a table line cannot contain spaces (set cfg->*_path directly).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/log.h"
+#include "engine/table.h"
+
+enum opt_id {
+	OPT_START_SECTOR,
+	OPT_HIGH_WM,
+	OPT_LOW_WM,
+	OPT_WB_JOBS,
+	OPT_AC_BLOCKS,
+	OPT_AC_TIME,
+	OPT_MAX_AGE,
+	OPT_CLEANER,
+	OPT_METADATA_ONLY,
+	OPT_PAUSE,
+	OPT_FUA,
+	OPT_NOFUA,
+};
+
+struct opt_desc {
+	const char *name;
+	enum opt_id id;
+	bool has_value;
+	uint64_t max;		/* valued options: inclusive upper bound, lower bound is 0 */
+	unsigned set_bit;	/* WC_SET_*; 0 for options we reject */
+};
+
+/* In the kernel's table order (spec 7.2); fua/nofua last since we never print them. */
+static const struct opt_desc opts[] = {
+	{ "start_sector", OPT_START_SECTOR, true, TABLE_MAX_START_SECTOR, WC_SET_START_SECTOR },
+	{ "high_watermark", OPT_HIGH_WM, true, 100, WC_SET_HIGH_WM },
+	{ "low_watermark", OPT_LOW_WM, true, 100, WC_SET_LOW_WM },
+	{ "writeback_jobs", OPT_WB_JOBS, true, UINT32_MAX, WC_SET_WB_JOBS },
+	{ "autocommit_blocks", OPT_AC_BLOCKS, true, UINT32_MAX, WC_SET_AC_BLOCKS },
+	{ "autocommit_time", OPT_AC_TIME, true, WC_MAX_AUTOCOMMIT_MS, WC_SET_AC_TIME },
+	{ "max_age", OPT_MAX_AGE, true, WC_MAX_AGE_MS, WC_SET_MAX_AGE },
+	{ "cleaner", OPT_CLEANER, false, 0, WC_SET_CLEANER },
+	{ "metadata_only", OPT_METADATA_ONLY, false, 0, WC_SET_METADATA_ONLY },
+	{ "pause_writeback", OPT_PAUSE, true, WC_MAX_PAUSE_MS, WC_SET_PAUSE },
+	{ "fua", OPT_FUA, false, 0, 0 },
+	{ "nofua", OPT_NOFUA, false, 0, 0 },
+};
+
+#define NR_OPTS (sizeof(opts) / sizeof(opts[0]))
+
+void wcache_cfg_init(struct wc_cfg *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->block_size = 4096;
+	cfg->high_watermark = WC_DEFAULT_HIGH_WATERMARK;
+	cfg->low_watermark = WC_DEFAULT_LOW_WATERMARK;
+	cfg->writeback_jobs = WC_DEFAULT_WRITEBACK_JOBS;
+	cfg->autocommit_blocks = WC_DEFAULT_AUTOCOMMIT_BLOCKS;
+	cfg->autocommit_ms = WC_DEFAULT_AUTOCOMMIT_MS;
+	cfg->max_age_ms = 0;
+	cfg->pause_writeback_ms = WC_DEFAULT_PAUSE_MS;
+	cfg->format = WC_FORMAT_AUTO;
+	cfg->full_wait_ms = 30000;
+}
+
+int table_parse_u64(const char *arg, const char *s, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	bool overflow = false;
+	const char *p;
+
+	if (!s || !*s)
+		return wc_err(-EINVAL, "%s: missing value", arg);
+	for (p = s; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return wc_err(-EINVAL, "%s: '%.64s' is not an unsigned decimal number", arg, s);
+	}
+	for (p = s; *p && !overflow; p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			overflow = true;
+		else
+			v = v * 10 + d;
+	}
+	if (overflow || v > max)
+		return wc_err(-EINVAL, "%s: %.64s is out of range 0..%llu", arg, s,
+			      (unsigned long long)max);
+	*out = v;
+	return 0;
+}
+
+static int check_block_size(uint64_t bs)
+{
+	if (bs < 512 || bs > 4096 || (bs & (bs - 1)))
+		return wc_err(-EINVAL,
+			      "block_size: %llu is invalid; must be a power of two in 512..4096",
+			      (unsigned long long)bs);
+	return 0;
+}
+
+static int parse_block_size(const char *s, uint32_t *out)
+{
+	uint64_t v = 0;
+	int ret;
+
+	/* Parse with a wide bound so that "8192" gets the power-of-two message. */
+	ret = table_parse_u64("block_size", s, UINT32_MAX, &v);
+	if (ret < 0)
+		return ret;
+	ret = check_block_size(v);
+	if (ret < 0)
+		return ret;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static const struct opt_desc *opt_lookup(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NR_OPTS; i++) {
+		if (!strcasecmp(opts[i].name, name))
+			return &opts[i];
+	}
+	return NULL;
+}
+
+static int opt_reject_fua(void)
+{
+	return wc_err(-EINVAL, "fua/nofua are only valid in pmem mode; wcache supports s (SSD) mode only");
+}
+
+/* Store a parsed value; flags get v != 0 (and lose their set bit when cleared). */
+static void opt_store(struct wc_cfg *cfg, const struct opt_desc *d, uint64_t v)
+{
+	switch (d->id) {
+	case OPT_START_SECTOR:
+		cfg->start_sector = v;
+		break;
+	case OPT_HIGH_WM:
+		cfg->high_watermark = (unsigned)v;
+		break;
+	case OPT_LOW_WM:
+		cfg->low_watermark = (unsigned)v;
+		break;
+	case OPT_WB_JOBS:
+		cfg->writeback_jobs = (uint32_t)v;
+		break;
+	case OPT_AC_BLOCKS:
+		cfg->autocommit_blocks = (uint32_t)v;
+		break;
+	case OPT_AC_TIME:
+		cfg->autocommit_ms = (uint32_t)v;
+		break;
+	case OPT_MAX_AGE:
+		cfg->max_age_ms = (uint32_t)v;
+		break;
+	case OPT_CLEANER:
+		cfg->cleaner = v != 0;
+		break;
+	case OPT_METADATA_ONLY:
+		cfg->metadata_only = v != 0;
+		break;
+	case OPT_PAUSE:
+		cfg->pause_writeback_ms = (uint32_t)v;
+		break;
+	case OPT_FUA:
+	case OPT_NOFUA:
+		return;
+	}
+	if (!d->has_value && !v)
+		cfg->set_mask &= ~d->set_bit;
+	else
+		cfg->set_mask |= d->set_bit;
+}
+
+static int copy_path(const char *arg, char *dst, size_t dst_len, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (n >= dst_len)
+		return wc_err(-EINVAL, "%s: path is too long (%zu bytes, max %zu)", arg, n,
+			      dst_len - 1);
+	memcpy(dst, src, n + 1);
+	return 0;
+}
+
+/* Split a copy of s on white space. *words and *buf are to be freed by the caller. */
+static int split_words(const char *s, char ***words, size_t *nr, char **buf)
+{
+	size_t len = strlen(s), n = 0;
+	char **w;
+	char *b, *p;
+
+	b = strdup(s);
+	w = calloc(len / 2 + 1, sizeof(*w));
+	if (!b || !w) {
+		free(b);
+		free(w);
+		return wc_err(-ENOMEM, "table: out of memory");
+	}
+	p = b;
+	for (;;) {
+		while (*p && isspace((unsigned char)*p))
+			*p++ = '\0';
+		if (!*p)
+			break;
+		w[n++] = p;
+		while (*p && !isspace((unsigned char)*p))
+			p++;
+	}
+	*words = w;
+	*nr = n;
+	*buf = b;
+	return 0;
+}
+
+static int parse_mode(const char *m)
+{
+	if (!strcasecmp(m, "s"))
+		return 0;
+	if (!strcasecmp(m, "p"))
+		return wc_err(-EOPNOTSUPP, "pmem mode (p) is not supported by wcache; use s");
+	return wc_err(-EINVAL, "mode: '%.64s' is invalid; expected s (SSD mode)", m);
+}
+
+static int parse_words(struct wc_cfg *cfg, char **w, size_t nr)
+{
+	uint64_t n_opt;
+	size_t i;
+	int ret;
+
+	/* Optional "START LEN writecache" prefix of a full dm table line. */
+	if (nr >= 3 && !strcmp(w[2], "writecache")) {
+		uint64_t dummy;
+
+		ret = table_parse_u64("start", w[0], UINT64_MAX, &dummy);
+		if (ret < 0)
+			return ret;
+		ret = table_parse_u64("length", w[1], UINT64_MAX, &dummy);
+		if (ret < 0)
+			return ret;
+		w += 3;
+		nr -= 3;
+	}
+	if (nr < 5)
+		return wc_err(-EINVAL,
+			      "table: expected \"s ORIGIN CACHE BLOCK_SIZE N [options]\", got %zu word%s",
+			      nr, nr == 1 ? "" : "s");
+	ret = parse_mode(w[0]);
+	if (ret < 0)
+		return ret;
+	ret = copy_path("origin", cfg->origin_path, sizeof(cfg->origin_path), w[1]);
+	if (ret < 0)
+		return ret;
+	ret = copy_path("cache", cfg->cache_path, sizeof(cfg->cache_path), w[2]);
+	if (ret < 0)
+		return ret;
+	ret = parse_block_size(w[3], &cfg->block_size);
+	if (ret < 0)
+		return ret;
+	ret = table_parse_u64("N (number of optional arguments)", w[4], TABLE_MAX_OPT_ARGS, &n_opt);
+	if (ret < 0)
+		return ret;
+	w += 5;
+	nr -= 5;
+	if (n_opt != nr)
+		return wc_err(-EINVAL,
+			      "N (number of optional arguments): %llu given but %zu word%s follow%s",
+			      (unsigned long long)n_opt, nr, nr == 1 ? "" : "s", nr == 1 ? "s" : "");
+
+	for (i = 0; i < nr; i++) {
+		const struct opt_desc *d = opt_lookup(w[i]);
+		uint64_t v = 1;
+
+		if (!d)
+			return wc_err(-EINVAL, "unknown option '%.64s'", w[i]);
+		if (d->id == OPT_FUA || d->id == OPT_NOFUA)
+			return opt_reject_fua();
+		if (d->has_value) {
+			if (i + 1 >= nr)
+				return wc_err(-EINVAL, "%s: missing value", d->name);
+			ret = table_parse_u64(d->name, w[++i], d->max, &v);
+			if (ret < 0)
+				return ret;
+		}
+		opt_store(cfg, d, v);
+	}
+	return 0;
+}
+
+int wcache_cfg_parse_table(struct wc_cfg *cfg, const char *table)
+{
+	struct wc_cfg tmp;
+	char **words = NULL;
+	char *buf = NULL;
+	size_t nr = 0;
+	int ret;
+
+	if (!cfg || !table)
+		return wc_err(-EINVAL, "table: no table given");
+	ret = split_words(table, &words, &nr, &buf);
+	if (ret < 0)
+		return ret;
+	/* Work on a copy so that a failed parse leaves *cfg untouched. */
+	tmp = *cfg;
+	ret = parse_words(&tmp, words, nr);
+	if (ret == 0)
+		ret = wcache_cfg_validate(&tmp);
+	if (ret == 0)
+		*cfg = tmp;
+	free(words);
+	free(buf);
+	return ret;
+}
+
+static int parse_bool(const char *name, const char *s, uint64_t *out)
+{
+	static const char *const yes[] = { "1", "true", "yes", "on" };
+	static const char *const no[] = { "0", "false", "no", "off" };
+	size_t i;
+
+	if (!s || !*s) {
+		*out = 1;
+		return 0;
+	}
+	for (i = 0; i < 4; i++) {
+		if (!strcasecmp(s, yes[i])) {
+			*out = 1;
+			return 0;
+		}
+		if (!strcasecmp(s, no[i])) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return wc_err(-EINVAL, "%s: '%.64s' is not a boolean (use 1/0, true/false, yes/no, on/off)",
+		      name, s);
+}
+
+int wcache_cfg_set(struct wc_cfg *cfg, const char *name, const char *value)
+{
+	const struct opt_desc *d;
+	char key[32];
+	uint64_t v = 0;
+	size_t i;
+	int ret;
+
+	if (!cfg || !name || !*name)
+		return wc_err(-EINVAL, "option: no name given");
+	/* Accept '-' for '_' ("block-size"); names are case-insensitive. */
+	for (i = 0; i < sizeof(key) - 1 && name[i]; i++) {
+		key[i] = name[i];
+		if (key[i] == '-')
+			key[i] = '_';
+	}
+	key[i] = '\0';
+	if (name[i])
+		return wc_err(-EINVAL, "unknown option '%.64s'", name);
+
+	if (!strcasecmp(key, "block_size"))
+		return parse_block_size(value, &cfg->block_size);
+	d = opt_lookup(key);
+	if (!d)
+		return wc_err(-EINVAL, "unknown option '%.64s'", name);
+	if (d->id == OPT_FUA || d->id == OPT_NOFUA)
+		return opt_reject_fua();
+	if (d->has_value)
+		ret = table_parse_u64(d->name, value, d->max, &v);
+	else
+		ret = parse_bool(d->name, value, &v);
+	if (ret < 0)
+		return ret;
+	opt_store(cfg, d, v);
+	return 0;
+}
+
+static int check_path(const char *arg, const char *path, size_t size, const struct wc_dev *dev)
+{
+	if (!memchr(path, '\0', size))
+		return wc_err(-EINVAL, "%s: path is not terminated (max %zu bytes)", arg, size - 1);
+	if (!dev && !*path)
+		return wc_err(-EINVAL, "%s: no device path given", arg);
+	return 0;
+}
+
+static int check_max(const char *arg, uint64_t v, uint64_t max)
+{
+	if (v > max)
+		return wc_err(-EINVAL, "%s: %llu is out of range 0..%llu", arg,
+			      (unsigned long long)v, (unsigned long long)max);
+	return 0;
+}
+
+int wcache_cfg_validate(const struct wc_cfg *cfg)
+{
+	int ret;
+
+	if (!cfg)
+		return wc_err(-EINVAL, "config: none given");
+	ret = check_path("origin", cfg->origin_path, sizeof(cfg->origin_path), cfg->origin_dev);
+	if (ret < 0)
+		return ret;
+	ret = check_path("cache", cfg->cache_path, sizeof(cfg->cache_path), cfg->cache_dev);
+	if (ret < 0)
+		return ret;
+	ret = check_block_size(cfg->block_size);
+	if (ret < 0)
+		return ret;
+	ret = check_max("start_sector", cfg->start_sector, TABLE_MAX_START_SECTOR);
+	if (ret < 0)
+		return ret;
+	ret = check_max("high_watermark", cfg->high_watermark, 100);
+	if (ret < 0)
+		return ret;
+	ret = check_max("low_watermark", cfg->low_watermark, 100);
+	if (ret < 0)
+		return ret;
+	if (cfg->high_watermark < cfg->low_watermark)
+		return wc_err(-EINVAL, "high_watermark %u must be >= low_watermark %u",
+			      cfg->high_watermark, cfg->low_watermark);
+	ret = check_max("autocommit_time", cfg->autocommit_ms, WC_MAX_AUTOCOMMIT_MS);
+	if (ret < 0)
+		return ret;
+	ret = check_max("max_age", cfg->max_age_ms, WC_MAX_AGE_MS);
+	if (ret < 0)
+		return ret;
+	ret = check_max("pause_writeback", cfg->pause_writeback_ms, WC_MAX_PAUSE_MS);
+	if (ret < 0)
+		return ret;
+	if (cfg->format != WC_FORMAT_AUTO && cfg->format != WC_FORMAT_NO &&
+	    cfg->format != WC_FORMAT_YES)
+		return wc_err(-EINVAL, "format: invalid mode %d", (int)cfg->format);
+	return 0;
+}
+
+/* Bounded appender: counts the full length even when buf is too small. */
+struct line {
+	char *buf;
+	size_t len, pos;
+};
+
+static void line_add(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void line_add(struct line *l, const char *fmt, ...)
+{
+	size_t room = l->pos < l->len ? l->len - l->pos : 0;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(room ? l->buf + l->pos : NULL, room, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		l->pos += (size_t)n;
+}
+
+static uint64_t opt_value(const struct wc_cfg *cfg, enum opt_id id)
+{
+	switch (id) {
+	case OPT_START_SECTOR:
+		return cfg->start_sector;
+	case OPT_HIGH_WM:
+		return cfg->high_watermark;
+	case OPT_LOW_WM:
+		return cfg->low_watermark;
+	case OPT_WB_JOBS:
+		return cfg->writeback_jobs;
+	case OPT_AC_BLOCKS:
+		return cfg->autocommit_blocks;
+	case OPT_AC_TIME:
+		return cfg->autocommit_ms;
+	case OPT_MAX_AGE:
+		return cfg->max_age_ms;
+	case OPT_PAUSE:
+		return cfg->pause_writeback_ms;
+	case OPT_CLEANER:
+	case OPT_METADATA_ONLY:
+	case OPT_FUA:
+	case OPT_NOFUA:
+		break;
+	}
+	return 0;
+}
+
+int table_format_line(const struct wc_cfg *cfg, char *buf, size_t len)
+{
+	struct line l = { .buf = buf, .len = buf ? len : 0, .pos = 0 };
+	unsigned n = 0;
+	size_t i;
+
+	for (i = 0; i < NR_OPTS; i++) {
+		if (opts[i].set_bit && (cfg->set_mask & opts[i].set_bit))
+			n += opts[i].has_value ? 2 : 1;
+	}
+	line_add(&l, "s %.*s %.*s %u %u", (int)sizeof(cfg->origin_path) - 1,
+		 cfg->origin_path[0] ? cfg->origin_path : "-", (int)sizeof(cfg->cache_path) - 1,
+		 cfg->cache_path[0] ? cfg->cache_path : "-", cfg->block_size, n);
+	for (i = 0; i < NR_OPTS; i++) {
+		const struct opt_desc *d = &opts[i];
+
+		if (!d->set_bit || !(cfg->set_mask & d->set_bit))
+			continue;
+		if (d->has_value)
+			line_add(&l, " %s %llu", d->name,
+				 (unsigned long long)opt_value(cfg, d->id));
+		else
+			line_add(&l, " %s", d->name);
+	}
+	if (l.pos >= l.len || l.pos > INT32_MAX)
+		return wc_err(-ERANGE, "table: line needs %zu bytes, buffer has %zu", l.pos + 1,
+			      l.len);
+	return (int)l.pos;
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The test command: install missing packages, build plain and ASan+UBSan
+# trees, run every CTest test in both, print a summary, exit non-zero on any
+# failure.
+#
+# Usage: scripts/test.sh [--quick]
+#   --quick  only the plain build and its "unit" label
+# Environment: CTEST_PARALLEL_LEVEL (ctest jobs, default 1), WC_SKIP_DEPS=1,
+#   WC_BUILD_DIR, WC_ASAN_BUILD_DIR, WC_CMAKE_ARGS (see scripts/build.sh).
+# Tests run in the ASan tree see WC_SANITIZE=address,undefined in their
+# environment (e.g. to LD_PRELOAD libasan before loading a plugin into nbdkit).
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root" || exit 1
+
+quick=0
+case "${1:-}" in
+"") ;;
+--quick) quick=1 ;;
+-h | --help)
+	sed -n '3,13s/^# \{0,1\}//p' "$0"
+	exit 0
+	;;
+*)
+	echo "test: unknown argument '$1' (try --help)" >&2
+	exit 2
+	;;
+esac
+
+build_dir=${WC_BUILD_DIR:-build}
+asan_dir=${WC_ASAN_BUILD_DIR:-build-asan}
+results=()
+failed=0
+
+# step NAME CMD...: run CMD, record PASS/FAIL and how long it took.
+step() {
+	local name=$1 start=$SECONDS rc
+	shift
+	echo
+	echo "==== $name"
+	"$@"
+	rc=$?
+	if ((rc == 0)); then
+		results+=("PASS  $(printf '%4ds' $((SECONDS - start)))  $name")
+	else
+		results+=("FAIL  $(printf '%4ds' $((SECONDS - start)))  $name (exit $rc)")
+		failed=1
+	fi
+	return "$rc"
+}
+
+skip() {
+	results+=("SKIP         $1")
+	failed=1
+}
+
+run_ctest() {
+	local dir=$1
+	shift
+	ctest --test-dir "$root/$dir" --output-on-failure --no-tests=error "$@"
+}
+
+run_ctest_asan() {
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		WC_SANITIZE=address,undefined \
+		run_ctest "$asan_dir"
+}
+
+step "install-deps" "$root/scripts/install-deps.sh"
+
+if step "build $build_dir" "$root/scripts/build.sh" --no-deps; then
+	if ((quick)); then
+		step "ctest -L unit ($build_dir)" run_ctest "$build_dir" -L unit
+	else
+		step "ctest ($build_dir)" run_ctest "$build_dir"
+	fi
+else
+	skip "ctest ($build_dir): build failed"
+fi
+
+if ((!quick)); then
+	if step "build $asan_dir (address,undefined)" "$root/scripts/build.sh" --no-deps --asan-only; then
+		step "ctest ($asan_dir)" run_ctest_asan
+	else
+		skip "ctest ($asan_dir): build failed"
+	fi
+fi
+
+echo
+echo "==== summary"
+printf '%s\n' "${results[@]}"
+if ((failed)); then
+	echo "test: FAILED"
+	exit 1
+fi
+echo "test: all passed"

@@ -7,6 +7,8 @@
 #ifndef WC_LOG_H
 #define WC_LOG_H
 
+#include <stdlib.h>
+
 #include "wcache.h"
 
 void wc_log(enum wc_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

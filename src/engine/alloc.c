@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Block allocator and entry life cycle: free bitmap with a rotating cursor
+ * (the kernel's SSD allocation order), reservation, installation into the
+ * index, superseding, freeing via the pending list, and the I/O epochs that
+ * tell when a freed block can no longer be touched by a reader.
+ * All functions run with c->lock held.
+ */
+#include <string.h>
+
+#include "common/log.h"
+#include "engine/cache_priv.h"
+
+static bool is_free(const struct wcache *c, uint64_t e)
+{
+	return c->free_bm[e >> 6] & (1ull << (e & 63));
+}
+
+static void take(struct wcache *c, uint64_t e)
+{
+	c->free_bm[e >> 6] &= ~(1ull << (e & 63));
+	c->nr_free--;
+	c->state[e] = ST_RSVD;
+}
+
+uint32_t alloc_block(struct wcache *c)
+{
+	uint64_t nw = (c->n_blocks + 63) / 64;
+	uint64_t w = c->free_cursor >> 6;
+
+	if (!c->nr_free)
+		return IDX_NONE;
+	/* Mask the bits below the cursor in the first word; revisit them last. */
+	for (uint64_t k = 0; k <= nw; k++, w = (w + 1 == nw) ? 0 : w + 1) {
+		uint64_t bits = c->free_bm[w];
+
+		if (k == 0)
+			bits &= ~0ull << (c->free_cursor & 63);
+		if (bits) {
+			uint64_t e = w * 64 + (uint64_t)__builtin_ctzll(bits);
+
+			take(c, e);
+			c->free_cursor = e + 1 == c->n_blocks ? 0 : e + 1;
+			return (uint32_t)e;
+		}
+	}
+	WC_BUG_ON(1);	/* nr_free > 0 but no bit set */
+	return IDX_NONE;
+}
+
+bool alloc_next_if_free(struct wcache *c, uint32_t e)
+{
+	if (e >= c->n_blocks || !is_free(c, e))
+		return false;
+	take(c, e);
+	c->free_cursor = e + 1 == c->n_blocks ? 0 : e + 1;
+	return true;
+}
+
+void unreserve_block(struct wcache *c, uint32_t e)
+{
+	c->state[e] = 0;
+	c->free_bm[e >> 6] |= 1ull << (e & 63);
+	c->nr_free++;
+}
+
+void mark_entry_dirty(struct wcache *c, uint64_t e)
+{
+	uint64_t g = (WC_SB_BYTES + e * WC_ENTRY_BYTES) / WC_GRANULE_BYTES;
+
+	c->gran_dirty[g] = 1;
+	c->meta_dirty = true;
+}
+
+void free_entry(struct wcache *c, uint32_t e)
+{
+	entry_set(c->meta, e, entry_sector(c->meta, e), WC_SEQ_FREE);
+	mark_entry_dirty(c, e);
+	c->state[e] = ST_PEND | (c->state[e] & ST_WR_MASK);
+	c->pend[c->nr_pend++] = e;
+}
+
+void old_remove(struct wcache *c, uint32_t e)
+{
+	for (uint64_t i = 0; i < c->nr_old; i++) {
+		if (c->old[i] == e) {
+			c->old[i] = c->old[c->nr_old - 1];
+			c->old_seq[i] = c->old_seq[c->nr_old - 1];
+			c->nr_old--;
+			return;
+		}
+	}
+}
+
+/* Put the data-filled reserved block e in service as the newest copy of blk. */
+void install_entry(struct wcache *c, uint32_t e, uint64_t blk)
+{
+	uint64_t sector = blk * c->bs_sect;
+	uint32_t prev = idx_lookup(&c->idx, sector);
+
+	entry_set(c->meta, e, sector, c->seq);
+	mark_entry_dirty(c, e);
+	c->state[e] = 0;
+	c->age[e] = now_age(c);
+	if (prev == IDX_NONE) {
+		idx_insert(&c->idx, e);
+	} else {
+		idx_replace(&c->idx, prev, e);
+		if (committed(c, prev) || (c->state[prev] & ST_WB)) {
+			/* Keep the old copy until the new one is committed (GC in commit). */
+			c->state[prev] |= ST_OLD;
+			c->old[c->nr_old] = prev;
+			c->old_seq[c->nr_old++] = c->seq;
+		} else {
+			free_entry(c, prev);	/* uncommitted: invalid after a crash anyway */
+			c->nr_uncommitted -= c->nr_uncommitted > 0;
+		}
+	}
+	if (!c->txn_dirty) {
+		c->txn_dirty = true;
+		c->txn_start_ns = now_ns();
+	}
+	c->nr_uncommitted++;
+	c->st.writes_allocate++;
+}
+
+uint64_t io_enter(struct wcache *c)
+{
+	uint64_t ep = c->io_epoch;
+
+	c->io_count[ep & 1]++;
+	return ep;
+}
+
+void io_exit(struct wcache *c, uint64_t ep)
+{
+	if (--c->io_count[ep & 1] == 0)
+		pthread_cond_broadcast(&c->cond);
+}

@@ -1,0 +1,355 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Open (devices, format, recovery), close, the service thread (autocommit,
+ * max_age ticks) and small shared helpers. See cache_priv.h for the locking
+ * rules and commit.c for the on-disk ordering.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "engine/cache_priv.h"
+#include "engine/recover.h"
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint32_t now_age(const struct wcache *c)
+{
+	return (uint32_t)((now_ns() - c->open_ns) / 1000000000ull);
+}
+
+void set_error(struct wcache *c, int err, const char *what)
+{
+	int zero = 0;
+
+	if (atomic_compare_exchange_strong(&c->error, &zero, err)) {
+		wc_log(WC_LOG_ERROR, "%s failed: %s; cache is now in error state (writes fail, "
+		       "reads continue; reopen to clear)", what, strerror(-err));
+		pthread_cond_broadcast(&c->cond);
+	}
+}
+
+uint64_t free_high(const struct wcache *c)
+{
+	unsigned h = c->cleaner ? 100 : c->cfg.high_watermark;
+
+	return (c->n_blocks * (100 - h) + 50) / 100;
+}
+
+uint64_t free_low(const struct wcache *c)
+{
+	unsigned l = c->cleaner ? 100 : c->cfg.low_watermark;
+
+	return (c->n_blocks * (100 - l) + 50) / 100;
+}
+
+void kick_writeback(struct wcache *c)
+{
+	pthread_cond_broadcast(&c->cond);
+}
+
+uint64_t wcache_size(const struct wcache *c)
+{
+	return c->origin_bytes;
+}
+
+uint32_t wcache_block_size(const struct wcache *c)
+{
+	return c->bs;
+}
+
+void *svc_main(void *arg)
+{
+	struct wcache *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	while (!c->stopping) {
+		uint64_t ac_ns = (uint64_t)c->cfg.autocommit_ms * 1000000ull;
+		uint64_t wait_ns = 1000000000ull, t = now_ns();
+		struct timespec ts;
+
+		if (c->want_commit || (c->txn_dirty && t - c->txn_start_ns >= ac_ns)) {
+			c->want_commit = false;
+			pthread_mutex_unlock(&c->lock);
+			if (!get_error(c))
+				commit(c, false);
+			pthread_mutex_lock(&c->lock);
+			continue;
+		}
+		if (c->txn_dirty && c->txn_start_ns + ac_ns - t < wait_ns)
+			wait_ns = c->txn_start_ns + ac_ns - t;
+		t += wait_ns;
+		ts.tv_sec = (time_t)(t / 1000000000ull);
+		ts.tv_nsec = (long)(t % 1000000000ull);
+		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+static void free_cache(struct wcache *c)
+{
+	if (c->cache)
+		dev_close(c->cache);
+	if (c->origin)
+		dev_close(c->origin);
+	idx_free(&c->idx);
+	free(c->meta);
+	free(c->gran_dirty);
+	free(c->state);
+	free(c->age);
+	free(c->free_bm);
+	free(c->pend);
+	free(c->old);
+	free(c->old_seq);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->meta_mutex);
+	for (int i = 0; i < WC_NR_STRIPES; i++)
+		pthread_mutex_destroy(&c->stripe[i]);
+	pthread_cond_destroy(&c->cond);
+	free(c);
+}
+
+static int open_devices(struct wcache *c, const struct wc_cfg *cfg)
+{
+	unsigned fl = cfg->read_only ? DEV_RDONLY : DEV_EXCL;
+	int ret;
+
+	if (cfg->cache_dev) {
+		c->cache = cfg->cache_dev;
+	} else {
+		ret = dev_open_uri(cfg->cache_path, fl, &c->cache);
+		if (ret)
+			return ret;
+	}
+	if (cfg->origin_dev) {
+		c->origin = cfg->origin_dev;
+	} else {
+		ret = dev_open_uri(cfg->origin_path, fl, &c->origin);
+		if (ret)
+			return ret;
+	}
+	if (!c->origin->size)
+		return wc_err(-EINVAL, "origin %s has size 0", c->origin->name);
+	return 0;
+}
+
+static int check_report(struct wcache *c, const struct recover_report *r)
+{
+	if (r->nr_equal_dups)
+		return wc_err(-EUCLEAN,
+			      "%s: corrupt metadata: entries %llu and %llu both map sector %llu with "
+			      "seq %llu (%llu such pairs); refusing to open (salvage with 'wcache export')",
+			      c->cache->name, (unsigned long long)r->dup_other,
+			      (unsigned long long)r->dup_idx, (unsigned long long)r->dup_sector,
+			      (unsigned long long)r->dup_seq, (unsigned long long)r->nr_equal_dups);
+	if (r->nr_past_origin)
+		return wc_err(-EUCLEAN,
+			      "%s: entry %llu maps sector %llu, beyond the origin %s (%llu sectors) or not "
+			      "block aligned (%llu such entries): wrong origin device?",
+			      c->cache->name, (unsigned long long)r->past_idx,
+			      (unsigned long long)r->past_sector, c->origin->name,
+			      (unsigned long long)(c->origin_bytes / 512),
+			      (unsigned long long)r->nr_past_origin);
+	if (r->nr_uncommitted || r->nr_superseded)
+		wc_log(WC_LOG_INFO, "recovery: %llu uncommitted entries reset, %llu superseded copies "
+		       "freed, %llu valid", (unsigned long long)r->nr_uncommitted,
+		       (unsigned long long)r->nr_superseded, (unsigned long long)r->nr_valid);
+	return 0;
+}
+
+static int load(struct wcache *c, const struct wc_cfg *cfg)
+{
+	struct recover_report rep;
+	struct wc_sb sb;
+	uint64_t usable;
+	int ret;
+
+	c->base = cfg->start_sector * 512;
+	if (cfg->start_sector > UINT64_MAX / 512 || c->base >= c->cache->size)
+		return wc_err(-EINVAL, "start_sector %llu is beyond the cache device %s (%llu bytes)",
+			      (unsigned long long)cfg->start_sector, c->cache->name,
+			      (unsigned long long)c->cache->size);
+	usable = c->cache->size - c->base;
+	ret = meta_read_sb(c->cache, c->base, &sb);
+	if (ret)
+		return ret;
+	if (cfg->format == WC_FORMAT_YES || (sb.magic == 0 && sb.version == 0)) {
+		if (cfg->read_only || cfg->format == WC_FORMAT_NO)
+			return wc_err(-ENODATA, "%s: cache device is not formatted (first 8 bytes are zero)",
+				      c->cache->name);
+		ret = meta_format(c->cache, c->base, cfg->block_size ? cfg->block_size : 4096, &sb);
+		if (ret)
+			return ret;
+		wc_log(WC_LOG_INFO, "formatted %s: %llu blocks of %u bytes", c->cache->name,
+		       (unsigned long long)sb.n_blocks, sb.block_size);
+	}
+	ret = sb_validate(&sb, cfg->block_size, usable);
+	if (ret)
+		return wc_err(ret, "%s: %s", c->cache->name, wcache_last_error());
+
+	c->bs = sb.block_size;
+	c->bs_sect = c->bs / 512;
+	c->bs_shift = (unsigned)__builtin_ctz(c->bs);
+	c->n_blocks = sb.n_blocks;
+	c->meta_bytes = meta_bytes_for(sb.n_blocks, c->bs);
+	c->data_off = c->base + c->meta_bytes;
+	c->nr_gran = (c->meta_bytes + WC_GRANULE_BYTES - 1) / WC_GRANULE_BYTES;
+	c->origin_bytes = c->origin->size;
+	c->seq = c->disk_seq = sb.seq_count;
+
+	c->meta = malloc(c->meta_bytes);
+	c->gran_dirty = calloc(c->nr_gran, 1);
+	c->state = calloc(c->n_blocks, 1);
+	c->age = calloc(c->n_blocks, sizeof(*c->age));
+	c->free_bm = calloc((c->n_blocks + 63) / 64, sizeof(uint64_t));
+	c->pend = malloc(c->n_blocks * sizeof(*c->pend));
+	c->old = malloc(c->n_blocks * sizeof(*c->old));
+	c->old_seq = malloc(c->n_blocks * sizeof(*c->old_seq));
+	if (!c->meta || !c->gran_dirty || !c->state || !c->age || !c->free_bm || !c->pend ||
+	    !c->old || !c->old_seq)
+		return wc_err(-ENOMEM, "out of memory for %llu cache blocks",
+			      (unsigned long long)c->n_blocks);
+	ret = idx_init(&c->idx, c->n_blocks, c->meta);
+	if (ret)
+		return wc_err(ret, "out of memory for the index");
+	ret = dev_pread(c->cache, c->meta, c->meta_bytes, c->base);
+	if (ret)
+		return wc_err(ret, "%s: cannot read metadata (%llu bytes): %s", c->cache->name,
+			      (unsigned long long)c->meta_bytes, strerror(-ret));
+
+	recover_scan(c->meta, &sb, (c->origin_bytes + 511) / 512, &c->idx, &rep);
+	ret = check_report(c, &rep);
+	if (ret)
+		return ret;
+	for (uint64_t i = 0; i < c->n_blocks; i++) {
+		if (entry_seq(c->meta, i) == WC_SEQ_FREE) {
+			c->free_bm[i >> 6] |= 1ull << (i & 63);
+			c->nr_free++;
+		}
+	}
+	if (rep.changed && !cfg->read_only) {
+		/* Make the repairs durable before any block is reused. */
+		ret = write_all_meta(c);
+		if (!ret)
+			ret = dev_flush(c->cache);
+		if (ret)
+			return wc_err(ret, "%s: cannot write repaired metadata: %s", c->cache->name,
+				      strerror(-ret));
+	}
+	return 0;
+}
+
+int wcache_open(const struct wc_cfg *cfg, struct wcache **out)
+{
+	struct wcache *c;
+	int ret = wcache_cfg_validate(cfg);
+
+	if (ret)
+		return ret;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->cfg = *cfg;
+	if (!c->cfg.full_wait_ms)
+		c->cfg.full_wait_ms = 30000;
+	c->read_only = cfg->read_only;
+	c->cleaner = cfg->cleaner;
+	c->open_ns = now_ns();
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->meta_mutex, NULL);
+	for (int i = 0; i < WC_NR_STRIPES; i++)
+		pthread_mutex_init(&c->stripe[i], NULL);
+	pthread_cond_init(&c->cond, NULL);
+	atomic_init(&c->error, 0);
+	atomic_init(&c->origin_dirty, false);
+
+	ret = open_devices(c, cfg);
+	if (!ret) {
+		pthread_mutex_lock(&c->meta_mutex);
+		pthread_mutex_lock(&c->lock);
+		ret = load(c, cfg);
+		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&c->meta_mutex);
+	}
+	if (ret) {
+		const char *msg = wcache_last_error();
+		char keep[1024];
+
+		snprintf(keep, sizeof(keep), "%s", msg);
+		free_cache(c);
+		return wc_err(ret, "%s", keep);
+	}
+	if (!c->read_only) {
+		if (pthread_create(&c->wb_thread, NULL, wb_main, c)) {
+			free_cache(c);
+			return wc_err(-EAGAIN, "cannot start the writeback thread");
+		}
+		if (pthread_create(&c->svc_thread, NULL, svc_main, c)) {
+			pthread_mutex_lock(&c->lock);
+			c->stopping = true;
+			pthread_cond_broadcast(&c->cond);
+			pthread_mutex_unlock(&c->lock);
+			pthread_join(c->wb_thread, NULL);
+			free_cache(c);
+			return wc_err(-EAGAIN, "cannot start the service thread");
+		}
+		c->threads_started = true;
+	}
+	*out = c;
+	return 0;
+}
+
+int wcache_open_table(const char *table, struct wcache **out)
+{
+	struct wc_cfg cfg;
+	int ret;
+
+	wcache_cfg_init(&cfg);
+	ret = wcache_cfg_parse_table(&cfg, table);
+	if (ret)
+		return ret;
+	return wcache_open(&cfg, out);
+}
+
+int wcache_close(struct wcache *c)
+{
+	int ret = 0, r;
+
+	if (!c)
+		return 0;
+	if (!c->read_only) {
+		bool fos;
+
+		pthread_mutex_lock(&c->lock);
+		fos = c->flush_on_suspend;
+		pthread_mutex_unlock(&c->lock);
+		if (fos && !get_error(c))
+			ret = writeback_all(c);
+		pthread_mutex_lock(&c->lock);
+		c->stopping = true;
+		pthread_cond_broadcast(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+		if (c->threads_started) {
+			pthread_join(c->wb_thread, NULL);
+			pthread_join(c->svc_thread, NULL);
+		}
+		r = commit(c, false);
+		if (!ret)
+			ret = r;
+		r = get_error(c);
+		if (!ret)
+			ret = r;
+	}
+	free_cache(c);
+	return ret;
+}

@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private state of an open cache, shared by the engine modules.
+ *
+ * Lock order: c->stripe[i] -> c->meta_mutex -> c->lock. c->lock (the index
+ * lock, like the kernel's wc->lock) guards everything marked "lock"; it is
+ * never held across device I/O. c->meta_mutex serialises metadata
+ * persistence so that granule snapshots reach the disk in the order they
+ * were taken. Stripe locks serialise read-modify-write of partial blocks.
+ *
+ * Visibility rule that keeps crashes safe: a newly allocated block is filled
+ * with its data *before* its entry is installed in the index and the RAM
+ * metadata, so any entry a commit can make valid points at written data.
+ * Freed blocks are reused only after the free is durable on the cache device
+ * and every read or in-place write that might still touch them has ended
+ * (an epoch grace period).
+ */
+#ifndef WC_CACHE_PRIV_H
+#define WC_CACHE_PRIV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "wcache.h"
+#include "dev/dev.h"
+#include "engine/index.h"
+#include "engine/meta.h"
+
+/* Per-entry state byte (c->state[i], lock). */
+#define ST_WB		0x01	/* under writeback */
+#define ST_OLD		0x02	/* superseded by a newer version; awaiting GC */
+#define ST_PEND		0x04	/* freed in RAM, free not yet durable / grace not over */
+#define ST_RSVD		0x08	/* allocated, data being written, not yet installed */
+#define ST_WR_ONE	0x10	/* in-place writes in flight: bits 4..7 count them */
+#define ST_WR_MASK	0xf0
+
+#define WC_NR_STRIPES	64
+
+struct wcache {
+	struct wc_cfg cfg;
+	struct wc_dev *origin, *cache;
+	bool read_only;
+
+	/* Geometry (immutable after open). */
+	uint64_t base;			/* byte offset of the superblock */
+	uint32_t bs;			/* block size in bytes */
+	uint32_t bs_sect;		/* sectors per block */
+	unsigned bs_shift;		/* log2(bs) */
+	uint64_t n_blocks;
+	uint64_t meta_bytes;
+	uint64_t data_off;		/* byte offset of data block 0 on the cache device */
+	uint64_t origin_bytes;
+	uint64_t nr_gran;		/* metadata granules */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* any state change: frees, wb done, errors, epochs */
+	pthread_mutex_t meta_mutex;
+	pthread_mutex_t stripe[WC_NR_STRIPES];
+
+	uint8_t *meta;			/* lock: RAM copy of the metadata area */
+	uint8_t *gran_dirty;		/* lock: one byte per granule */
+	bool meta_dirty;		/* lock: some granule is dirty */
+	uint8_t *state;			/* lock */
+	uint32_t *age;			/* lock: insertion time, seconds since open */
+	struct wc_index idx;		/* lock */
+
+	uint64_t *free_bm;		/* lock: 1 = free and reusable */
+	uint64_t nr_free;		/* lock */
+	uint64_t free_cursor;		/* lock: rotating allocation cursor */
+	uint32_t *pend;			/* lock: frees awaiting persistence + grace */
+	uint64_t nr_pend;		/* lock */
+	uint32_t *old;			/* lock: superseded entries awaiting GC */
+	uint64_t *old_seq;		/* lock: seq current when superseded */
+	uint64_t nr_old;		/* lock */
+
+	uint64_t seq;			/* lock: tag for new entries */
+	uint64_t disk_seq;		/* lock: seq_count durable in the superblock */
+	bool txn_dirty;			/* lock: entries tagged seq exist */
+	uint64_t nr_uncommitted;	/* lock: blocks allocated in this transaction */
+	uint64_t txn_start_ns;		/* lock: first write of this transaction */
+	bool overwrote;			/* lock: in-place data writes since the last cache flush */
+	atomic_bool origin_dirty;	/* write-around data not yet flushed on the origin */
+	uint64_t last_around_ns;	/* lock: for pause_writeback */
+
+	uint64_t io_epoch;		/* lock */
+	uint64_t io_count[2];		/* lock: reads/in-place writes in flight per epoch */
+
+	uint64_t commit_started;	/* lock */
+	uint64_t commit_done;		/* lock: number of the last finished commit */
+
+	uint64_t nr_wb;			/* lock: blocks under writeback */
+	uint64_t wb_cursor;		/* lock: clock hand for oldest-first selection */
+	bool wb_all;			/* lock: "flush" message in progress */
+	uint64_t wb_all_waiters;	/* lock */
+	uint64_t wb_all_gen;		/* lock: empty passes while wb_all_waiters */
+	int wb_error;			/* lock: last writeback error, 0 once it succeeds */
+	bool cleaner;			/* lock */
+	bool flush_on_suspend;		/* lock */
+	bool want_commit;		/* lock: autocommit_blocks reached */
+	bool stopping;			/* lock */
+
+	atomic_int error;		/* sticky: 0 or -errno */
+
+	struct wc_stats st;		/* lock: counters */
+	uint64_t open_ns;
+
+	pthread_t wb_thread, svc_thread;
+	bool threads_started;
+};
+
+/* cache.c */
+uint64_t now_ns(void);
+uint32_t now_age(const struct wcache *c);
+void set_error(struct wcache *c, int err, const char *what);
+static inline int get_error(struct wcache *c)
+{
+	return atomic_load_explicit(&c->error, memory_order_acquire);
+}
+static inline uint64_t blk_off(const struct wcache *c, uint32_t e)
+{
+	return c->data_off + ((uint64_t)e << c->bs_shift);
+}
+static inline bool committed(const struct wcache *c, uint32_t e)
+{
+	return entry_seq(c->meta, e) < c->disk_seq;
+}
+void mark_entry_dirty(struct wcache *c, uint64_t e);
+uint64_t free_high(const struct wcache *c);
+uint64_t free_low(const struct wcache *c);
+void kick_writeback(struct wcache *c);
+
+/* alloc.c (lock held) */
+uint32_t alloc_block(struct wcache *c);		/* IDX_NONE if none free */
+bool alloc_next_if_free(struct wcache *c, uint32_t e);	/* take e if it is free */
+void free_entry(struct wcache *c, uint32_t e);	/* RAM free -> pending list */
+void unreserve_block(struct wcache *c, uint32_t e);	/* never installed: back to free */
+void install_entry(struct wcache *c, uint32_t e, uint64_t blk);
+void old_remove(struct wcache *c, uint32_t e);
+uint64_t io_enter(struct wcache *c);
+void io_exit(struct wcache *c, uint64_t epoch);
+
+/* commit.c */
+int commit(struct wcache *c, bool force_sb);	/* takes meta_mutex and lock */
+int persist_and_release(struct wcache *c);	/* meta_mutex + lock held; drops lock for I/O */
+int sync_frees(struct wcache *c);		/* takes meta_mutex and lock */
+int write_all_meta(struct wcache *c);		/* meta_mutex + lock held */
+
+/* writeback.c */
+void *wb_main(void *arg);
+int writeback_all(struct wcache *c);
+
+/* service thread in cache.c */
+void *svc_main(void *arg);
+
+#endif

@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Metadata persistence and the seq_count commit protocol (spec 2.3).
+ *
+ * Ordering of a commit that bumps seq from S to S+1:
+ *   1. dirty granules (entries tagged S, frees) are written from a snapshot;
+ *   2. the cache device is flushed: data of every installed entry (written
+ *      before installation) and the granules are durable;
+ *   3. the superblock region with seq_count S+1 is written and flushed: the
+ *      durability point that makes every entry tagged S valid at recovery;
+ *   4. the origin is flushed if writes went around the cache.
+ * Every metadata write happens under meta_mutex from a snapshot taken under
+ * c->lock, so snapshots reach the disk in order and a later write never
+ * carries older RAM state than an earlier one.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "engine/cache_priv.h"
+
+struct meta_run {
+	uint64_t off, len;
+};
+
+/* Write dirty granules from a snapshot. meta_mutex + lock held; lock dropped for I/O. */
+static int write_dirty_meta(struct wcache *c)
+{
+	struct meta_run *runs;
+	uint64_t nr_runs = 0, total = 0, pos = 0;
+	uint8_t *buf;
+	int ret = 0;
+
+	if (!c->meta_dirty)
+		return 0;
+	runs = malloc(sizeof(*runs) * (c->nr_gran / 2 + 1));
+	if (!runs)
+		return -ENOMEM;
+	for (uint64_t g = 0; g < c->nr_gran; g++) {
+		uint64_t off, end;
+
+		if (!c->gran_dirty[g])
+			continue;
+		off = g * WC_GRANULE_BYTES;
+		end = off + WC_GRANULE_BYTES < c->meta_bytes ? off + WC_GRANULE_BYTES : c->meta_bytes;
+		if (nr_runs && runs[nr_runs - 1].off + runs[nr_runs - 1].len == off)
+			runs[nr_runs - 1].len += end - off;
+		else
+			runs[nr_runs++] = (struct meta_run){ off, end - off };
+		total += end - off;
+	}
+	buf = malloc(total);
+	if (!buf) {
+		free(runs);
+		return -ENOMEM;
+	}
+	for (uint64_t i = 0; i < nr_runs; i++) {
+		memcpy(buf + pos, c->meta + runs[i].off, runs[i].len);
+		pos += runs[i].len;
+	}
+	memset(c->gran_dirty, 0, c->nr_gran);
+	c->meta_dirty = false;
+
+	pthread_mutex_unlock(&c->lock);
+	pos = 0;
+	for (uint64_t i = 0; i < nr_runs && !ret; i++) {
+		ret = dev_pwrite(c->cache, buf + pos, runs[i].len, c->base + runs[i].off);
+		pos += runs[i].len;
+	}
+	pthread_mutex_lock(&c->lock);
+	free(buf);
+	free(runs);
+	return ret;
+}
+
+int write_all_meta(struct wcache *c)
+{
+	memset(c->gran_dirty, 1, c->nr_gran);
+	c->meta_dirty = true;
+	return write_dirty_meta(c);
+}
+
+/* Wait until no read or in-place write that started before now is in flight. lock held. */
+static void io_grace(struct wcache *c)
+{
+	uint64_t ep = c->io_epoch;
+
+	while (c->io_count[(ep + 1) & 1])
+		pthread_cond_wait(&c->cond, &c->lock);
+	c->io_epoch = ep + 1;
+	while (c->io_count[ep & 1])
+		pthread_cond_wait(&c->cond, &c->lock);
+}
+
+int persist_and_release(struct wcache *c)
+{
+	uint64_t n = c->nr_pend;
+	int ret;
+
+	if (!n && !c->meta_dirty)
+		return 0;
+	ret = write_dirty_meta(c);
+	if (!ret) {
+		pthread_mutex_unlock(&c->lock);
+		/* Frees must be durable before a block is reused for other data. */
+		ret = dev_flush(c->cache);
+		pthread_mutex_lock(&c->lock);
+	}
+	if (ret) {
+		set_error(c, ret, "writing metadata");
+		return ret;
+	}
+	if (!n)
+		return 0;
+	io_grace(c);
+	for (uint64_t i = 0; i < n; i++) {
+		uint32_t e = c->pend[i];
+
+		c->state[e] = 0;
+		c->free_bm[e >> 6] |= 1ull << (e & 63);
+	}
+	c->nr_free += n;
+	memmove(c->pend, c->pend + n, (c->nr_pend - n) * sizeof(*c->pend));
+	c->nr_pend -= n;
+	pthread_cond_broadcast(&c->cond);
+	return 0;
+}
+
+int sync_frees(struct wcache *c)
+{
+	int ret;
+
+	pthread_mutex_lock(&c->meta_mutex);
+	pthread_mutex_lock(&c->lock);
+	ret = persist_and_release(c);
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->meta_mutex);
+	return ret;
+}
+
+/* Free superseded copies whose newer version is now committed. lock held. */
+static void gc_old(struct wcache *c)
+{
+	uint64_t i = 0;
+
+	while (i < c->nr_old) {
+		uint32_t e = c->old[i];
+
+		if (c->old_seq[i] < c->disk_seq && !(c->state[e] & (ST_WB | ST_WR_MASK))) {
+			c->old[i] = c->old[c->nr_old - 1];
+			c->old_seq[i] = c->old_seq[--c->nr_old];
+			free_entry(c, e);
+		} else {
+			i++;
+		}
+	}
+}
+
+static int write_sb_region(struct wcache *c, uint64_t new_seq)
+{
+	uint64_t len = c->bs > 4096 ? c->bs : 4096;
+	uint8_t *buf;
+	int ret;
+
+	if (len > c->meta_bytes)
+		len = c->meta_bytes;
+	buf = malloc(len);
+	if (!buf)
+		return -ENOMEM;
+	/* From here on every granule-0 snapshot carries the new seq_count. */
+	put_le64(c->meta + 24, new_seq);
+	memcpy(buf, c->meta, len);
+	pthread_mutex_unlock(&c->lock);
+	ret = dev_pwrite(c->cache, buf, len, c->base);
+	if (!ret)
+		ret = dev_flush(c->cache);	/* the durability point of the commit */
+	pthread_mutex_lock(&c->lock);
+	if (ret)
+		put_le64(c->meta + 24, c->disk_seq);
+	free(buf);
+	return ret;
+}
+
+int commit(struct wcache *c, bool force)
+{
+	uint64_t called_at, num, new_seq = 0;
+	bool bump, overwrote, wrote_meta;
+	int ret;
+
+	pthread_mutex_lock(&c->lock);
+	called_at = c->commit_started;
+	pthread_mutex_unlock(&c->lock);
+
+	pthread_mutex_lock(&c->meta_mutex);
+	pthread_mutex_lock(&c->lock);
+	ret = get_error(c);
+	if (ret)
+		goto out;
+	if (c->commit_done > called_at && !force)
+		goto out;	/* a commit that started after our call has finished */
+	num = ++c->commit_started;
+	bump = c->txn_dirty;
+	if (bump) {
+		new_seq = c->seq + 1;
+		c->seq = new_seq;	/* later entries belong to the next transaction */
+		c->txn_dirty = false;
+		c->nr_uncommitted = 0;
+	}
+	overwrote = c->overwrote;
+	c->overwrote = false;
+	wrote_meta = c->meta_dirty;
+	ret = write_dirty_meta(c);
+	if (!ret && (bump || overwrote || wrote_meta || force)) {
+		pthread_mutex_unlock(&c->lock);
+		ret = dev_flush(c->cache);
+		pthread_mutex_lock(&c->lock);
+	}
+	if (!ret && bump)
+		ret = write_sb_region(c, new_seq);
+	if (!ret && atomic_exchange(&c->origin_dirty, false)) {
+		pthread_mutex_unlock(&c->lock);
+		ret = dev_flush(c->origin);
+		pthread_mutex_lock(&c->lock);
+		if (ret)
+			atomic_store(&c->origin_dirty, true);
+	}
+	if (ret) {
+		set_error(c, ret, "commit");
+		goto out;
+	}
+	if (bump)
+		c->disk_seq = new_seq;
+	c->commit_done = num;
+	c->st.commits++;
+	gc_old(c);
+	ret = persist_and_release(c);
+out:
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->meta_mutex);
+	return ret;
+}

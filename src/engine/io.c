@@ -1,0 +1,552 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The I/O paths: read, write (aligned blocks and read-modify-write of
+ * partial blocks), write-zeroes, discard, flush. Device I/O happens with
+ * c->lock dropped; see cache_priv.h for the visibility and reuse rules.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "engine/cache_priv.h"
+
+#define MAX_RUN_BLOCKS	256u
+#define MAX_SEGS	64u
+
+enum seg_kind { SEG_INPLACE, SEG_NEW, SEG_AROUND, SEG_ORIGIN, SEG_CACHE };
+
+struct seg {
+	enum seg_kind kind;
+	uint32_t e0;		/* first cache entry (cache kinds) */
+	uint64_t blk0;		/* first logical block */
+	uint64_t nblk;
+	uint64_t dev_off;	/* read path: device byte offset */
+	uint64_t len;		/* read path: bytes */
+	uint8_t *buf;
+};
+
+static int check_range(struct wcache *c, uint64_t len, uint64_t off, const char *op)
+{
+	if (off > c->origin_bytes || len > c->origin_bytes - off)
+		return wc_err(-EINVAL, "%s of %llu bytes at %llu is beyond the device end (%llu bytes)",
+			      op, (unsigned long long)len, (unsigned long long)off,
+			      (unsigned long long)c->origin_bytes);
+	return 0;
+}
+
+static uint64_t sector_of(const struct wcache *c, uint64_t blk)
+{
+	return blk * c->bs_sect;
+}
+
+/* ---------------- read ---------------- */
+
+int wcache_read(struct wcache *c, void *vbuf, size_t len, uint64_t off)
+{
+	uint8_t *buf = vbuf;
+	uint64_t first, last, nseg = 0, hits = 0, ep;
+	struct seg *segs;
+	int ret = check_range(c, len, off, "read");
+
+	if (ret || !len)
+		return ret;
+	first = off >> c->bs_shift;
+	last = (off + len - 1) >> c->bs_shift;
+	segs = malloc(sizeof(*segs) * (last - first + 1));
+	if (!segs)
+		return -ENOMEM;
+
+	pthread_mutex_lock(&c->lock);
+	ep = io_enter(c);
+	for (uint64_t b = first; b <= last; b++) {
+		uint64_t bstart = b << c->bs_shift;
+		uint64_t s = off > bstart ? off : bstart;
+		uint64_t e = off + len < bstart + c->bs ? off + len : bstart + c->bs;
+		uint32_t ent = idx_lookup(&c->idx, sector_of(c, b));
+		enum seg_kind kind = ent == IDX_NONE ? SEG_ORIGIN : SEG_CACHE;
+		uint64_t dev_off = kind == SEG_CACHE ? blk_off(c, ent) + (s - bstart) : s;
+		struct seg *p = nseg ? &segs[nseg - 1] : NULL;
+
+		hits += kind == SEG_CACHE;
+		if (p && p->kind == kind && p->dev_off + p->len == dev_off) {
+			p->len += e - s;
+		} else {
+			segs[nseg++] = (struct seg){ .kind = kind, .dev_off = dev_off, .len = e - s,
+						    .buf = buf + (s - off) };
+		}
+	}
+	c->st.reads += last - first + 1;
+	c->st.read_hits += hits;
+	pthread_mutex_unlock(&c->lock);
+
+	for (uint64_t i = 0; i < nseg && !ret; i++) {
+		struct wc_dev *d = segs[i].kind == SEG_CACHE ? c->cache : c->origin;
+
+		ret = dev_pread(d, segs[i].buf, segs[i].len, segs[i].dev_off);
+		if (ret)
+			wc_err(ret, "read from %s device failed: %s",
+			       segs[i].kind == SEG_CACHE ? "cache" : "origin", strerror(-ret));
+	}
+	pthread_mutex_lock(&c->lock);
+	io_exit(c, ep);
+	pthread_mutex_unlock(&c->lock);
+	free(segs);
+	return ret;
+}
+
+/* ---------------- waiting for space ---------------- */
+
+/* Called with no locks held when a write needs a free block and none is left. */
+static int wait_for_space(struct wcache *c)
+{
+	uint64_t t0 = now_ns(), deadline = t0 + (uint64_t)c->cfg.full_wait_ms * 1000000ull;
+	int ret = 0;
+
+	pthread_mutex_lock(&c->lock);
+	c->st.writes_blocked_on_freelist++;
+	c->st.full_waits++;
+	while (!c->nr_free) {
+		struct timespec ts;
+		uint64_t t;
+
+		ret = get_error(c);
+		if (ret)
+			break;
+		if (c->nr_pend) {
+			pthread_mutex_unlock(&c->lock);
+			ret = sync_frees(c);
+			pthread_mutex_lock(&c->lock);
+			continue;
+		}
+		if (c->txn_dirty && c->nr_wb == 0) {
+			/* Uncommitted blocks cannot be written back: commit them. */
+			pthread_mutex_unlock(&c->lock);
+			ret = commit(c, false);
+			pthread_mutex_lock(&c->lock);
+			if (ret)
+				break;
+		}
+		kick_writeback(c);
+		t = now_ns();
+		if (t >= deadline) {
+			ret = wc_err(-ETIMEDOUT, "cache full: no block freed within %u ms",
+				     c->cfg.full_wait_ms);
+			break;
+		}
+		t += 50000000ull;
+		if (t > deadline)
+			t = deadline;
+		ts.tv_sec = (time_t)(t / 1000000000ull);
+		ts.tv_nsec = (long)(t % 1000000000ull);
+		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+	}
+	c->st.full_wait_ns += now_ns() - t0;
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+/* ---------------- aligned block writes ---------------- */
+
+static bool wr_full(const struct wcache *c, uint32_t e)
+{
+	return (c->state[e] & ST_WR_MASK) == ST_WR_MASK;
+}
+
+/*
+ * Map as many of the nblk blocks as possible without waiting. lock held.
+ * Returns the number of blocks mapped; *need_space when stopped for lack of space.
+ */
+static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const uint8_t *buf,
+			  struct seg *segs, uint64_t *nseg, bool *need_space)
+{
+	uint64_t mapped = 0;
+
+	*need_space = false;
+	while (mapped < nblk && *nseg < MAX_SEGS) {
+		uint64_t b = blk + mapped, n = 1;
+		uint32_t e = idx_lookup(&c->idx, sector_of(c, b));
+		struct seg *s = &segs[*nseg];
+
+		if (e != IDX_NONE && !(c->state[e] & ST_WB)) {
+			if (wr_full(c, e))
+				break;
+			if (committed(c, e)) {
+				c->st.write_hits_committed++;
+				c->overwrote = true;
+			} else {
+				c->st.write_hits_uncommitted++;
+			}
+			c->state[e] += ST_WR_ONE;
+			while (mapped + n < nblk && n < MAX_RUN_BLOCKS) {
+				uint32_t x = idx_lookup(&c->idx, sector_of(c, b + n));
+
+				if (x != e + n || (c->state[x] & ST_WB) || wr_full(c, x))
+					break;
+				if (committed(c, x))
+					c->overwrote = true;
+				c->state[x] += ST_WR_ONE;
+				n++;
+			}
+			*s = (struct seg){ SEG_INPLACE, e, b, n, 0, 0, (uint8_t *)buf + (mapped << c->bs_shift) };
+		} else {
+			uint32_t f = IDX_NONE;
+
+			if (!(c->cleaner && e == IDX_NONE))
+				f = alloc_block(c);
+			if (f == IDX_NONE && e != IDX_NONE) {
+				*need_space = true;	/* an older copy is being written back */
+				break;
+			}
+			if (f == IDX_NONE) {
+				while (mapped + n < nblk && n < MAX_RUN_BLOCKS &&
+				       idx_lookup(&c->idx, sector_of(c, b + n)) == IDX_NONE)
+					n++;
+				*s = (struct seg){ SEG_AROUND, 0, b, n, 0, 0,
+						   (uint8_t *)buf + (mapped << c->bs_shift) };
+				c->st.writes_around += n;
+				c->last_around_ns = now_ns();
+			} else {
+				while (mapped + n < nblk && n < MAX_RUN_BLOCKS &&
+				       idx_lookup(&c->idx, sector_of(c, b + n)) == IDX_NONE &&
+				       alloc_next_if_free(c, f + (uint32_t)n))
+					n++;
+				*s = (struct seg){ SEG_NEW, f, b, n, 0, 0,
+						   (uint8_t *)buf + (mapped << c->bs_shift) };
+			}
+		}
+		(*nseg)++;
+		mapped += n;
+	}
+	c->st.writes += mapped;
+	return mapped;
+}
+
+static int write_segs(struct wcache *c, struct seg *segs, uint64_t nseg)
+{
+	int ret = 0;
+
+	for (uint64_t i = 0; i < nseg; i++) {
+		struct seg *s = &segs[i];
+		uint64_t bytes = s->nblk << c->bs_shift;
+		int r;
+
+		if (s->kind == SEG_AROUND) {
+			uint64_t off = s->blk0 << c->bs_shift;
+
+			if (bytes > c->origin_bytes - off)
+				bytes = c->origin_bytes - off;
+			r = dev_pwrite(c->origin, s->buf, bytes, off);
+			if (!r)
+				atomic_store(&c->origin_dirty, true);
+		} else {
+			r = dev_pwrite(c->cache, s->buf, bytes, blk_off(c, s->e0));
+		}
+		if (r && !ret)
+			ret = wc_err(r, "write to %s device failed: %s",
+				     s->kind == SEG_AROUND ? "origin" : "cache", strerror(-r));
+		s->len = (uint64_t)r;	/* remember per-segment status */
+	}
+	return ret;
+}
+
+static void finish_segs(struct wcache *c, struct seg *segs, uint64_t nseg)
+{
+	for (uint64_t i = 0; i < nseg; i++) {
+		struct seg *s = &segs[i];
+		int r = (int)(int64_t)s->len;
+
+		for (uint64_t k = 0; k < s->nblk; k++) {
+			uint32_t e = s->e0 + (uint32_t)k;
+
+			if (s->kind == SEG_INPLACE)
+				c->state[e] -= ST_WR_ONE;
+			else if (s->kind == SEG_NEW && !r)
+				install_entry(c, e, s->blk0 + k);
+			else if (s->kind == SEG_NEW)
+				unreserve_block(c, e);
+		}
+		/* A failed in-place write leaves a committed block with unknown data. */
+		if (r && s->kind == SEG_INPLACE)
+			set_error(c, r, "in-place data write to the cache device");
+	}
+}
+
+static void after_write(struct wcache *c)
+{
+	if (c->nr_uncommitted >= c->cfg.autocommit_blocks && !c->want_commit) {
+		c->want_commit = true;
+		pthread_cond_broadcast(&c->cond);
+	}
+	if (c->nr_free + c->nr_pend + c->nr_wb <= free_high(c))
+		kick_writeback(c);
+}
+
+static int write_blocks(struct wcache *c, const uint8_t *buf, uint64_t blk, uint64_t nblk)
+{
+	struct seg segs[MAX_SEGS];
+	int ret = 0;
+
+	while (nblk && !ret) {
+		uint64_t nseg = 0, mapped, ep;
+		bool need_space;
+
+		pthread_mutex_lock(&c->lock);
+		ret = get_error(c);
+		if (ret) {
+			pthread_mutex_unlock(&c->lock);
+			return wc_err(ret, "cache is in error state: %s", strerror(-ret));
+		}
+		ep = io_enter(c);
+		mapped = map_write(c, blk, nblk, buf, segs, &nseg, &need_space);
+		pthread_mutex_unlock(&c->lock);
+
+		ret = write_segs(c, segs, nseg);
+
+		pthread_mutex_lock(&c->lock);
+		finish_segs(c, segs, nseg);
+		io_exit(c, ep);
+		after_write(c);
+		pthread_mutex_unlock(&c->lock);
+
+		buf += mapped << c->bs_shift;
+		blk += mapped;
+		nblk -= mapped;
+		if (!ret && need_space)
+			ret = wait_for_space(c);
+		else if (!ret && !mapped)
+			sched_yield();	/* 15 in-place writes in flight on one block */
+	}
+	return ret;
+}
+
+/* ---------------- partial blocks (read-modify-write) ---------------- */
+
+static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uint32_t boff,
+			 uint32_t len)
+{
+	pthread_mutex_t *stripe = &c->stripe[blk % WC_NR_STRIPES];
+	uint8_t *tmp = NULL;
+	int ret;
+
+	pthread_mutex_lock(stripe);
+	for (;;) {
+		uint32_t e, f;
+		uint64_t ep;
+
+		pthread_mutex_lock(&c->lock);
+		ret = get_error(c);
+		if (ret) {
+			pthread_mutex_unlock(&c->lock);
+			ret = wc_err(ret, "cache is in error state: %s", strerror(-ret));
+			break;
+		}
+		e = idx_lookup(&c->idx, sector_of(c, blk));
+		c->st.writes++;
+		if (e != IDX_NONE && !(c->state[e] & ST_WB) && !committed(c, e) && !wr_full(c, e)) {
+			/* Uncommitted: invalid after a crash anyway, so write in place. */
+			c->st.write_hits_uncommitted++;
+			c->state[e] += ST_WR_ONE;
+			ep = io_enter(c);
+			pthread_mutex_unlock(&c->lock);
+			ret = dev_pwrite(c->cache, src, len, blk_off(c, e) + boff);
+			pthread_mutex_lock(&c->lock);
+			io_exit(c, ep);
+			c->state[e] -= ST_WR_ONE;
+			if (ret)
+				set_error(c, ret, "in-place data write to the cache device");
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+		f = IDX_NONE;
+		if (!(c->cleaner && e == IDX_NONE))
+			f = alloc_block(c);
+		if (f == IDX_NONE && e == IDX_NONE) {
+			c->st.writes_around++;
+			c->last_around_ns = now_ns();
+			pthread_mutex_unlock(&c->lock);
+			ret = dev_pwrite(c->origin, src, len, (blk << c->bs_shift) + boff);
+			if (!ret)
+				atomic_store(&c->origin_dirty, true);
+			break;
+		}
+		if (f == IDX_NONE) {
+			c->st.writes--;	/* counted again on retry */
+			pthread_mutex_unlock(&c->lock);
+			ret = wait_for_space(c);
+			if (ret)
+				break;
+			continue;
+		}
+		/* Merge into a fresh block; the committed copy stays intact until commit. */
+		c->st.rmw_writes++;
+		if (e != IDX_NONE)
+			c->st.write_hits_committed++;
+		ep = io_enter(c);
+		pthread_mutex_unlock(&c->lock);
+		if (!tmp)
+			tmp = malloc(c->bs);
+		if (!tmp) {
+			ret = -ENOMEM;
+		} else if (e != IDX_NONE) {
+			ret = dev_pread(c->cache, tmp, c->bs, blk_off(c, e));
+		} else {
+			uint64_t o = blk << c->bs_shift;
+			uint64_t n = c->origin_bytes - o < c->bs ? c->origin_bytes - o : c->bs;
+
+			memset(tmp, 0, c->bs);
+			ret = dev_pread(c->origin, tmp, n, o);
+		}
+		if (!ret) {
+			memcpy(tmp + boff, src, len);
+			ret = dev_pwrite(c->cache, tmp, c->bs, blk_off(c, f));
+		}
+		pthread_mutex_lock(&c->lock);
+		io_exit(c, ep);
+		if (ret) {
+			unreserve_block(c, f);
+			wc_err(ret, "read-modify-write of block %llu failed: %s",
+			       (unsigned long long)blk, strerror(-ret));
+		} else {
+			install_entry(c, f, blk);
+		}
+		after_write(c);
+		pthread_mutex_unlock(&c->lock);
+		break;
+	}
+	pthread_mutex_unlock(stripe);
+	free(tmp);
+	return ret;
+}
+
+int wcache_write(struct wcache *c, const void *vbuf, size_t len, uint64_t off, unsigned flags)
+{
+	const uint8_t *buf = vbuf;
+	uint64_t end = off + len;
+	int ret;
+
+	if (c->read_only)
+		return wc_err(-EROFS, "cache opened read-only");
+	ret = check_range(c, len, off, "write");
+	if (ret || !len)
+		goto fua;
+	/* Head: partial first block. */
+	if (off & (c->bs - 1)) {
+		uint64_t blk = off >> c->bs_shift;
+		uint32_t boff = (uint32_t)(off & (c->bs - 1));
+		uint32_t n = (uint32_t)((end - off) < c->bs - boff ? end - off : c->bs - boff);
+
+		ret = write_partial(c, buf, blk, boff, n);
+		if (ret)
+			return ret;
+		buf += n;
+		off += n;
+	}
+	/* Middle: whole blocks. The last block of the device may be short. */
+	if (end - off >= c->bs) {
+		uint64_t nblk = (end - off) >> c->bs_shift;
+
+		ret = write_blocks(c, buf, off >> c->bs_shift, nblk);
+		if (ret)
+			return ret;
+		buf += nblk << c->bs_shift;
+		off += nblk << c->bs_shift;
+	}
+	/* Tail. */
+	if (off < end) {
+		ret = write_partial(c, buf, off >> c->bs_shift, 0, (uint32_t)(end - off));
+		if (ret)
+			return ret;
+	}
+fua:
+	if (!ret && (flags & WC_FUA)) {
+		pthread_mutex_lock(&c->lock);
+		c->st.fua_writes++;
+		pthread_mutex_unlock(&c->lock);
+		ret = commit(c, false);
+	}
+	return ret;
+}
+
+int wcache_write_zeroes(struct wcache *c, size_t len, uint64_t off, unsigned flags)
+{
+	size_t chunk = (size_t)1 << 20;
+	uint8_t *z;
+	int ret;
+
+	ret = check_range(c, len, off, "write_zeroes");
+	if (ret)
+		return ret;
+	z = calloc(1, chunk < len ? chunk : (len ? len : 1));
+	if (!z)
+		return -ENOMEM;
+	while (len && !ret) {
+		size_t n = len < chunk ? len : chunk;
+
+		ret = wcache_write(c, z, n, off, 0);
+		off += n;
+		len -= n;
+	}
+	free(z);
+	if (!ret && (flags & WC_FUA))
+		ret = commit(c, false);
+	return ret;
+}
+
+int wcache_flush(struct wcache *c)
+{
+	if (c->read_only)
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	c->st.flushes++;
+	pthread_mutex_unlock(&c->lock);
+	return commit(c, false);
+}
+
+/* ---------------- discard ---------------- */
+
+int wcache_discard(struct wcache *c, uint64_t len, uint64_t off, unsigned flags)
+{
+	uint64_t first, end_blk;
+	int ret;
+
+	if (c->read_only)
+		return wc_err(-EROFS, "cache opened read-only");
+	ret = check_range(c, len, off, "discard");
+	if (ret || !len)
+		return ret;
+	/* Only whole blocks leave the cache; partial edges keep their data. */
+	first = (off + c->bs - 1) >> c->bs_shift;
+	end_blk = (off + len) >> c->bs_shift;
+	if (off + len == c->origin_bytes)
+		end_blk = (off + len + c->bs - 1) >> c->bs_shift;
+
+	pthread_mutex_lock(&c->meta_mutex);
+	pthread_mutex_lock(&c->lock);
+	ret = get_error(c);
+	if (ret) {
+		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&c->meta_mutex);
+		return wc_err(ret, "cache is in error state: %s", strerror(-ret));
+	}
+	for (uint64_t b = first; b < end_blk; b++) {
+		uint32_t e = idx_lookup(&c->idx, sector_of(c, b));
+
+		if (e == IDX_NONE || (c->state[e] & ST_WB))
+			continue;
+		idx_remove(&c->idx, e);
+		if (!committed(c, e) && c->nr_uncommitted)
+			c->nr_uncommitted--;
+		free_entry(c, e);
+		c->st.discards++;
+	}
+	ret = persist_and_release(c);
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->meta_mutex);
+	if (!ret)
+		ret = dev_discard(c->origin, len, off);
+	if (!ret && (flags & WC_FUA))
+		ret = commit(c, false);
+	return ret;
+}

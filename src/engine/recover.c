@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/* Recovery scan: rebuild the index from on-disk entries (see recover.h). */
+#include <string.h>
+
+#include "engine/recover.h"
+
+void recover_scan(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sectors,
+		  struct wc_index *ix, struct recover_report *r)
+{
+	uint64_t bs_sect = sb->block_size / 512;
+
+	memset(r, 0, sizeof(*r));
+	idx_clear(ix);
+	for (uint64_t i = 0; i < sb->n_blocks; i++) {
+		uint64_t seq = entry_seq(meta, i);
+		uint64_t sector = entry_sector(meta, i);
+		uint32_t other;
+
+		if (seq == WC_SEQ_FREE) {
+			r->nr_free++;
+			continue;
+		}
+		if (seq >= sb->seq_count) {
+			/* Unfinished transaction: its data may never have been written. */
+			entry_set(meta, i, sector, WC_SEQ_FREE);
+			r->nr_uncommitted++;
+			r->changed = true;
+			continue;
+		}
+		if (sector % bs_sect || (origin_sectors && sector >= origin_sectors)) {
+			if (!r->nr_past_origin) {
+				r->past_idx = i;
+				r->past_sector = sector;
+			}
+			r->nr_past_origin++;
+			continue;
+		}
+		other = idx_lookup(ix, sector);
+		if (other == IDX_NONE) {
+			idx_insert(ix, (uint32_t)i);
+			r->nr_valid++;
+			continue;
+		}
+		if (entry_seq(meta, other) == seq && !r->nr_equal_dups++) {
+			r->dup_idx = i;
+			r->dup_other = other;
+			r->dup_sector = sector;
+			r->dup_seq = seq;
+		}
+		r->nr_superseded++;
+		r->changed = true;
+		if (entry_seq(meta, other) > seq) {
+			entry_set(meta, i, sector, WC_SEQ_FREE);
+		} else {
+			/* Equal seq: the later index wins, like the kernel's tree insert. */
+			idx_replace(ix, other, (uint32_t)i);
+			entry_set(meta, other, sector, WC_SEQ_FREE);
+		}
+	}
+}

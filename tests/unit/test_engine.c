@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Engine basics on RAM devices: format on open, aligned and unaligned
+ * writes, reads of hits and misses, flush + reopen, discard, write-zeroes,
+ * full cache (write-around and waiting), writeback via the flush message,
+ * status and table lines, read-only open.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "wcache.h"
+#include "dev/dev.h"
+
+#define ORIGIN_BYTES (8u << 20)
+#define CACHE_BYTES (1u << 20)
+
+struct rig {
+	struct wc_dev *origin, *cache;	/* test's own handles (fault devices, shared) */
+	struct wcache *wc;
+	uint8_t *model;
+};
+
+static struct wcache *open_rig(struct rig *r, uint32_t bs, const char *extra)
+{
+	struct wc_cfg cfg;
+	struct wc_dev *o, *c;
+	struct wcache *wc = NULL;
+
+	wcache_cfg_init(&cfg);
+	cfg.block_size = bs;
+	assert_int_equal(dev_fault_share(r->origin, &o), 0);
+	assert_int_equal(dev_fault_share(r->cache, &c), 0);
+	cfg.origin_dev = o;
+	cfg.cache_dev = c;
+	if (extra) {
+		char buf[256], *save, *tok;
+
+		snprintf(buf, sizeof(buf), "%s", extra);
+		for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+			char *v = strtok_r(NULL, " ", &save);
+
+			assert_int_equal(wcache_cfg_set(&cfg, tok, v), 0);
+		}
+	}
+	assert_int_equal(wcache_open(&cfg, &wc), 0);
+	return wc;
+}
+
+static void rig_init(struct rig *r)
+{
+	assert_int_equal(dev_fault_open(ORIGIN_BYTES, &r->origin), 0);
+	assert_int_equal(dev_fault_open(CACHE_BYTES, &r->cache), 0);
+	r->model = calloc(1, ORIGIN_BYTES);
+}
+
+static void rig_fini(struct rig *r)
+{
+	dev_close(r->origin);
+	dev_close(r->cache);
+	free(r->model);
+}
+
+static void fill(uint8_t *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 9));
+}
+
+static void do_write(struct rig *r, uint64_t off, size_t len, unsigned seed, unsigned flags)
+{
+	uint8_t *b = malloc(len);
+
+	fill(b, len, seed);
+	assert_int_equal(wcache_write(r->wc, b, len, off, flags), 0);
+	memcpy(r->model + off, b, len);
+	free(b);
+}
+
+static void check_all(struct rig *r)
+{
+	uint8_t *b = malloc(ORIGIN_BYTES);
+
+	assert_int_equal(wcache_read(r->wc, b, ORIGIN_BYTES, 0), 0);
+	assert_memory_equal(b, r->model, ORIGIN_BYTES);
+	free(b);
+}
+
+static void test_basic_rw_reopen(void **state)
+{
+	struct rig r;
+	(void)state;
+
+	for (uint32_t bs = 512; bs <= 4096; bs *= 8) {
+		rig_init(&r);
+		r.wc = open_rig(&r, bs, NULL);
+		assert_int_equal(wcache_size(r.wc), ORIGIN_BYTES);
+		do_write(&r, 0, 4096, 1, 0);
+		do_write(&r, 8192, 3 * bs, 2, 0);
+		do_write(&r, 100, 1000, 3, 0);		/* unaligned, over cached data */
+		do_write(&r, 70000, 5, 4, 0);		/* unaligned, uncached */
+		do_write(&r, ORIGIN_BYTES - 7, 7, 5, WC_FUA);
+		check_all(&r);
+		assert_int_equal(wcache_flush(r.wc), 0);
+		do_write(&r, 8192, bs, 6, 0);		/* in place over committed */
+		assert_int_equal(wcache_flush(r.wc), 0);
+		assert_int_equal(wcache_close(r.wc), 0);
+		r.wc = open_rig(&r, bs, NULL);
+		check_all(&r);
+		assert_int_equal(wcache_close(r.wc), 0);
+		/* Crash dropping all unflushed writes: everything was flushed. */
+		fault_crash(r.cache, FAULT_DROP_ALL, 1);
+		fault_crash(r.origin, FAULT_DROP_ALL, 1);
+		r.wc = open_rig(&r, bs, NULL);
+		check_all(&r);
+		assert_int_equal(wcache_close(r.wc), 0);
+		rig_fini(&r);
+	}
+}
+
+static void test_unflushed_lost_flushed_kept(void **state)
+{
+	struct rig r;
+	uint8_t *b = malloc(4096);
+	(void)state;
+
+	rig_init(&r);
+	r.wc = open_rig(&r, 4096, "autocommit_time 3600000");
+	do_write(&r, 0, 4096, 1, 0);
+	assert_int_equal(wcache_flush(r.wc), 0);
+	do_write(&r, 4096, 4096, 2, 0);		/* never flushed */
+	/* Abandon without close: simulate power loss on both devices. */
+	fault_arm_crash(r.cache, 1);
+	fault_arm_crash(r.origin, 1);
+	wcache_close(r.wc);
+	fault_crash(r.cache, FAULT_DROP_ALL, 2);
+	fault_crash(r.origin, FAULT_DROP_ALL, 2);
+	r.wc = open_rig(&r, 4096, NULL);
+	assert_int_equal(wcache_read(r.wc, b, 4096, 0), 0);
+	assert_memory_equal(b, r.model, 4096);
+	assert_int_equal(wcache_read(r.wc, b, 4096, 4096), 0);
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(b[i], 0);
+	assert_int_equal(wcache_close(r.wc), 0);
+	rig_fini(&r);
+	free(b);
+}
+
+static void test_full_cache_and_flush_message(void **state)
+{
+	struct rig r;
+	char line[512];
+	struct wc_stats st;
+	(void)state;
+
+	rig_init(&r);
+	r.wc = open_rig(&r, 4096, "high_watermark 100 low_watermark 100 pause_writeback 0");
+	/* 1 MiB cache holds < 256 blocks: write 2 MiB, some must go around. */
+	for (unsigned i = 0; i < 512; i++)
+		do_write(&r, (uint64_t)i * 4096 * 3 % ORIGIN_BYTES, 4096, 10 + i, 0);
+	wcache_get_stats(r.wc, &st);
+	assert_true(st.writes_around > 0);
+	check_all(&r);
+	assert_int_equal(wcache_message(r.wc, "flush"), 0);
+	wcache_get_stats(r.wc, &st);
+	assert_int_equal(st.free_blocks, st.n_blocks);
+	assert_true(wcache_status(r.wc, line, sizeof(line)) > 0);
+	assert_int_equal(strncmp(line, "0 ", 2), 0);
+	check_all(&r);
+	/* The origin alone holds everything now. */
+	assert_memory_equal(fault_durable(r.origin), r.model, ORIGIN_BYTES);
+	assert_int_equal(wcache_message(r.wc, "bogus"), -EINVAL);
+	assert_int_equal(wcache_message(r.wc, "flush now"), -EINVAL);
+	assert_int_equal(wcache_close(r.wc), 0);
+	rig_fini(&r);
+}
+
+static void test_overwrite_during_writeback_pressure(void **state)
+{
+	struct rig r;
+	struct wc_stats st;
+	(void)state;
+
+	rig_init(&r);
+	r.wc = open_rig(&r, 4096, "high_watermark 10 low_watermark 5 pause_writeback 0 autocommit_blocks 8");
+	for (unsigned round = 0; round < 20; round++)
+		for (unsigned i = 0; i < 300; i++)
+			do_write(&r, (uint64_t)((i * 37 + round) % 600) * 4096, 4096, round * 1000 + i,
+				 i % 50 == 0 ? WC_FUA : 0);
+	check_all(&r);
+	assert_int_equal(wcache_message(r.wc, "flush"), 0);
+	check_all(&r);
+	wcache_get_stats(r.wc, &st);
+	assert_int_equal(st.free_blocks, st.n_blocks);
+	assert_memory_equal(fault_durable(r.origin), r.model, ORIGIN_BYTES);
+	assert_int_equal(wcache_close(r.wc), 0);
+	rig_fini(&r);
+}
+
+static void test_discard_zeroes(void **state)
+{
+	struct rig r;
+	uint8_t *b = malloc(65536);
+	(void)state;
+
+	rig_init(&r);
+	r.wc = open_rig(&r, 4096, NULL);
+	do_write(&r, 0, 65536, 1, 0);
+	assert_int_equal(wcache_write_zeroes(r.wc, 8192, 4096, 0), 0);
+	memset(r.model + 4096, 0, 8192);
+	check_all(&r);
+	assert_int_equal(wcache_discard(r.wc, 32768, 32768, 0), 0);
+	assert_int_equal(wcache_read(r.wc, b, 32768, 0), 0);
+	assert_memory_equal(b, r.model, 32768);
+	assert_int_equal(wcache_discard(r.wc, 4096, ORIGIN_BYTES, 0), -EINVAL);
+	assert_int_equal(wcache_read(r.wc, b, 2, ORIGIN_BYTES - 1), -EINVAL);
+	assert_int_equal(wcache_close(r.wc), 0);
+	rig_fini(&r);
+	free(b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_basic_rw_reopen),
+		cmocka_unit_test(test_unflushed_lost_flushed_kept),
+		cmocka_unit_test(test_full_cache_and_flush_message),
+		cmocka_unit_test(test_overwrite_during_writeback_pressure),
+		cmocka_unit_test(test_discard_zeroes),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

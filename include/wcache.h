@@ -64,7 +64,7 @@ struct wc_cfg {
 	char cache_path[4096];		/* path of the cache device */
 	struct wc_dev *origin_dev;	/* if non-NULL, used instead of origin_path (owned after open) */
 	struct wc_dev *cache_dev;	/* if non-NULL, used instead of cache_path (owned after open) */
-	uint32_t block_size;		/* bytes, power of two, 512..4096 */
+	uint32_t block_size;		/* bytes, power of two, 512..4096; 0 = from the superblock */
 	uint64_t start_sector;		/* 512-byte sectors into the cache device */
 	unsigned high_watermark;	/* percent */
 	unsigned low_watermark;		/* percent */

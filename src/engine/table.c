@@ -415,7 +415,8 @@ int wcache_cfg_validate(const struct wc_cfg *cfg)
 	ret = check_path("cache", cfg->cache_path, sizeof(cfg->cache_path), cfg->cache_dev);
 	if (ret < 0)
 		return ret;
-	ret = check_block_size(cfg->block_size);
+	/* 0 = take the block size from the superblock (4096 when formatting). */
+	ret = cfg->block_size ? check_block_size(cfg->block_size) : 0;
 	if (ret < 0)
 		return ret;
 	ret = check_max("start_sector", cfg->start_sector, TABLE_MAX_START_SECTOR);

@@ -593,9 +593,11 @@ static void test_validate(void **state)
 	bad.block_size = 8192;
 	assert_int_equal(wcache_cfg_validate(&bad), -EINVAL);
 	assert_err_contains("block_size: 8192");
-	bad.block_size = 0;
+	bad.block_size = 0;	/* 0 = from the superblock */
+	assert_int_equal(wcache_cfg_validate(&bad), 0);
+	bad.block_size = 1024 + 512;
 	assert_int_equal(wcache_cfg_validate(&bad), -EINVAL);
-	assert_err_contains("block_size: 0");
+	assert_err_contains("block_size: 1536");
 
 	bad = cfg;
 	bad.cache_path[0] = '\0';

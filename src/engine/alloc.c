@@ -80,16 +80,34 @@ void free_entry(struct wcache *c, uint32_t e)
 	c->pend[c->nr_pend++] = e;
 }
 
+static unsigned old_bucket(uint64_t sector)
+{
+	return (unsigned)((sector * 0x9E3779B97F4A7C15ull) >> 54) % WC_OLD_BUCKETS;
+}
+
+bool old_may_have(const struct wcache *c, uint64_t sector)
+{
+	return c->nr_old && c->old_hash[old_bucket(sector)];
+}
+
+static void old_add(struct wcache *c, uint32_t e)
+{
+	c->state[e] |= ST_OLD;
+	c->old[c->nr_old++] = e;
+	c->old_hash[old_bucket(entry_sector(c->meta, e))]++;
+}
+
 void old_remove(struct wcache *c, uint32_t e)
 {
 	for (uint64_t i = 0; i < c->nr_old; i++) {
 		if (c->old[i] == e) {
-			c->old[i] = c->old[c->nr_old - 1];
-			c->old_seq[i] = c->old_seq[c->nr_old - 1];
-			c->nr_old--;
+			c->old[i] = c->old[--c->nr_old];
+			c->old_hash[old_bucket(entry_sector(c->meta, e))]--;
+			c->state[e] &= (uint8_t)~ST_OLD;
 			return;
 		}
 	}
+	WC_BUG_ON(1);
 }
 
 /* Put the data-filled reserved block e in service as the newest copy of blk. */
@@ -108,9 +126,7 @@ void install_entry(struct wcache *c, uint32_t e, uint64_t blk)
 		idx_replace(&c->idx, prev, e);
 		if (committed(c, prev) || (c->state[prev] & ST_WB)) {
 			/* Keep the old copy until the new one is committed (GC in commit). */
-			c->state[prev] |= ST_OLD;
-			c->old[c->nr_old] = prev;
-			c->old_seq[c->nr_old++] = c->seq;
+			old_add(c, prev);
 		} else {
 			free_entry(c, prev);	/* uncommitted: invalid after a crash anyway */
 			c->nr_uncommitted -= c->nr_uncommitted > 0;

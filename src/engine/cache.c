@@ -110,7 +110,6 @@ static void free_cache(struct wcache *c)
 	free(c->free_bm);
 	free(c->pend);
 	free(c->old);
-	free(c->old_seq);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->meta_mutex);
 	for (int i = 0; i < WC_NR_STRIPES; i++)
@@ -214,9 +213,8 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 	c->free_bm = calloc((c->n_blocks + 63) / 64, sizeof(uint64_t));
 	c->pend = malloc(c->n_blocks * sizeof(*c->pend));
 	c->old = malloc(c->n_blocks * sizeof(*c->old));
-	c->old_seq = malloc(c->n_blocks * sizeof(*c->old_seq));
 	if (!c->meta || !c->gran_dirty || !c->state || !c->age || !c->free_bm || !c->pend ||
-	    !c->old || !c->old_seq)
+	    !c->old)
 		return wc_err(-ENOMEM, "out of memory for %llu cache blocks",
 			      (unsigned long long)c->n_blocks);
 	ret = idx_init(&c->idx, c->n_blocks, c->meta);

@@ -37,6 +37,7 @@
 #define ST_WR_MASK	0xf0
 
 #define WC_NR_STRIPES	64
+#define WC_OLD_BUCKETS	1024
 
 struct wcache {
 	struct wc_cfg cfg;
@@ -72,8 +73,8 @@ struct wcache {
 	uint32_t *pend;			/* lock: frees awaiting persistence + grace */
 	uint64_t nr_pend;		/* lock */
 	uint32_t *old;			/* lock: superseded entries awaiting GC */
-	uint64_t *old_seq;		/* lock: seq current when superseded */
 	uint64_t nr_old;		/* lock */
+	uint32_t old_hash[WC_OLD_BUCKETS];	/* lock: superseded copies per sector hash */
 
 	uint64_t seq;			/* lock: tag for new entries */
 	uint64_t disk_seq;		/* lock: seq_count durable in the superblock */
@@ -138,6 +139,8 @@ void free_entry(struct wcache *c, uint32_t e);	/* RAM free -> pending list */
 void unreserve_block(struct wcache *c, uint32_t e);	/* never installed: back to free */
 void install_entry(struct wcache *c, uint32_t e, uint64_t blk);
 void old_remove(struct wcache *c, uint32_t e);
+/* May a superseded copy of this sector still exist? (Write-around must not race it.) */
+bool old_may_have(const struct wcache *c, uint64_t sector);
 uint64_t io_enter(struct wcache *c);
 void io_exit(struct wcache *c, uint64_t epoch);
 

@@ -139,17 +139,21 @@ int sync_frees(struct wcache *c)
 	return ret;
 }
 
-/* Free superseded copies whose newer version is now committed. lock held. */
+/*
+ * Free superseded copies once the sector's newest copy is committed (or the
+ * sector was discarded). Until then the old copy is what recovery would
+ * return, so it must stay. lock held.
+ */
 static void gc_old(struct wcache *c)
 {
 	uint64_t i = 0;
 
 	while (i < c->nr_old) {
 		uint32_t e = c->old[i];
+		uint32_t cur = idx_lookup(&c->idx, entry_sector(c->meta, e));
 
-		if (c->old_seq[i] < c->disk_seq && !(c->state[e] & (ST_WB | ST_WR_MASK))) {
-			c->old[i] = c->old[c->nr_old - 1];
-			c->old_seq[i] = c->old_seq[--c->nr_old];
+		if ((cur == IDX_NONE || committed(c, cur)) && !(c->state[e] & (ST_WB | ST_WR_MASK))) {
+			old_remove(c, e);	/* moves the last element into slot i */
 			free_entry(c, e);
 		} else {
 			i++;

@@ -192,16 +192,19 @@ static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const u
 			*s = (struct seg){ SEG_INPLACE, e, b, n, 0, 0, (uint8_t *)buf + (mapped << c->bs_shift) };
 		} else {
 			uint32_t f = IDX_NONE;
+			bool around_ok = e == IDX_NONE && !old_may_have(c, sector_of(c, b));
 
-			if (!(c->cleaner && e == IDX_NONE))
+			if (!(c->cleaner && around_ok))
 				f = alloc_block(c);
-			if (f == IDX_NONE && e != IDX_NONE) {
-				*need_space = true;	/* an older copy is being written back */
+			if (f == IDX_NONE && !around_ok) {
+				/* An older copy is cached: going around would let it shadow us. */
+				*need_space = true;
 				break;
 			}
 			if (f == IDX_NONE) {
 				while (mapped + n < nblk && n < MAX_RUN_BLOCKS &&
-				       idx_lookup(&c->idx, sector_of(c, b + n)) == IDX_NONE)
+				       idx_lookup(&c->idx, sector_of(c, b + n)) == IDX_NONE &&
+				       !old_may_have(c, sector_of(c, b + n)))
 					n++;
 				*s = (struct seg){ SEG_AROUND, 0, b, n, 0, 0,
 						   (uint8_t *)buf + (mapped << c->bs_shift) };
@@ -334,6 +337,7 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 	for (;;) {
 		uint32_t e, f;
 		uint64_t ep;
+		bool around_ok;
 
 		pthread_mutex_lock(&c->lock);
 		ret = get_error(c);
@@ -359,10 +363,11 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 			pthread_mutex_unlock(&c->lock);
 			break;
 		}
+		around_ok = e == IDX_NONE && !old_may_have(c, sector_of(c, blk));
 		f = IDX_NONE;
-		if (!(c->cleaner && e == IDX_NONE))
+		if (!(c->cleaner && around_ok))
 			f = alloc_block(c);
-		if (f == IDX_NONE && e == IDX_NONE) {
+		if (f == IDX_NONE && around_ok) {
 			c->st.writes_around++;
 			c->last_around_ns = now_ns();
 			pthread_mutex_unlock(&c->lock);

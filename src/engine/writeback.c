@@ -124,7 +124,9 @@ static uint64_t select_batch(struct wcache *c, struct wb_item *items, uint64_t m
 
 	while (scanned < c->n_blocks && n < max) {
 		if (c->state[e] == 0 && entry_seq(c->meta, e) != WC_SEQ_FREE && committed(c, e) &&
-		    (!min_age || now - c->age[e] >= min_age)) {
+		    (!min_age || now - c->age[e] >= min_age) &&
+		    !old_may_have(c, entry_sector(c->meta, e))) {
+			/* (An older copy still cached must reach the origin or be freed first.) */
 			c->state[e] |= ST_WB;
 			items[n++] = (struct wb_item){ entry_sector(c->meta, e) / c->bs_sect, (uint32_t)e };
 		}
@@ -192,7 +194,7 @@ static void finish_batch(struct wcache *c, struct wb_item *items, uint64_t n, in
 		if (err)
 			continue;
 		if (c->state[e] & ST_OLD)
-			old_remove(c, e);
+			old_remove(c, e);	/* a newer copy exists; this one is on the origin */
 		else
 			idx_remove(&c->idx, e);
 		free_entry(c, e);

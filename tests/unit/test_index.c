@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Index (open addressing, backward-shift deletion) against a brute-force
+ * reference under random insert/replace/remove, and the allocator's
+ * rotating cursor, contiguous extension and pending-free life cycle.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "engine/cache_priv.h"
+#include "engine/index.h"
+#include "engine/meta.h"
+
+#define N 5000
+
+static uint64_t rng = 88172645463325252ull;
+
+static uint64_t next_rand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static void test_index_random(void **state)
+{
+	uint8_t *meta = calloc(1, 64 + 16 * N);
+	uint64_t *ref = malloc(sizeof(uint64_t) * N);	/* sector cached by entry i, or -1 */
+	struct wc_index ix;
+	(void)state;
+
+	assert_int_equal(idx_init(&ix, N, meta), 0);
+	for (int i = 0; i < N; i++)
+		ref[i] = UINT64_MAX;
+	for (int step = 0; step < 200000; step++) {
+		uint32_t e = (uint32_t)(next_rand() % N);
+		/* Few distinct sectors so probe chains collide a lot. */
+		uint64_t sector = (next_rand() % (N * 2)) * 8;
+
+		if (ref[e] == UINT64_MAX) {
+			uint32_t cur = idx_lookup(&ix, sector);
+
+			entry_set(meta, e, sector, 1);
+			if (cur == IDX_NONE) {
+				idx_insert(&ix, e);
+			} else {
+				idx_replace(&ix, cur, e);
+				ref[cur] = UINT64_MAX;
+			}
+			ref[e] = sector;
+		} else {
+			assert_int_equal(idx_remove(&ix, e), 0);
+			ref[e] = UINT64_MAX;
+		}
+		if (step % 997 == 0) {
+			uint64_t count = 0;
+
+			for (uint32_t i = 0; i < N; i++) {
+				if (ref[i] == UINT64_MAX)
+					continue;
+				count++;
+				assert_int_equal(idx_lookup(&ix, ref[i]), i);
+			}
+			assert_int_equal(ix.count, count);
+			for (int k = 0; k < 50; k++) {
+				uint64_t s = (next_rand() % (N * 2)) * 8 + 1;	/* never inserted */
+
+				assert_int_equal(idx_lookup(&ix, s), IDX_NONE);
+			}
+		}
+	}
+	/* Removing something that is not the indexed entry for its sector fails. */
+	for (uint32_t i = 0; i < N; i++) {
+		if (ref[i] != UINT64_MAX) {
+			uint32_t other = (i + 1) % N;
+
+			if (ref[other] == UINT64_MAX) {
+				entry_set(meta, other, ref[i], 1);
+				assert_int_equal(idx_remove(&ix, other), -ENOENT);
+				break;
+			}
+		}
+	}
+	assert_true(idx_bytes_per_block(&ix, N) < 5.2);
+	idx_free(&ix);
+	free(meta);
+	free(ref);
+}
+
+static struct wcache *mini_cache(uint64_t n)
+{
+	struct wcache *c = calloc(1, sizeof(*c));
+
+	c->n_blocks = n;
+	c->bs = 4096;
+	c->bs_sect = 8;
+	c->meta_bytes = meta_bytes_for(n, 4096);
+	c->nr_gran = (c->meta_bytes + WC_GRANULE_BYTES - 1) / WC_GRANULE_BYTES;
+	c->meta = malloc(c->meta_bytes);
+	memset(c->meta, 0xff, c->meta_bytes);
+	c->gran_dirty = calloc(c->nr_gran, 1);
+	c->state = calloc(n, 1);
+	c->age = calloc(n, sizeof(uint32_t));
+	c->free_bm = calloc((n + 63) / 64, 8);
+	c->pend = malloc(n * sizeof(uint32_t));
+	c->old = malloc(n * sizeof(uint32_t));
+	assert_int_equal(idx_init(&c->idx, n, c->meta), 0);
+	for (uint64_t i = 0; i < n; i++)
+		c->free_bm[i >> 6] |= 1ull << (i & 63);
+	c->nr_free = n;
+	c->seq = c->disk_seq = 1;
+	return c;
+}
+
+static void mini_free(struct wcache *c)
+{
+	idx_free(&c->idx);
+	free(c->meta);
+	free(c->gran_dirty);
+	free(c->state);
+	free(c->age);
+	free(c->free_bm);
+	free(c->pend);
+	free(c->old);
+	free(c);
+}
+
+static void test_alloc_cursor(void **state)
+{
+	struct wcache *c = mini_cache(130);
+	(void)state;
+
+	/* Sequential from 0, wrapping; taken blocks are skipped. */
+	for (uint32_t i = 0; i < 130; i++)
+		assert_int_equal(alloc_block(c), i);
+	assert_int_equal(alloc_block(c), IDX_NONE);
+	assert_int_equal(c->nr_free, 0);
+	unreserve_block(c, 5);
+	unreserve_block(c, 70);
+	unreserve_block(c, 71);
+	/* Cursor is at 0 after wrapping: 5 first, then 70 with 71 contiguous. */
+	assert_int_equal(alloc_block(c), 5);
+	assert_int_equal(alloc_block(c), 70);
+	assert_true(alloc_next_if_free(c, 71));
+	assert_false(alloc_next_if_free(c, 72));
+	assert_false(alloc_next_if_free(c, 130));
+	assert_int_equal(c->nr_free, 0);
+	mini_free(c);
+}
+
+static void test_install_supersede_free(void **state)
+{
+	struct wcache *c = mini_cache(64);
+	uint32_t a, b, d;
+	(void)state;
+
+	a = alloc_block(c);
+	install_entry(c, a, 10);
+	assert_int_equal(idx_lookup(&c->idx, 80), a);
+	assert_int_equal(entry_seq(c->meta, a), 1);
+	assert_true(c->txn_dirty);
+	assert_int_equal(c->nr_uncommitted, 1);
+	/* Uncommitted copy replaced: freed at once (pending). */
+	b = alloc_block(c);
+	install_entry(c, b, 10);
+	assert_int_equal(idx_lookup(&c->idx, 80), b);
+	assert_int_equal(c->nr_pend, 1);
+	assert_int_equal(c->pend[0], a);
+	assert_int_equal(entry_seq(c->meta, a), WC_SEQ_FREE);
+	assert_int_equal(entry_sector(c->meta, a), 80);
+	/* Committed copy replaced: kept as an old copy until GC. */
+	c->disk_seq = c->seq = 2;
+	d = alloc_block(c);
+	install_entry(c, d, 10);
+	assert_int_equal(idx_lookup(&c->idx, 80), d);
+	assert_true(c->state[b] & ST_OLD);
+	assert_true(old_may_have(c, 80));
+	assert_int_equal(c->nr_old, 1);
+	old_remove(c, b);
+	assert_false(old_may_have(c, 80));
+	assert_false(c->state[b] & ST_OLD);
+	mini_free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_index_random),
+		cmocka_unit_test(test_alloc_cursor),
+		cmocka_unit_test(test_install_supersede_free),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

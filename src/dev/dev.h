@@ -22,6 +22,7 @@ struct wc_dev_ops {
 	int (*flush)(struct wc_dev *dev);
 	/* Optional: deallocate; reads after discard return unspecified data. NULL: no-op. */
 	int (*discard)(struct wc_dev *dev, uint64_t len, uint64_t off);
+	/* Releases everything, including dev itself (backends usually embed it in theirs). */
 	void (*close)(struct wc_dev *dev);
 };
 
@@ -33,7 +34,12 @@ struct wc_dev {
 	void *priv;		/* backend private */
 };
 
-/* Dispatch: range-checked; -EINVAL past the end, -EIO etc from the backend. */
+/*
+ * Dispatch: range-checked; -EINVAL past the end, -EIO etc from the backend.
+ * Out-of-range requests (including off + len overflowing) never reach the
+ * backend and set wcache_last_error(); len == 0 inside the device succeeds
+ * without reaching it either. Backends set their own message on failure.
+ */
 int dev_pread(struct wc_dev *dev, void *buf, size_t len, uint64_t off);
 int dev_pwrite(struct wc_dev *dev, const void *buf, size_t len, uint64_t off);
 int dev_flush(struct wc_dev *dev);
@@ -47,17 +53,34 @@ enum {
 	DEV_NO_DIRECT = 1u << 2,	/* never use O_DIRECT */
 };
 
-/* File or block device. O_DIRECT when the file system allows it; flush = fdatasync. */
+/*
+ * File or block device. O_DIRECT when the file system allows it; flush = fdatasync.
+ * size: st_size, or BLKGETSIZE64; logical_block: 512 for files, BLKSSZGET for
+ * block devices. O_DIRECT is dropped for good (buffered I/O on the same open
+ * file description, lock kept) if open or any I/O fails with EINVAL, and for
+ * files whose size is not a multiple of 512. Unaligned requests under O_DIRECT
+ * go through a bounce buffer; partial edge sectors are read-modify-written under
+ * a lock that excludes other writes. Reads past the current end of a file
+ * (shrunk since open) return zeros. Discard punches a hole (files) or issues
+ * BLKDISCARD for the whole logical blocks inside the range; EOPNOTSUPP is success.
+ * Errors: -ENOENT/-EACCES/... ("cannot open PATH: reason"), -EINVAL (not a file
+ * or block device), -EBUSY with DEV_EXCL ("PATH is in use by another process
+ * (locked)"; flock is per open file description, so a second open in the same
+ * process conflicts too). With DEV_RDONLY, pwrite and discard return -EROFS.
+ */
 int dev_file_open(const char *path, unsigned flags, struct wc_dev **out);
 
 /*
  * Open by "URI": a path, or (when built with libnbd) nbd://... / nbd+unix://...
  * Used by the engine for cfg paths.
+ * Anything not starting with "scheme://" is a path. Until src/dev/nbd.c exists,
+ * nbd URIs (and unknown schemes) fail with -EPROTONOSUPPORT.
  */
 int dev_open_uri(const char *uri, unsigned flags, struct wc_dev **out);
 
 /*
  * In-memory device (tests and the fault device's backing store).
+ * Zero-filled; discard zeroes the range; no flush hook.
  */
 int dev_mem_open(uint64_t size, struct wc_dev **out);
 
@@ -65,6 +88,12 @@ int dev_mem_open(uint64_t size, struct wc_dev **out);
  * Fault device (tests only): wraps a RAM image that models a disk with a
  * volatile write cache. Writes since the last completed flush are "unstable";
  * fault_crash() simulates a power cut. The engine cannot tell it is under test.
+ * Reads see the volatile view (every completed write). A discard zeroes its
+ * range and is an unstable write like any other. RANDOM_SUBSET and TEAR apply
+ * their surviving writes in a random order (seeded), so an older overlapping
+ * write may land over a newer one; TEAR pieces are the 512-byte-aligned sector
+ * pieces of each write. All state (data, counters, fault settings) belongs to
+ * the storage and is shared by handles from dev_fault_share().
  */
 enum fault_crash_mode {
 	FAULT_DROP_ALL,		/* every unflushed write is lost */
@@ -82,18 +111,29 @@ uint64_t fault_ops(struct wc_dev *dev);
 /*
  * Arm a crash at operation number n (counted from now by fault_ops): that op and
  * every later write/flush fail with -EIO and change nothing ("power is gone").
- * n = 0 disarms.
+ * n = 0 disarms. Reads and discards fail with -EIO too once power is gone; n = 1
+ * means the very next op. Cleared by fault_crash() and fault_heal().
  */
 void fault_arm_crash(struct wc_dev *dev, uint64_t n);
 /* Fail writes (pwrite) number >= n (1-based, counted from now) with -EIO; 0 disarms. */
 void fault_fail_writes_from(struct wc_dev *dev, uint64_t n);
 /* Fail every op of kind ("pread","pwrite","flush","discard") while on. */
 void fault_set_error(struct wc_dev *dev, const char *op, bool on);
-/* Apply the power cut to the durable image per mode/seed and reset to a healthy device. */
+/*
+ * Apply the power cut to the durable image per mode/seed and reset to a healthy device.
+ * Afterwards reads see the durable image, and the armed crash, fail_writes_from and
+ * set_error settings are all cleared.
+ */
 void fault_crash(struct wc_dev *dev, enum fault_crash_mode mode, uint64_t seed);
-/* Make the device healthy again (after a crash) without changing its contents. */
+/*
+ * Make the device healthy again (after a crash) without changing its contents.
+ * Clears the armed crash, fail_writes_from and set_error; unstable writes stay unstable.
+ */
 void fault_heal(struct wc_dev *dev);
-/* Bytes of the durable image (what survives a FAULT_DROP_ALL crash), for checks. */
+/*
+ * Bytes of the durable image (what survives a FAULT_DROP_ALL crash), for checks.
+ * Read without the lock: call it while no I/O is in flight. Valid until the last handle closes.
+ */
 const uint8_t *fault_durable(struct wc_dev *dev);
 /* A second handle sharing the same storage; storage is freed when the last handle closes. */
 int dev_fault_share(struct wc_dev *dev, struct wc_dev **out);

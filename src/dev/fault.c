@@ -1,0 +1,391 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fault device (tests only): a RAM disk with a modelled volatile write cache.
+ *
+ * The store keeps two images. "durable" is what the platters hold; "cur" is
+ * what reads see. Every write or discard updates cur at once and is appended
+ * to the pending list; a completed flush applies the list to durable in order
+ * and empties it. fault_crash() is the power cut: it applies some of the
+ * pending writes to durable (all, none, a random subset in random order, or
+ * a random subset of each survivor's 512-byte sectors), then cur := durable.
+ *
+ * An armed crash ("power is gone" from op N on) makes op N and every later
+ * op, reads included, fail with -EIO and change nothing, until fault_crash()
+ * or fault_heal(). Handles made by dev_fault_share() share one store, its
+ * counters and its fault settings; one mutex guards it all.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "dev/dev.h"
+
+#define FAULT_SECTOR 512
+
+enum fault_op { FOP_READ, FOP_WRITE, FOP_FLUSH, FOP_DISCARD, FOP_NR };
+
+static const char *const fop_names[FOP_NR] = { "pread", "pwrite", "flush", "discard" };
+
+struct fault_write {
+	uint64_t off;
+	uint64_t len;
+	uint8_t *data;		/* NULL: a discard, which reads back as zeros */
+};
+
+struct fault_store {
+	pthread_mutex_t lock;
+	unsigned refs;
+	uint64_t size;
+	uint8_t *durable;
+	uint8_t *cur;
+	struct fault_write *pending;	/* since the last completed flush, oldest first */
+	size_t nr_pending, max_pending;
+	uint64_t nr_ops, nr_writes;	/* every op / every pwrite, ever */
+	uint64_t crash_op;		/* op number of the power cut; 0: none */
+	uint64_t fail_write;		/* write number from which pwrite fails; 0: none */
+	unsigned fail_mask;		/* 1 << FOP_*: kinds failing while set */
+};
+
+struct fault_dev {
+	struct wc_dev dev;
+	struct fault_store *s;
+};
+
+static const struct wc_dev_ops fault_dev_ops;
+
+static struct fault_store *to_store(struct wc_dev *dev)
+{
+	WC_BUG_ON(dev->ops != &fault_dev_ops);
+	return ((struct fault_dev *)dev->priv)->s;
+}
+
+/* splitmix64: small, seedable, good enough to pick subsets and orders. */
+static uint64_t rng_next(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Count the op and decide whether it fails. Called with s->lock held. */
+static int fault_gate(struct fault_store *s, enum fault_op op)
+{
+	uint64_t nr = ++s->nr_ops;
+
+	if (op == FOP_WRITE)
+		s->nr_writes++;
+	if (s->crash_op && nr >= s->crash_op)
+		return wc_err(-EIO, "fault: %s (op %" PRIu64 ") failed: power cut at op %" PRIu64,
+			      fop_names[op], nr, s->crash_op);
+	if (s->fail_mask & (1u << op))
+		return wc_err(-EIO, "fault: injected %s error (op %" PRIu64 ")", fop_names[op], nr);
+	if (op == FOP_WRITE && s->fail_write && s->nr_writes >= s->fail_write)
+		return wc_err(-EIO, "fault: injected error on write %" PRIu64, s->nr_writes);
+	return 0;
+}
+
+/* Copy the part [lo, hi) of pending write w into img. */
+static void apply_range(uint8_t *img, const struct fault_write *w, uint64_t lo, uint64_t hi)
+{
+	if (w->data)
+		memcpy(img + lo, w->data + (lo - w->off), hi - lo);
+	else
+		memset(img + lo, 0, hi - lo);
+}
+
+/* Append a write (data != NULL) or discard to the pending list and to cur. */
+static int fault_record(struct fault_store *s, const void *data, uint64_t len, uint64_t off)
+{
+	struct fault_write *w;
+
+	if (s->nr_pending == s->max_pending) {
+		size_t max = s->max_pending ? 2 * s->max_pending : 64;
+
+		w = realloc(s->pending, max * sizeof(*w));
+		if (!w)
+			return wc_err(-ENOMEM, "fault: out of memory");
+		s->pending = w;
+		s->max_pending = max;
+	}
+	w = &s->pending[s->nr_pending];
+	w->off = off;
+	w->len = len;
+	w->data = NULL;
+	if (data) {
+		w->data = malloc(len);
+		if (!w->data)
+			return wc_err(-ENOMEM, "fault: out of memory");
+		memcpy(w->data, data, len);
+	}
+	apply_range(s->cur, w, off, off + len);
+	s->nr_pending++;
+	return 0;
+}
+
+static void fault_drop_pending(struct fault_store *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nr_pending; i++)
+		free(s->pending[i].data);
+	s->nr_pending = 0;
+}
+
+static int fault_pread(struct wc_dev *dev, void *buf, size_t len, uint64_t off)
+{
+	struct fault_store *s = to_store(dev);
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	ret = fault_gate(s, FOP_READ);
+	if (!ret)
+		memcpy(buf, s->cur + off, len);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+static int fault_pwrite(struct wc_dev *dev, const void *buf, size_t len, uint64_t off)
+{
+	struct fault_store *s = to_store(dev);
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	ret = fault_gate(s, FOP_WRITE);
+	if (!ret)
+		ret = fault_record(s, buf, len, off);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+static int fault_discard(struct wc_dev *dev, uint64_t len, uint64_t off)
+{
+	struct fault_store *s = to_store(dev);
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	ret = fault_gate(s, FOP_DISCARD);
+	if (!ret)
+		ret = fault_record(s, NULL, len, off);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+/* Every write completed before the flush becomes durable, in issue order. */
+static int fault_flush(struct wc_dev *dev)
+{
+	struct fault_store *s = to_store(dev);
+	size_t i;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	ret = fault_gate(s, FOP_FLUSH);
+	if (!ret) {
+		for (i = 0; i < s->nr_pending; i++)
+			apply_range(s->durable, &s->pending[i], s->pending[i].off,
+				    s->pending[i].off + s->pending[i].len);
+		fault_drop_pending(s);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+static void fault_store_put(struct fault_store *s)
+{
+	unsigned refs;
+
+	pthread_mutex_lock(&s->lock);
+	refs = --s->refs;
+	pthread_mutex_unlock(&s->lock);
+	if (refs)
+		return;
+	fault_drop_pending(s);
+	free(s->pending);
+	free(s->durable);
+	free(s->cur);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static void fault_close(struct wc_dev *dev)
+{
+	fault_store_put(to_store(dev));
+	free(dev->priv);
+}
+
+static const struct wc_dev_ops fault_dev_ops = {
+	.name = "fault",
+	.pread = fault_pread,
+	.pwrite = fault_pwrite,
+	.flush = fault_flush,
+	.discard = fault_discard,
+	.close = fault_close,
+};
+
+static int fault_handle_new(struct fault_store *s, struct wc_dev **out)
+{
+	struct fault_dev *fd = calloc(1, sizeof(*fd));
+
+	if (!fd)
+		return wc_err(-ENOMEM, "fault: out of memory");
+	fd->s = s;
+	fd->dev.ops = &fault_dev_ops;
+	fd->dev.size = s->size;
+	fd->dev.logical_block = FAULT_SECTOR;
+	fd->dev.priv = fd;
+	strcpy(fd->dev.name, "fault");
+	*out = &fd->dev;
+	return 0;
+}
+
+int dev_fault_open(uint64_t size, struct wc_dev **out)
+{
+	struct fault_store *s;
+	size_t bytes = size ? size : 1;
+
+	if ((uint64_t)(size_t)size != size)
+		return wc_err(-EINVAL, "fault: size %" PRIu64 " does not fit in memory", size);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return wc_err(-ENOMEM, "fault: out of memory");
+	s->refs = 1;
+	s->size = size;
+	s->durable = calloc(bytes, 1);
+	s->cur = calloc(bytes, 1);
+	if (!s->durable || !s->cur || fault_handle_new(s, out) < 0) {
+		free(s->durable);
+		free(s->cur);
+		free(s);
+		return wc_err(-ENOMEM, "fault: cannot allocate %" PRIu64 " bytes", size);
+	}
+	pthread_mutex_init(&s->lock, NULL);
+	return 0;
+}
+
+int dev_fault_share(struct wc_dev *dev, struct wc_dev **out)
+{
+	struct fault_store *s = to_store(dev);
+	int ret = fault_handle_new(s, out);
+
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&s->lock);
+	s->refs++;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+uint64_t fault_ops(struct wc_dev *dev)
+{
+	struct fault_store *s = to_store(dev);
+	uint64_t n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->nr_ops;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+void fault_arm_crash(struct wc_dev *dev, uint64_t n)
+{
+	struct fault_store *s = to_store(dev);
+
+	pthread_mutex_lock(&s->lock);
+	s->crash_op = n ? s->nr_ops + n : 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void fault_fail_writes_from(struct wc_dev *dev, uint64_t n)
+{
+	struct fault_store *s = to_store(dev);
+
+	pthread_mutex_lock(&s->lock);
+	s->fail_write = n ? s->nr_writes + n : 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void fault_set_error(struct wc_dev *dev, const char *op, bool on)
+{
+	struct fault_store *s = to_store(dev);
+	int i = 0;
+
+	while (i < FOP_NR && strcmp(op, fop_names[i]) != 0)
+		i++;
+	WC_BUG_ON(i == FOP_NR);	/* unknown op name: a bug in the test */
+	pthread_mutex_lock(&s->lock);
+	if (on)
+		s->fail_mask |= 1u << i;
+	else
+		s->fail_mask &= ~(1u << i);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Apply a random subset of w's 512-byte sectors (device-aligned) to durable. */
+static void apply_torn(struct fault_store *s, const struct fault_write *w, uint64_t *rng)
+{
+	uint64_t end = w->off + w->len;
+	uint64_t sec = w->off & ~(uint64_t)(FAULT_SECTOR - 1);
+
+	for (; sec < end; sec += FAULT_SECTOR) {
+		uint64_t lo = sec > w->off ? sec : w->off;
+		uint64_t hi = sec + FAULT_SECTOR < end ? sec + FAULT_SECTOR : end;
+
+		if (rng_next(rng) & 1)
+			apply_range(s->durable, w, lo, hi);
+	}
+}
+
+void fault_crash(struct wc_dev *dev, enum fault_crash_mode mode, uint64_t seed)
+{
+	struct fault_store *s = to_store(dev);
+	uint64_t rng = seed;
+	size_t i, j;
+
+	pthread_mutex_lock(&s->lock);
+	/* Reordering: the random modes apply their survivors in a shuffled order. */
+	if (mode == FAULT_RANDOM_SUBSET || mode == FAULT_TEAR) {
+		for (i = s->nr_pending; i > 1; i--) {
+			struct fault_write t = s->pending[i - 1];
+
+			j = rng_next(&rng) % i;
+			s->pending[i - 1] = s->pending[j];
+			s->pending[j] = t;
+		}
+	}
+	for (i = 0; i < s->nr_pending && mode != FAULT_DROP_ALL; i++) {
+		struct fault_write *w = &s->pending[i];
+
+		if (mode != FAULT_KEEP_ALL && !(rng_next(&rng) & 1))
+			continue;	/* this write never reached the media */
+		if (mode == FAULT_TEAR)
+			apply_torn(s, w, &rng);
+		else
+			apply_range(s->durable, w, w->off, w->off + w->len);
+	}
+	fault_drop_pending(s);
+	memcpy(s->cur, s->durable, s->size);
+	s->crash_op = 0;
+	s->fail_write = 0;
+	s->fail_mask = 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void fault_heal(struct wc_dev *dev)
+{
+	struct fault_store *s = to_store(dev);
+
+	pthread_mutex_lock(&s->lock);
+	s->crash_op = 0;
+	s->fail_write = 0;
+	s->fail_mask = 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
+const uint8_t *fault_durable(struct wc_dev *dev)
+{
+	return to_store(dev)->durable;
+}

@@ -1,0 +1,739 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Device layer: dispatch range checks and NULL hooks (dev.c), the RAM device,
+ * the file backend (O_DIRECT bounce paths checked byte-exact against a shadow
+ * copy, EOF, flush, discard, locking, errors), block devices via a loop device
+ * when we may create one, and dev_open_uri.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "dev/dev.h"
+#include "wcache.h"
+
+static char tmpdir[256];
+
+static uint64_t rnd_state;
+
+static uint64_t rnd(void)
+{
+	uint64_t z = (rnd_state += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static void fill_random(uint8_t *p, size_t n)
+{
+	while (n--)
+		*p++ = rnd();
+}
+
+/* Create tmpdir/name of size bytes filled with random data; also return the data. */
+static char *make_file(const char *name, size_t size, uint8_t **data)
+{
+	static char path[512];
+	uint8_t *buf = malloc(size ? size : 1);
+	int fd;
+
+	assert_non_null(buf);
+	fill_random(buf, size);
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, buf, size, 0), (ssize_t)size);
+	close(fd);
+	if (data)
+		*data = buf;
+	else
+		free(buf);
+	return path;
+}
+
+/* File contents through a plain buffered fd, independent of the device. */
+static void read_file(const char *path, uint8_t *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, size, 0), (ssize_t)size);
+	close(fd);
+}
+
+/* Open flags (from fdinfo) of this process's one fd open on path, or -1. */
+static long fd_flags_of(const char *path)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	long flags = -1;
+
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		char link[600], target[600], line[128];
+		ssize_t n;
+		FILE *f;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n < 0)
+			continue;
+		target[n] = 0;
+		if (strcmp(target, path))
+			continue;
+		snprintf(link, sizeof(link), "/proc/self/fdinfo/%s", e->d_name);
+		f = fopen(link, "r");
+		while (f && fgets(line, sizeof(line), f))
+			if (!strncmp(line, "flags:", 6))
+				flags = strtol(line + 6, NULL, 8);
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+	return flags;
+}
+
+static bool fs_allows_direct(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECT);
+
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+static int group_setup(void **state)
+{
+	const char *t = getenv("TMPDIR");
+
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "%s/wc-test-dev-XXXXXX", t && *t ? t : "/tmp");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[300];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- dispatch (dev.c) through a backend that counts what reaches it ---- */
+
+static int stub_calls;
+
+static int stub_rw(struct wc_dev *dev, void *buf, size_t len, uint64_t off)
+{
+	(void)dev, (void)buf, (void)len, (void)off;
+	stub_calls++;
+	return 0;
+}
+
+static int stub_w(struct wc_dev *dev, const void *buf, size_t len, uint64_t off)
+{
+	(void)dev, (void)buf, (void)len, (void)off;
+	stub_calls++;
+	return 0;
+}
+
+static void stub_close(struct wc_dev *dev)
+{
+	(void)dev;
+	stub_calls = -100;
+}
+
+static void test_dispatch(void **state)
+{
+	static const struct wc_dev_ops ops = {
+		.name = "stub", .pread = stub_rw, .pwrite = stub_w, .close = stub_close,
+	};
+	struct wc_dev dev = { .ops = &ops, .size = 4096, .logical_block = 512, .name = "stubdev" };
+	char buf[16];
+
+	(void)state;
+	stub_calls = 0;
+	assert_int_equal(dev_pread(&dev, buf, 16, 4080), 0);
+	assert_int_equal(dev_pwrite(&dev, buf, 16, 0), 0);
+	assert_int_equal(stub_calls, 2);
+	assert_int_equal(dev_pread(&dev, buf, 16, 4081), -EINVAL);
+	assert_non_null(strstr(wcache_last_error(), "stubdev"));
+	assert_non_null(strstr(wcache_last_error(), "past the end"));
+	assert_int_equal(dev_pwrite(&dev, buf, 1, 4096), -EINVAL);
+	/* off + len wraps around */
+	assert_int_equal(dev_pwrite(&dev, buf, 16, UINT64_MAX - 8), -EINVAL);
+	assert_int_equal(dev_pread(&dev, buf, SIZE_MAX, 16), -EINVAL);
+	assert_int_equal(dev_discard(&dev, 4097, 0), -EINVAL);
+	assert_int_equal(dev_discard(&dev, 1, UINT64_MAX), -EINVAL);
+	assert_int_equal(stub_calls, 2);
+	/* Empty I/O at the end is fine and never reaches the backend. */
+	assert_int_equal(dev_pread(&dev, buf, 0, 4096), 0);
+	assert_int_equal(stub_calls, 2);
+	/* NULL flush/discard hooks succeed. */
+	assert_int_equal(dev_flush(&dev), 0);
+	assert_int_equal(dev_discard(&dev, 512, 0), 0);
+	dev_close(&dev);
+	assert_int_equal(stub_calls, -100);
+	dev_close(NULL);
+}
+
+static void test_mem(void **state)
+{
+	struct wc_dev *dev;
+	uint8_t in[3000], out[3000], zero[100] = { 0 };
+
+	(void)state;
+	assert_int_equal(dev_mem_open(8192, &dev), 0);
+	assert_int_equal(dev->size, 8192);
+	assert_int_equal(dev_pread(dev, out, 100, 0), 0);
+	assert_memory_equal(out, zero, 100);
+	fill_random(in, sizeof(in));
+	assert_int_equal(dev_pwrite(dev, in, sizeof(in), 5000), 0);
+	assert_int_equal(dev_pread(dev, out, sizeof(out), 5000), 0);
+	assert_memory_equal(in, out, sizeof(in));
+	assert_int_equal(dev_pwrite(dev, in, sizeof(in), 5193), -EINVAL);
+	assert_int_equal(dev_flush(dev), 0);
+	assert_int_equal(dev_discard(dev, 100, 5000), 0);
+	assert_int_equal(dev_pread(dev, out, 200, 5000), 0);
+	assert_memory_equal(out, zero, 100);
+	assert_memory_equal(out + 100, in + 100, 100);
+	dev_close(dev);
+}
+
+/* ---- file backend ---- */
+
+static void test_file_size(void **state)
+{
+	struct wc_dev *dev;
+	char *path = make_file("size.img", 3 * 4096 + 512, NULL);
+
+	(void)state;
+	assert_int_equal(dev_file_open(path, 0, &dev), 0);
+	assert_int_equal(dev->size, 3 * 4096 + 512);
+	assert_int_equal(dev->logical_block, 512);
+	assert_string_equal(dev->name, path);
+	dev_close(dev);
+}
+
+/*
+ * Random reads and writes with unaligned buffers, offsets and lengths
+ * (plus some aligned ones) against a shadow copy; then the file itself must
+ * equal the shadow byte for byte (edge sectors merged, nothing clobbered).
+ */
+static void roundtrip(unsigned flags, size_t size, size_t max_len, int nr_ops)
+{
+	uint8_t *shadow, *buf, *mem = NULL, *check;
+	struct wc_dev *dev;
+	char *path = make_file("rt.img", size, &shadow);
+	int i;
+
+	assert_int_equal(dev_file_open(path, flags, &dev), 0);
+	assert_true(fd_flags_of(path) >= 0);
+	if (!(flags & DEV_NO_DIRECT) && fs_allows_direct(path))
+		assert_true(fd_flags_of(path) & O_DIRECT);
+	else
+		assert_false(fd_flags_of(path) & O_DIRECT);
+	assert_int_equal(posix_memalign((void **)&mem, 4096, max_len + 4096), 0);
+	for (i = 0; i < nr_ops; i++) {
+		bool aligned = rnd() % 4 == 0;
+		uint64_t off = rnd() % size;
+		size_t len = 1 + rnd() % (size - off < max_len ? size - off : max_len);
+
+		if (aligned) {
+			off &= ~511ull;
+			len = (len + 511) & ~511ul;
+			if (off + len > size)
+				len = (size - off) & ~511ul;
+			if (!len)
+				continue;
+		}
+		buf = mem + (aligned ? 0 : 1 + rnd() % 511);
+		if (rnd() & 1) {
+			fill_random(buf, len);
+			assert_int_equal(dev_pwrite(dev, buf, len, off), 0);
+			memcpy(shadow + off, buf, len);
+		} else {
+			assert_int_equal(dev_pread(dev, buf, len, off), 0);
+			assert_memory_equal(buf, shadow + off, len);
+		}
+	}
+	assert_int_equal(dev_flush(dev), 0);
+	dev_close(dev);
+	check = malloc(size);
+	read_file(path, check, size);
+	assert_memory_equal(check, shadow, size);
+	free(check);
+	free(mem);
+	free(shadow);
+}
+
+static void test_file_roundtrip_direct(void **state)
+{
+	(void)state;
+	rnd_state = 1;
+	roundtrip(0, 256 * 1024, 70000, 3000);
+}
+
+static void test_file_roundtrip_buffered(void **state)
+{
+	(void)state;
+	rnd_state = 2;
+	roundtrip(DEV_NO_DIRECT, 256 * 1024, 70000, 1000);
+}
+
+/* Requests larger than the 1 MiB bounce buffer are done in chunks. */
+static void test_file_roundtrip_large(void **state)
+{
+	(void)state;
+	rnd_state = 3;
+	roundtrip(0, 5 * 1024 * 1024, 3 * 1024 * 1024, 40);
+}
+
+struct stripe_arg {
+	struct wc_dev *dev;
+	int id;
+};
+
+#define STRIPE 100	/* bytes; 4 threads share every 512-byte sector */
+#define STRIPE_AREA (64 * 1024)
+
+static void *stripe_writer(void *p)
+{
+	struct stripe_arg *a = p;
+	uint8_t buf[STRIPE];
+	int round, k;
+
+	for (round = 1; round <= 20; round++) {
+		memset(buf, a->id * 32 + round, sizeof(buf));
+		for (k = a->id; k * STRIPE + STRIPE <= STRIPE_AREA; k += 4)
+			if (dev_pwrite(a->dev, buf, STRIPE, (uint64_t)k * STRIPE))
+				return p;
+	}
+	return NULL;
+}
+
+/* Concurrent writers of different bytes of the same sectors never lose each other's data. */
+static void test_file_concurrent_partial(void **state)
+{
+	struct stripe_arg args[4];
+	pthread_t th[4];
+	uint8_t *check = malloc(STRIPE_AREA);
+	struct wc_dev *dev;
+	char *path = make_file("stripes.img", STRIPE_AREA, NULL);
+	int i, k;
+	void *ret;
+
+	(void)state;
+	assert_int_equal(dev_file_open(path, 0, &dev), 0);
+	for (i = 0; i < 4; i++) {
+		args[i] = (struct stripe_arg){ dev, i };
+		assert_int_equal(pthread_create(&th[i], NULL, stripe_writer, &args[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], &ret), 0);
+		assert_null(ret);
+	}
+	dev_close(dev);
+	read_file(path, check, STRIPE_AREA);
+	for (k = 0; k * STRIPE + STRIPE <= STRIPE_AREA; k++)
+		for (i = 0; i < STRIPE; i++)
+			assert_int_equal(check[k * STRIPE + i], (k % 4) * 32 + 20);
+	free(check);
+}
+
+/* A file shrunk behind our back reads as zeros past its new end. */
+static void eof_case(unsigned flags)
+{
+	uint8_t *data, buf[6144];
+	struct wc_dev *dev;
+	char *path = make_file("eof.img", 8192, &data);
+
+	assert_int_equal(dev_file_open(path, flags, &dev), 0);
+	assert_int_equal(truncate(path, 4096), 0);
+	memset(buf, 0xee, sizeof(buf));
+	assert_int_equal(dev_pread(dev, buf, 6000, 2000), 0);	/* unaligned: bounce path */
+	assert_memory_equal(buf, data + 2000, 2096);
+	for (int i = 2096; i < 6000; i++)
+		assert_int_equal(buf[i], 0);
+	memset(buf, 0xee, sizeof(buf));
+	assert_int_equal(dev_pread(dev, buf, 4096, 4096), 0);	/* aligned */
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(buf[i], 0);
+	dev_close(dev);
+	free(data);
+}
+
+static void test_file_read_past_eof(void **state)
+{
+	(void)state;
+	eof_case(0);
+	eof_case(DEV_NO_DIRECT);
+}
+
+/* A size that is not a multiple of 512 works (buffered) and never grows the file. */
+static void test_file_odd_size(void **state)
+{
+	uint8_t *data, buf[300];
+	struct wc_dev *dev;
+	struct stat st;
+	char *path = make_file("odd.img", 1000, &data);
+
+	(void)state;
+	assert_int_equal(dev_file_open(path, 0, &dev), 0);
+	assert_int_equal(dev->size, 1000);
+	assert_true(fd_flags_of(path) >= 0);
+	assert_false(fd_flags_of(path) & O_DIRECT);
+	memset(buf, 0x5a, sizeof(buf));
+	assert_int_equal(dev_pwrite(dev, buf, 300, 700), 0);
+	assert_int_equal(dev_pread(dev, buf, 300, 700), 0);
+	assert_int_equal(buf[299], 0x5a);
+	assert_int_equal(dev_pread(dev, buf, 1, 1000), -EINVAL);
+	dev_close(dev);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 1000);
+	free(data);
+}
+
+static void test_file_flush(void **state)
+{
+	uint8_t buf[4096], check[4096];
+	struct wc_dev *dev;
+	char *path = make_file("flush.img", 65536, NULL);
+
+	(void)state;
+	assert_int_equal(dev_file_open(path, 0, &dev), 0);
+	fill_random(buf, sizeof(buf));
+	assert_int_equal(dev_pwrite(dev, buf, sizeof(buf), 8192), 0);
+	assert_int_equal(dev_flush(dev), 0);
+	dev_close(dev);
+	{
+		int fd = open(path, O_RDONLY);
+
+		assert_int_equal(pread(fd, check, sizeof(check), 8192), (ssize_t)sizeof(check));
+		close(fd);
+	}
+	assert_memory_equal(buf, check, sizeof(buf));
+	assert_int_equal(dev_file_open(path, DEV_RDONLY, &dev), 0);
+	assert_int_equal(dev_flush(dev), 0);
+	dev_close(dev);
+}
+
+/* Whether the file system under tmpdir supports hole punching (probed on a scratch file). */
+static bool fs_can_punch(void)
+{
+	char *path = make_file("punch-probe.img", 8192, NULL);
+	int fd = open(path, O_RDWR);
+	int mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+	bool ok = fd >= 0 && fallocate(fd, mode, 0, 4096) == 0;
+
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	return ok;
+}
+
+static void test_file_discard(void **state)
+{
+	uint8_t *data, buf[65536];
+	struct wc_dev *dev;
+	struct stat before, after;
+	char *path = make_file("discard.img", 65536, &data);
+
+	(void)state;
+	assert_int_equal(stat(path, &before), 0);
+	assert_int_equal(dev_file_open(path, 0, &dev), 0);
+	assert_int_equal(dev_discard(dev, 32768, 8192), 0);
+	assert_int_equal(dev_discard(dev, 200, 100), 0);	/* unaligned: allowed */
+	assert_int_equal(dev_discard(dev, 1, 65536), -EINVAL);
+	assert_int_equal(dev_pread(dev, buf, sizeof(buf), 0), 0);
+	assert_memory_equal(buf + 300, data + 300, 8192 - 300);
+	assert_memory_equal(buf + 40960, data + 40960, 65536 - 40960);
+	dev_close(dev);
+	assert_int_equal(stat(path, &after), 0);
+	assert_int_equal(after.st_size, 65536);
+	/* Where holes can be punched, the range reads as zeros and its blocks are freed. */
+	if (fs_can_punch()) {
+		assert_true(after.st_blocks < before.st_blocks);
+		for (int i = 8192; i < 40960; i++)
+			assert_int_equal(buf[i], 0);
+	}
+	free(data);
+}
+
+static void test_file_excl(void **state)
+{
+	struct wc_dev *a, *b;
+	char msg[600];
+	char *path = make_file("excl.img", 4096, NULL);
+	pid_t pid;
+	int status;
+
+	(void)state;
+	assert_int_equal(dev_file_open(path, DEV_EXCL, &a), 0);
+	/* flock belongs to the open file description: a second open conflicts. */
+	assert_int_equal(dev_file_open(path, DEV_EXCL, &b), -EBUSY);
+	snprintf(msg, sizeof(msg), "%s is in use by another process (locked)", path);
+	assert_string_equal(wcache_last_error(), msg);
+	assert_int_equal(dev_file_open(path, DEV_EXCL | DEV_RDONLY, &b), -EBUSY);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(-dev_file_open(path, DEV_EXCL, &b));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), EBUSY);
+	/* Without DEV_EXCL nobody checks the lock. */
+	assert_int_equal(dev_file_open(path, 0, &b), 0);
+	dev_close(b);
+	dev_close(a);
+	assert_int_equal(dev_file_open(path, DEV_EXCL, &b), 0);
+	dev_close(b);
+}
+
+static void test_file_errors(void **state)
+{
+	struct wc_dev *dev;
+	char path[512];
+	uint8_t buf[512] = { 0 };
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/no/such.img", tmpdir);
+	assert_int_equal(dev_file_open(path, 0, &dev), -ENOENT);
+	assert_non_null(strstr(wcache_last_error(), path));
+	assert_non_null(strstr(wcache_last_error(), "No such file"));
+
+	assert_true(dev_file_open(tmpdir, 0, &dev) < 0);		/* directory */
+	assert_non_null(strstr(wcache_last_error(), tmpdir));
+	assert_int_equal(dev_file_open(tmpdir, DEV_RDONLY, &dev), -EINVAL);
+	assert_non_null(strstr(wcache_last_error(), "not a regular file or block device"));
+
+	strcpy(path, make_file("ro.img", 4096, NULL));
+	assert_int_equal(dev_file_open(path, DEV_RDONLY, &dev), 0);
+	assert_int_equal(dev_pread(dev, buf, 512, 0), 0);
+	assert_int_equal(dev_pwrite(dev, buf, 512, 0), -EROFS);
+	assert_non_null(strstr(wcache_last_error(), path));
+	assert_int_equal(dev_discard(dev, 512, 0), -EROFS);
+	assert_int_equal(dev_pread(dev, buf, 512, 4090), -EINVAL);
+	assert_non_null(strstr(wcache_last_error(), path));
+	dev_close(dev);
+}
+
+/* ---- block device: a loop device with 4096-byte logical blocks ---- */
+
+static char loop[64];
+static struct wc_dev *held_dev;	/* closed by the teardowns if a test fails with it open */
+
+static void close_held(void)
+{
+	dev_close(held_dev);
+	held_dev = NULL;
+}
+
+static int loop_teardown(void **state)
+{
+	char cmd[100];
+
+	(void)state;
+	close_held();
+	if (!loop[0])
+		return 0;
+	snprintf(cmd, sizeof(cmd), "losetup -d %s", loop);
+	loop[0] = 0;
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_blockdev(void **state)
+{
+	uint8_t *data, *buf, *check;
+	struct wc_dev *dev;
+	char cmd[700];
+	size_t size = 1 << 20;
+	char *path = make_file("loop.img", size, &data);
+	FILE *p;
+	int i;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	snprintf(cmd, sizeof(cmd),
+		 "losetup --find --show --sector-size 4096 --direct-io=on '%s' 2>/dev/null", path);
+	p = popen(cmd, "r");
+	if (!p || !fgets(loop, sizeof(loop), p) || pclose(p) != 0 || loop[0] != '/') {
+		loop[0] = 0;
+		free(data);
+		skip();
+	}
+	loop[strcspn(loop, "\n")] = 0;
+	assert_int_equal(dev_file_open(loop, DEV_EXCL, &held_dev), 0);
+	dev = held_dev;
+	assert_int_equal(dev->size, size);
+	assert_int_equal(dev->logical_block, 4096);
+	buf = malloc(size);
+	check = malloc(size);
+	rnd_state = 4;
+	for (i = 0; i < 200; i++) {
+		uint64_t off = rnd() % size;
+		size_t len = 1 + rnd() % (size - off < 20000 ? size - off : 20000);
+
+		fill_random(buf, len);
+		assert_int_equal(dev_pwrite(dev, buf + 1, len, off), 0);
+		memcpy(data + off, buf + 1, len);
+		assert_int_equal(dev_pread(dev, buf + 3, len, off), 0);
+		assert_memory_equal(buf + 3, data + off, len);
+	}
+	assert_int_equal(dev_flush(dev), 0);
+	/* Only the whole 4 KiB sectors inside [5000, 30000) are discarded: [8192, 28672). */
+	assert_int_equal(dev_discard(dev, 25000, 5000), 0);
+	assert_int_equal(dev_pread(dev, buf, size, 0), 0);
+	assert_memory_equal(buf, data, 8192);
+	assert_memory_equal(buf + 28672, data + 28672, size - 28672);
+	memset(data + 8192, 0, 28672 - 8192);	/* loop punches a hole in the file */
+	assert_memory_equal(buf + 8192, data + 8192, 28672 - 8192);
+	close_held();
+	assert_int_equal(loop_teardown(NULL), 0);
+	read_file(path, check, size);
+	assert_memory_equal(check, data, size);
+	free(check);
+	free(buf);
+	free(data);
+}
+
+/*
+ * O_DIRECT refused at the first I/O: a file on a file system whose device has
+ * 4 KiB sectors takes O_DIRECT at open but fails 512-aligned I/O with EINVAL.
+ */
+static char fs_loop[64], fs_mnt[300];
+
+static int fs_teardown(void **state)
+{
+	char cmd[700];
+	int ret = 0;
+
+	(void)state;
+	close_held();
+	if (fs_mnt[0]) {
+		snprintf(cmd, sizeof(cmd), "umount '%s' || umount -l '%s'", fs_mnt, fs_mnt);
+		ret |= system(cmd);
+		fs_mnt[0] = 0;
+	}
+	if (fs_loop[0]) {
+		snprintf(cmd, sizeof(cmd), "losetup -d %s", fs_loop);
+		ret |= system(cmd);
+		fs_loop[0] = 0;
+	}
+	return ret ? -1 : 0;
+}
+
+static void test_file_direct_fallback(void **state)
+{
+	uint8_t buf[8192], data[8192];
+	struct wc_dev *dev;
+	char cmd[800], path[400];
+	char *img = make_file("fs4k.img", 0, NULL);
+	FILE *p;
+	int fd;
+
+	(void)state;
+	if (geteuid() != 0 || truncate(img, 16 << 20))
+		skip();
+	snprintf(cmd, sizeof(cmd), "losetup --find --show --sector-size 4096 '%s' 2>/dev/null",
+		 img);
+	p = popen(cmd, "r");
+	if (!p || !fgets(fs_loop, sizeof(fs_loop), p) || pclose(p) != 0 || fs_loop[0] != '/') {
+		fs_loop[0] = 0;
+		skip();
+	}
+	fs_loop[strcspn(fs_loop, "\n")] = 0;
+	snprintf(fs_mnt, sizeof(fs_mnt), "%s/mnt", tmpdir);
+	snprintf(cmd, sizeof(cmd),
+		 "mkfs.ext4 -q -F %s >/dev/null 2>&1 && mkdir -p '%s' && mount %s '%s'", fs_loop,
+		 fs_mnt, fs_loop, fs_mnt);
+	if (system(cmd)) {
+		fs_mnt[0] = 0;
+		skip();
+	}
+	snprintf(path, sizeof(path), "%s/f.img", fs_mnt);
+	fill_random(data, sizeof(data));
+	fd = open(path, O_RDWR | O_CREAT, 0644);
+	assert_int_equal(pwrite(fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
+	close(fd);
+
+	assert_int_equal(dev_file_open(path, 0, &held_dev), 0);
+	dev = held_dev;
+	assert_true(fd_flags_of(path) & O_DIRECT);
+	assert_int_equal(dev_pread(dev, buf, 1024, 512), 0);	/* EINVAL under O_DIRECT */
+	assert_memory_equal(buf, data + 512, 1024);
+	assert_false(fd_flags_of(path) & O_DIRECT);
+	memset(buf, 0x77, 700);
+	assert_int_equal(dev_pwrite(dev, buf, 700, 1000), 0);
+	memcpy(data + 1000, buf, 700);
+	assert_int_equal(dev_pread(dev, buf, sizeof(buf), 0), 0);
+	assert_memory_equal(buf, data, sizeof(buf));
+	close_held();
+
+	/* Same for a write as the first I/O. */
+	assert_int_equal(dev_file_open(path, 0, &held_dev), 0);
+	assert_int_equal(dev_pwrite(held_dev, data, 512, 512), 0);
+	assert_false(fd_flags_of(path) & O_DIRECT);
+	close_held();
+	assert_int_equal(fs_teardown(NULL), 0);
+}
+
+/* ---- dev_open_uri ---- */
+
+static void test_uri(void **state)
+{
+	struct wc_dev *dev;
+	char *path = make_file("a:b.img", 4096, NULL);
+
+	(void)state;
+	assert_int_equal(dev_open_uri(path, 0, &dev), 0);
+	assert_int_equal(dev->size, 4096);
+	dev_close(dev);
+	assert_int_equal(dev_open_uri("nbd://localhost/export", 0, &dev), -EPROTONOSUPPORT);
+	assert_non_null(strstr(wcache_last_error(), "nbd://localhost/export"));
+	assert_int_equal(dev_open_uri("nbd+unix:///?socket=/tmp/s", 0, &dev), -EPROTONOSUPPORT);
+	assert_int_equal(dev_open_uri("nbds://host", 0, &dev), -EPROTONOSUPPORT);
+	assert_int_equal(dev_open_uri("ftp://host/x", 0, &dev), -EPROTONOSUPPORT);
+	assert_non_null(strstr(wcache_last_error(), "unknown URI scheme"));
+	assert_int_equal(dev_open_uri("/definitely/not/here", 0, &dev), -ENOENT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dispatch),
+		cmocka_unit_test(test_mem),
+		cmocka_unit_test(test_file_size),
+		cmocka_unit_test(test_file_roundtrip_direct),
+		cmocka_unit_test(test_file_roundtrip_buffered),
+		cmocka_unit_test(test_file_roundtrip_large),
+		cmocka_unit_test(test_file_concurrent_partial),
+		cmocka_unit_test(test_file_read_past_eof),
+		cmocka_unit_test(test_file_odd_size),
+		cmocka_unit_test(test_file_flush),
+		cmocka_unit_test(test_file_discard),
+		cmocka_unit_test(test_file_excl),
+		cmocka_unit_test(test_file_errors),
+		cmocka_unit_test_teardown(test_blockdev, loop_teardown),
+		cmocka_unit_test_teardown(test_file_direct_fallback, fs_teardown),
+		cmocka_unit_test(test_uri),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

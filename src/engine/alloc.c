@@ -77,7 +77,10 @@ void free_entry(struct wcache *c, uint32_t e)
 	entry_set(c->meta, e, entry_sector(c->meta, e), WC_SEQ_FREE);
 	mark_entry_dirty(c, e);
 	c->state[e] = ST_PEND | (c->state[e] & ST_WR_MASK);
-	c->pend[c->nr_pend++] = e;
+	c->age[e] = c->pend_head;
+	c->pend_head = e;
+	c->nr_pend_list++;
+	c->nr_pend++;
 }
 
 static unsigned old_bucket(uint64_t sector)
@@ -93,21 +96,28 @@ bool old_may_have(const struct wcache *c, uint64_t sector)
 static void old_add(struct wcache *c, uint32_t e)
 {
 	c->state[e] |= ST_OLD;
-	c->old[c->nr_old++] = e;
+	c->age[e] = c->old_head;
+	c->old_head = e;
+	c->nr_old++;
 	c->old_hash[old_bucket(entry_sector(c->meta, e))]++;
 }
 
 void old_remove(struct wcache *c, uint32_t e)
 {
-	for (uint64_t i = 0; i < c->nr_old; i++) {
-		if (c->old[i] == e) {
-			c->old[i] = c->old[--c->nr_old];
-			c->old_hash[old_bucket(entry_sector(c->meta, e))]--;
-			c->state[e] &= (uint8_t)~ST_OLD;
-			return;
-		}
-	}
-	WC_BUG_ON(1);
+	uint32_t *link = &c->old_head;
+
+	while (*link != IDX_NONE && *link != e)
+		link = &c->age[*link];
+	WC_BUG_ON(*link != e);
+	*link = c->age[e];
+	old_forget(c, e);
+}
+
+void old_forget(struct wcache *c, uint32_t e)
+{
+	c->nr_old--;
+	c->old_hash[old_bucket(entry_sector(c->meta, e))]--;
+	c->state[e] &= (uint8_t)~ST_OLD;
 }
 
 /* Put the data-filled reserved block e in service as the newest copy of blk. */

@@ -108,8 +108,6 @@ static void free_cache(struct wcache *c)
 	free(c->state);
 	free(c->age);
 	free(c->free_bm);
-	free(c->pend);
-	free(c->old);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->meta_mutex);
 	for (int i = 0; i < WC_NR_STRIPES; i++)
@@ -211,10 +209,8 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 	c->state = calloc(c->n_blocks, 1);
 	c->age = calloc(c->n_blocks, sizeof(*c->age));
 	c->free_bm = calloc((c->n_blocks + 63) / 64, sizeof(uint64_t));
-	c->pend = malloc(c->n_blocks * sizeof(*c->pend));
-	c->old = malloc(c->n_blocks * sizeof(*c->old));
-	if (!c->meta || !c->gran_dirty || !c->state || !c->age || !c->free_bm || !c->pend ||
-	    !c->old)
+	c->pend_head = c->old_head = IDX_NONE;
+	if (!c->meta || !c->gran_dirty || !c->state || !c->age || !c->free_bm)
 		return wc_err(-ENOMEM, "out of memory for %llu cache blocks",
 			      (unsigned long long)c->n_blocks);
 	ret = idx_init(&c->idx, c->n_blocks, c->meta);

@@ -64,15 +64,20 @@ struct wcache {
 	uint8_t *gran_dirty;		/* lock: one byte per granule */
 	bool meta_dirty;		/* lock: some granule is dirty */
 	uint8_t *state;			/* lock */
-	uint32_t *age;			/* lock: insertion time, seconds since open */
+	uint32_t *age;			/* lock: insertion time in s since open; list link when freed/old */
 	struct wc_index idx;		/* lock */
 
 	uint64_t *free_bm;		/* lock: 1 = free and reusable */
 	uint64_t nr_free;		/* lock */
 	uint64_t free_cursor;		/* lock: rotating allocation cursor */
-	uint32_t *pend;			/* lock: frees awaiting persistence + grace */
-	uint64_t nr_pend;		/* lock */
-	uint32_t *old;			/* lock: superseded entries awaiting GC */
+	/*
+	 * Entries on the pending-free and old-copy lists have no use for an age,
+	 * so c->age[e] links them (singly linked, IDX_NONE ends a list).
+	 */
+	uint32_t pend_head;		/* lock: frees not yet persisted */
+	uint64_t nr_pend_list;		/* lock: length of that list */
+	uint64_t nr_pend;		/* lock: all frees not yet reusable (list + being released) */
+	uint32_t old_head;		/* lock: superseded entries awaiting GC */
 	uint64_t nr_old;		/* lock */
 	uint32_t old_hash[WC_OLD_BUCKETS];	/* lock: superseded copies per sector hash */
 
@@ -139,6 +144,7 @@ void free_entry(struct wcache *c, uint32_t e);	/* RAM free -> pending list */
 void unreserve_block(struct wcache *c, uint32_t e);	/* never installed: back to free */
 void install_entry(struct wcache *c, uint32_t e, uint64_t blk);
 void old_remove(struct wcache *c, uint32_t e);
+void old_forget(struct wcache *c, uint32_t e);	/* counters only: caller unlinked e */
 /* May a superseded copy of this sector still exist? (Write-around must not race it.) */
 bool old_may_have(const struct wcache *c, uint64_t sector);
 uint64_t io_enter(struct wcache *c);

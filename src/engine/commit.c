@@ -95,11 +95,14 @@ static void io_grace(struct wcache *c)
 
 int persist_and_release(struct wcache *c)
 {
-	uint64_t n = c->nr_pend;
+	uint32_t head = c->pend_head;
 	int ret;
 
-	if (!n && !c->meta_dirty)
+	if (head == IDX_NONE && !c->meta_dirty)
 		return 0;
+	/* Detach the list first: its frees are all in the snapshot written next. */
+	c->pend_head = IDX_NONE;
+	c->nr_pend_list = 0;
 	ret = write_dirty_meta(c);
 	if (!ret) {
 		pthread_mutex_unlock(&c->lock);
@@ -108,21 +111,22 @@ int persist_and_release(struct wcache *c)
 		pthread_mutex_lock(&c->lock);
 	}
 	if (ret) {
+		/* Error state from now on; the detached blocks are never reused. */
 		set_error(c, ret, "writing metadata");
 		return ret;
 	}
-	if (!n)
+	if (head == IDX_NONE)
 		return 0;
 	io_grace(c);
-	for (uint64_t i = 0; i < n; i++) {
-		uint32_t e = c->pend[i];
+	while (head != IDX_NONE) {
+		uint32_t e = head;
 
+		head = c->age[e];
 		c->state[e] = 0;
 		c->free_bm[e >> 6] |= 1ull << (e & 63);
+		c->nr_free++;
+		c->nr_pend--;
 	}
-	c->nr_free += n;
-	memmove(c->pend, c->pend + n, (c->nr_pend - n) * sizeof(*c->pend));
-	c->nr_pend -= n;
 	pthread_cond_broadcast(&c->cond);
 	return 0;
 }
@@ -146,17 +150,18 @@ int sync_frees(struct wcache *c)
  */
 static void gc_old(struct wcache *c)
 {
-	uint64_t i = 0;
+	uint32_t *link = &c->old_head;
 
-	while (i < c->nr_old) {
-		uint32_t e = c->old[i];
+	while (*link != IDX_NONE) {
+		uint32_t e = *link;
 		uint32_t cur = idx_lookup(&c->idx, entry_sector(c->meta, e));
 
 		if ((cur == IDX_NONE || committed(c, cur)) && !(c->state[e] & (ST_WB | ST_WR_MASK))) {
-			old_remove(c, e);	/* moves the last element into slot i */
+			*link = c->age[e];	/* unlink before free_entry reuses the link */
+			old_forget(c, e);
 			free_entry(c, e);
 		} else {
-			i++;
+			link = &c->age[e];
 		}
 	}
 }

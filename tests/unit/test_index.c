@@ -109,8 +109,7 @@ static struct wcache *mini_cache(uint64_t n)
 	c->state = calloc(n, 1);
 	c->age = calloc(n, sizeof(uint32_t));
 	c->free_bm = calloc((n + 63) / 64, 8);
-	c->pend = malloc(n * sizeof(uint32_t));
-	c->old = malloc(n * sizeof(uint32_t));
+	c->pend_head = c->old_head = IDX_NONE;
 	assert_int_equal(idx_init(&c->idx, n, c->meta), 0);
 	for (uint64_t i = 0; i < n; i++)
 		c->free_bm[i >> 6] |= 1ull << (i & 63);
@@ -127,8 +126,6 @@ static void mini_free(struct wcache *c)
 	free(c->state);
 	free(c->age);
 	free(c->free_bm);
-	free(c->pend);
-	free(c->old);
 	free(c);
 }
 
@@ -172,7 +169,7 @@ static void test_install_supersede_free(void **state)
 	install_entry(c, b, 10);
 	assert_int_equal(idx_lookup(&c->idx, 80), b);
 	assert_int_equal(c->nr_pend, 1);
-	assert_int_equal(c->pend[0], a);
+	assert_int_equal(c->pend_head, a);
 	assert_int_equal(entry_seq(c->meta, a), WC_SEQ_FREE);
 	assert_int_equal(entry_sector(c->meta, a), 80);
 	/* Committed copy replaced: kept as an old copy until GC. */

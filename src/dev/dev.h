@@ -73,10 +73,23 @@ int dev_file_open(const char *path, unsigned flags, struct wc_dev **out);
 /*
  * Open by "URI": a path, or (when built with libnbd) nbd://... / nbd+unix://...
  * Used by the engine for cfg paths.
- * Anything not starting with "scheme://" is a path. Until src/dev/nbd.c exists,
- * nbd URIs (and unknown schemes) fail with -EPROTONOSUPPORT.
+ * Anything not starting with "scheme://" is a path. Without libnbd (no
+ * WC_WITH_NBD), nbd URIs fail with -EPROTONOSUPPORT, as do unknown schemes.
  */
 int dev_open_uri(const char *uri, unsigned flags, struct wc_dev **out);
+
+/*
+ * NBD export (built with libnbd, WC_WITH_NBD): uri is any libnbd URI
+ * (nbd://host[:port]/export, nbd+unix:///?socket=PATH, nbds://...). Up to 4
+ * connections if the server allows multi-conn. A lost connection fails the
+ * call in progress with -EIO; later calls reconnect (at most one attempt per
+ * call, 100 ms doubling to 5 s apart) and the next flush fails once if
+ * unflushed writes may have been lost. flush/discard are no-ops if the server
+ * cannot flush/trim. A server silent for WC_NBD_TIMEOUT_MS (env, default
+ * 60000, 0 = never) counts as a lost connection. DEV_RDONLY: writes and
+ * discards return -EROFS; a read-only export opened without it is -EROFS.
+ */
+int dev_nbd_open(const char *uri, unsigned flags, struct wc_dev **out);
 
 /*
  * In-memory device (tests and the fault device's backing store).

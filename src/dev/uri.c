@@ -37,11 +37,7 @@ int dev_open_uri(const char *uri, unsigned flags, struct wc_dev **out)
 	if (!scheme)
 		return dev_file_open(uri, flags, out);
 	if (is_nbd_scheme(uri, scheme)) {
-		/*
-		 * NBD backend goes here: src/dev/nbd.c (libnbd) will provide
-		 * dev_nbd_open(uri, flags, out), declared in dev.h, built when
-		 * WC_WITH_NBD is defined.
-		 */
+		/* src/dev/nbd.c (libnbd), built when WC_WITH_NBD is defined. */
 #ifdef WC_WITH_NBD
 		return dev_nbd_open(uri, flags, out);
 #else

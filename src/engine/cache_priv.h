@@ -102,6 +102,7 @@ struct wcache {
 	uint64_t wb_all_waiters;	/* lock */
 	uint64_t wb_all_gen;		/* lock: empty passes while wb_all_waiters */
 	int wb_error;			/* lock: last writeback error, 0 once it succeeds */
+	uint64_t wb_fail_gen;		/* lock: failed batches */
 	bool cleaner;			/* lock */
 	bool flush_on_suspend;		/* lock */
 	bool want_commit;		/* lock: autocommit_blocks reached */

@@ -290,6 +290,7 @@ void *wb_main(void *arg)
 		pthread_mutex_lock(&c->lock);
 		if (ret) {
 			c->wb_error = ret;
+			c->wb_fail_gen++;
 			backoff_ns = backoff_ns ? backoff_ns * 2 : 100000000ull;
 			if (backoff_ns > 10000000000ull)
 				backoff_ns = 10000000000ull;
@@ -309,7 +310,7 @@ void *wb_main(void *arg)
 
 int writeback_all(struct wcache *c)
 {
-	uint64_t gen0;
+	uint64_t gen0, fail0;
 	int ret = commit(c, false);
 
 	if (ret)
@@ -317,12 +318,13 @@ int writeback_all(struct wcache *c)
 	pthread_mutex_lock(&c->lock);
 	c->wb_all_waiters++;
 	gen0 = c->wb_all_gen;
+	fail0 = c->wb_fail_gen;
 	pthread_cond_broadcast(&c->cond);
 	/* Two empty passes after our request: the second began after it. */
 	while (c->wb_all_gen < gen0 + 2 && !c->stopping) {
 		ret = get_error(c);
-		if (!ret && c->wb_error)
-			ret = c->wb_error;
+		if (!ret && c->wb_fail_gen != fail0)
+			ret = c->wb_error ? c->wb_error : -EIO;
 		if (ret)
 			break;
 		pthread_cond_wait(&c->cond, &c->lock);

@@ -43,11 +43,14 @@ void wc_log(enum wc_log_level level, const char *fmt, ...)
 
 int wc_err(int err, const char *fmt, ...)
 {
+	char msg[sizeof(last_error)];
 	va_list ap;
 
+	/* Format aside first: callers may pass wcache_last_error() as an argument. */
 	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	memcpy(last_error, msg, sizeof(msg));
 	return err;
 }
 

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared declarations of the wcache command-line tool: the subcommand table,
+ * option/number parsing, messages, progress display and the JSON emitter.
+ * The CLI talks to the engine only through include/wcache.h.
+ */
+#ifndef WC_CLI_H
+#define WC_CLI_H
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "wcache.h"
+
+/* Exit codes shared by every subcommand (check refines 1 and 2, see cmd_check). */
+#define CLI_EXIT_OK	0
+#define CLI_EXIT_FAIL	1	/* the operation failed */
+#define CLI_EXIT_USAGE	2	/* bad command line */
+
+struct cli_cmd {
+	const char *name;
+	int (*fn)(const struct cli_cmd *cmd, int argc, char **argv);	/* returns an exit code */
+	const char *summary;	/* one line for "wcache --help" */
+	const char *usage;	/* full "wcache CMD --help" text */
+};
+
+/*
+ * Subcommands. argv[0] is the subcommand name; options may appear anywhere.
+ * Offline ones are in cmd_inspect.c (check, dump, status) and cmd_offline.c
+ * (format, export, flush).
+ */
+int cmd_format(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_check(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_dump(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_status(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_export(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_flush(const struct cli_cmd *cmd, int argc, char **argv);
+
+/*
+ * Hooks for the live subcommands, implemented in other src/cli files (serve,
+ * fuse, message, status --control). They are weak so that the tool links and
+ * says "not available in this build" while they are absent: a new file that
+ * defines one of them is picked up by the src/cli glob without editing
+ * main.c. cmd_* follow the calling convention above.
+ */
+int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv) __attribute__((weak));
+int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv) __attribute__((weak));
+int cmd_message(const struct cli_cmd *cmd, int argc, char **argv) __attribute__((weak));
+/*
+ * "wcache status --control PATH [--json]": query a running server's control
+ * socket and print the live status. Returns an exit code (0 ok, 1 failure).
+ */
+int cli_status_control(const char *control_path, bool json) __attribute__((weak));
+
+/* ---------------- helpers (util.c) ---------------- */
+
+extern bool cli_verbose;
+
+/* "wcache CMD: message" on stderr. */
+void cli_error(const struct cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_warn(const struct cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print a usage error plus a hint to --help; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Print cmd->usage on stdout; returns CLI_EXIT_OK. */
+int cli_help(const struct cli_cmd *cmd);
+
+/*
+ * Run getopt_long over argv (argv[0] = subcommand). On '?' or ':' prints a
+ * usage error. Returns the option value, -1 at the end, or -2 after an error
+ * (caller returns CLI_EXIT_USAGE).
+ */
+int cli_getopt(const struct cli_cmd *cmd, int argc, char **argv, const char *shortopts,
+	       const struct option *longopts);
+
+/* Strict unsigned decimal (no sign, no suffix, no junk). 0 or -EINVAL/-ERANGE. */
+int cli_parse_u64(const char *s, uint64_t max, uint64_t *out);
+/* Same, as a usage error naming the option: returns 0 or CLI_EXIT_USAGE. */
+int cli_opt_u64(const struct cli_cmd *cmd, const char *opt, const char *s, uint64_t max,
+		uint64_t *out);
+
+/*
+ * Size in bytes of a regular file or block device. 0 or -errno (message in
+ * *why, static or in buf).
+ */
+int cli_device_size(const char *path, uint64_t *out, char *why, size_t why_len);
+
+/* Human size: "484 KiB", "16.0 MiB". */
+const char *cli_human_bytes(uint64_t bytes, char *buf, size_t len);
+
+/* ---------------- progress (progress.c) ---------------- */
+
+enum progress_mode {
+	PROGRESS_AUTO,		/* a bar when stderr is a terminal, otherwise nothing */
+	PROGRESS_FORCE,		/* a bar on a terminal, periodic lines otherwise */
+	PROGRESS_OFF,
+};
+
+struct progress {
+	bool on, tty;
+	uint64_t total, last_done;
+	uint64_t last_ns;	/* time of the last line/redraw */
+	int last_pct;
+	const char *unit;	/* "blocks", "MiB" */
+	bool ended;
+};
+
+void progress_start(struct progress *p, enum progress_mode mode, uint64_t total, const char *unit);
+/* Redraw if the percentage changed (tty) or a second passed (lines); cheap otherwise. */
+void progress_update(struct progress *p, uint64_t done);
+/* Final redraw at done and a newline on a terminal. Safe to call twice. */
+void progress_end(struct progress *p, uint64_t done);
+
+/* ---------------- JSON emitter (json.c) ---------------- */
+
+#define JSON_MAX_DEPTH 16
+
+struct json {
+	FILE *f;
+	int depth;
+	bool need_comma[JSON_MAX_DEPTH];
+	bool inline_from[JSON_MAX_DEPTH];	/* this level and below print on one line */
+};
+
+void json_init(struct json *j, FILE *f);
+/* key is NULL inside arrays and at the top level. one_line: no newlines inside. */
+void json_object_begin(struct json *j, const char *key, bool one_line);
+void json_object_end(struct json *j);
+void json_array_begin(struct json *j, const char *key, bool one_line);
+void json_array_end(struct json *j);
+void json_u64(struct json *j, const char *key, uint64_t v);
+void json_i64(struct json *j, const char *key, int64_t v);
+void json_bool(struct json *j, const char *key, bool v);
+void json_null(struct json *j, const char *key);
+/* NULL s prints null. Bytes that are not valid UTF-8 become U+FFFD. */
+void json_string(struct json *j, const char *key, const char *s);
+/* Ends the document with a newline. */
+void json_finish(struct json *j);
+/* Write s as a JSON string literal (quotes included). */
+void json_write_string(FILE *f, const char *s);
+
+#endif

@@ -1,0 +1,427 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Read-only subcommands built on wcache_inspect(): check (verify + exit code),
+ * dump (superblock and entries, text or JSON) and offline status (counts).
+ * They never open a device for writing and need no origin.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define MAX_START_SECTOR (UINT64_MAX >> 9)
+
+/* One entry reported by wcache_inspect (seq_count != -1). */
+struct dump_entry {
+	struct wc_entry_info e;
+	bool valid;
+};
+
+struct entry_list {
+	struct dump_entry *v;
+	size_t nr, cap;
+	bool oom;
+};
+
+static int collect_entry(const struct wc_entry_info *e, bool valid, void *opaque)
+{
+	struct entry_list *l = opaque;
+
+	if (l->nr == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 1024;
+		struct dump_entry *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v) {
+			l->oom = true;
+			return -ENOMEM;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->nr].e = *e;
+	l->v[l->nr].valid = valid;
+	l->nr++;
+	return 0;
+}
+
+/* True when wcache_inspect got far enough to decode a superblock. */
+static bool sb_was_read(const struct wc_inspect *ins)
+{
+	return ins->blank || ins->sb.magic || ins->sb.version || ins->sb.block_size ||
+	       ins->sb.n_blocks || ins->sb.seq_count;
+}
+
+/* True when the superblock was valid, i.e. the entry counts mean something. */
+static bool counts_valid(int ret)
+{
+	return ret >= 0 || ret == -EUCLEAN;
+}
+
+static const char *entry_state(const struct wc_inspect *ins, const struct dump_entry *d)
+{
+	uint64_t bs_sect = ins->sb.block_size / 512;
+
+	if (d->e.seq_count >= ins->sb.seq_count)
+		return "uncommitted";
+	if (d->valid)
+		return "valid";
+	if (bs_sect && d->e.original_sector % bs_sect)
+		return "misaligned";
+	return "superseded";
+}
+
+static uint64_t entry_offset(const struct wc_inspect *ins, uint64_t index)
+{
+	return ins->sb.data_offset + index * ins->sb.block_size;
+}
+
+/* ---------------- check ---------------- */
+
+int cmd_check(const struct cli_cmd *cmd, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "origin", required_argument, NULL, 'o' },
+		{ "start-sector", required_argument, NULL, 's' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *origin = NULL, *cache;
+	uint64_t start = 0, origin_bytes = 0;
+	struct wc_inspect ins;
+	bool quiet = false;
+	char hb[32];
+	int c, ret;
+
+	while ((c = cli_getopt(cmd, argc, argv, ":o:s:qh", lo)) != -1) {
+		switch (c) {
+		case 'o':
+			origin = optarg;
+			break;
+		case 's':
+			if (cli_opt_u64(cmd, "--start-sector", optarg, MAX_START_SECTOR, &start))
+				return CLI_EXIT_USAGE;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'h':
+			return cli_help(cmd);
+		default:
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage_error(cmd, optind >= argc ? "missing CACHE argument"
+					   : "too many arguments (expected CACHE)");
+	cache = argv[optind];
+	if (origin) {
+		char why[512];
+
+		ret = cli_device_size(origin, &origin_bytes, why, sizeof(why));
+		if (ret) {
+			cli_error(cmd, "origin: %s", why);
+			return CLI_EXIT_USAGE;
+		}
+		if (!origin_bytes) {
+			cli_error(cmd, "origin %s has size 0", origin);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	ret = wcache_inspect(cache, start, origin_bytes, &ins, NULL, NULL);
+	if (!quiet && counts_valid(ret)) {
+		printf("cache: %s\n", cache);
+		printf("block_size: %u\n", ins.sb.block_size);
+		printf("n_blocks: %llu\n", (unsigned long long)ins.sb.n_blocks);
+		printf("seq_count: %llu\n", (unsigned long long)ins.sb.seq_count);
+		printf("data_offset: %llu\n", (unsigned long long)ins.sb.data_offset);
+		printf("valid: %llu\n", (unsigned long long)ins.nr_valid);
+		printf("free: %llu\n", (unsigned long long)ins.nr_free);
+		printf("uncommitted: %llu\n", (unsigned long long)ins.nr_uncommitted);
+		printf("superseded: %llu\n", (unsigned long long)ins.nr_superseded);
+		if (ins.nr_equal_dups)
+			printf("equal_seq_duplicates: %llu\n", (unsigned long long)ins.nr_equal_dups);
+		if (ins.nr_past_origin)
+			printf("past_origin_or_misaligned: %llu\n",
+			       (unsigned long long)ins.nr_past_origin);
+	}
+	if (ret < 0) {
+		if (!quiet && counts_valid(ret))
+			printf("result: corrupt\n");
+		cli_error(cmd, "%s", wcache_last_error());
+		return 2;
+	}
+	if (!quiet) {
+		if (ret == 0)
+			printf("result: clean: no dirty blocks\n");
+		else
+			printf("result: dirty: %llu blocks (%s) are not yet written back to the origin\n",
+			       (unsigned long long)ins.nr_valid,
+			       cli_human_bytes(ins.nr_valid * ins.sb.block_size, hb, sizeof(hb)));
+	}
+	return ret == 0 ? 0 : 1;
+}
+
+/* ---------------- dump ---------------- */
+
+static const char *dump_status(int ret, const struct wc_inspect *ins)
+{
+	if (ret == 0)
+		return "clean";
+	if (ret == 1)
+		return "dirty";
+	if (ret == -EUCLEAN)
+		return "corrupt";
+	if (ins->blank)
+		return "blank";
+	return "invalid";
+}
+
+static void dump_text(const char *cache, uint64_t start, int ret, const struct wc_inspect *ins,
+		      const struct entry_list *l, bool all)
+{
+	size_t k = 0;
+
+	printf("cache: %s\n", cache);
+	printf("start_sector: %llu\n", (unsigned long long)start);
+	printf("magic: 0x%08x\n", ins->sb.magic);
+	printf("version: %u\n", ins->sb.version);
+	printf("block_size: %u\n", ins->sb.block_size);
+	printf("n_blocks: %llu\n", (unsigned long long)ins->sb.n_blocks);
+	printf("seq_count: %llu\n", (unsigned long long)ins->sb.seq_count);
+	if (!counts_valid(ret)) {
+		printf("status: %s\n", dump_status(ret, ins));
+		return;
+	}
+	printf("meta_bytes: %llu\n", (unsigned long long)ins->sb.meta_bytes);
+	printf("data_offset: %llu\n", (unsigned long long)ins->sb.data_offset);
+	printf("status: %s\n", dump_status(ret, ins));
+	printf("entries: %zu (valid %llu, superseded %llu, uncommitted %llu, free %llu)\n", l->nr,
+	       (unsigned long long)ins->nr_valid, (unsigned long long)ins->nr_superseded,
+	       (unsigned long long)ins->nr_uncommitted, (unsigned long long)ins->nr_free);
+	printf("%10s  %20s  %20s  %-12s %15s\n", "index", "original_sector", "seq_count", "state",
+	       "cache_offset");
+	for (uint64_t i = 0; i < ins->sb.n_blocks; i++) {
+		if (k < l->nr && l->v[k].e.index == i) {
+			const struct dump_entry *d = &l->v[k++];
+
+			printf("%10llu  %20llu  %20llu  %-12s %15llu\n", (unsigned long long)i,
+			       (unsigned long long)d->e.original_sector,
+			       (unsigned long long)d->e.seq_count, entry_state(ins, d),
+			       (unsigned long long)entry_offset(ins, i));
+		} else if (all) {
+			printf("%10llu  %20s  %20s  %-12s %15llu\n", (unsigned long long)i, "-", "-1",
+			       "free", (unsigned long long)entry_offset(ins, i));
+		} else if (k >= l->nr) {
+			break;
+		}
+	}
+}
+
+static void dump_json(const char *cache, uint64_t start, int ret, const struct wc_inspect *ins,
+		      const struct entry_list *l, bool all, const char *error)
+{
+	struct json j;
+	char hex[16];
+	size_t k = 0;
+
+	json_init(&j, stdout);
+	json_object_begin(&j, NULL, false);
+	json_string(&j, "cache", cache);
+	json_u64(&j, "start_sector", start);
+	json_string(&j, "status", dump_status(ret, ins));
+	json_string(&j, "error", error);
+	json_object_begin(&j, "superblock", false);
+	snprintf(hex, sizeof(hex), "0x%08x", ins->sb.magic);
+	json_u64(&j, "magic", ins->sb.magic);
+	json_string(&j, "magic_hex", hex);
+	json_u64(&j, "version", ins->sb.version);
+	json_u64(&j, "block_size", ins->sb.block_size);
+	json_u64(&j, "n_blocks", ins->sb.n_blocks);
+	json_u64(&j, "seq_count", ins->sb.seq_count);
+	if (counts_valid(ret)) {
+		json_u64(&j, "meta_bytes", ins->sb.meta_bytes);
+		json_u64(&j, "data_offset", ins->sb.data_offset);
+	}
+	json_object_end(&j);
+	if (counts_valid(ret)) {
+		json_object_begin(&j, "counts", false);
+		json_u64(&j, "entries", l->nr);
+		json_u64(&j, "valid", ins->nr_valid);
+		json_u64(&j, "superseded", ins->nr_superseded);
+		json_u64(&j, "uncommitted", ins->nr_uncommitted);
+		json_u64(&j, "free", ins->nr_free);
+		json_u64(&j, "equal_seq_duplicates", ins->nr_equal_dups);
+		json_object_end(&j);
+		json_array_begin(&j, "entries", false);
+		for (uint64_t i = 0; i < ins->sb.n_blocks; i++) {
+			const struct dump_entry *d = NULL;
+
+			if (k < l->nr && l->v[k].e.index == i)
+				d = &l->v[k++];
+			else if (!all && k >= l->nr)
+				break;
+			else if (!all)
+				continue;
+			json_object_begin(&j, NULL, true);
+			json_u64(&j, "index", i);
+			if (d) {
+				const char *st = entry_state(ins, d);
+
+				json_u64(&j, "original_sector", d->e.original_sector);
+				json_u64(&j, "seq_count", d->e.seq_count);
+				json_bool(&j, "committed", d->e.seq_count < ins->sb.seq_count);
+				json_bool(&j, "valid", d->valid);
+				json_string(&j, "state", st);
+			} else {
+				json_null(&j, "original_sector");
+				json_i64(&j, "seq_count", -1);
+				json_bool(&j, "committed", false);
+				json_bool(&j, "valid", false);
+				json_string(&j, "state", "free");
+			}
+			json_u64(&j, "cache_offset", entry_offset(ins, i));
+			json_object_end(&j);
+		}
+		json_array_end(&j);
+	}
+	json_object_end(&j);
+	json_finish(&j);
+}
+
+int cmd_dump(const struct cli_cmd *cmd, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "start-sector", required_argument, NULL, 's' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct entry_list l = { 0 };
+	bool json = false, all = false;
+	struct wc_inspect ins;
+	const char *cache;
+	uint64_t start = 0;
+	char err[1024];
+	int c, ret, rc;
+
+	while ((c = cli_getopt(cmd, argc, argv, ":js:ah", lo)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 's':
+			if (cli_opt_u64(cmd, "--start-sector", optarg, MAX_START_SECTOR, &start))
+				return CLI_EXIT_USAGE;
+			break;
+		case 'a':
+			all = true;
+			break;
+		case 'h':
+			return cli_help(cmd);
+		default:
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage_error(cmd, optind >= argc ? "missing CACHE argument"
+					   : "too many arguments (expected CACHE)");
+	cache = argv[optind];
+	ret = wcache_inspect(cache, start, 0, &ins, collect_entry, &l);
+	if (l.oom) {
+		cli_error(cmd, "out of memory collecting %zu entries", l.nr);
+		free(l.v);
+		return CLI_EXIT_FAIL;
+	}
+	snprintf(err, sizeof(err), "%s", ret < 0 ? wcache_last_error() : "");
+	rc = ret < 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+	if (sb_was_read(&ins)) {
+		if (json)
+			dump_json(cache, start, ret, &ins, &l, all, ret < 0 ? err : NULL);
+		else
+			dump_text(cache, start, ret, &ins, &l, all);
+	}
+	if (ret < 0)
+		cli_error(cmd, "%s", err);
+	free(l.v);
+	return rc;
+}
+
+/* ---------------- status (offline) ---------------- */
+
+int cmd_status(const struct cli_cmd *cmd, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "start-sector", required_argument, NULL, 's' },
+		{ "control", required_argument, NULL, 'c' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *control = NULL, *cache;
+	bool json = false, have_start = false;
+	struct wc_inspect ins;
+	uint64_t start = 0, dirty;
+	int c, ret;
+
+	while ((c = cli_getopt(cmd, argc, argv, ":s:c:jh", lo)) != -1) {
+		switch (c) {
+		case 's':
+			if (cli_opt_u64(cmd, "--start-sector", optarg, MAX_START_SECTOR, &start))
+				return CLI_EXIT_USAGE;
+			have_start = true;
+			break;
+		case 'c':
+			control = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			return cli_help(cmd);
+		default:
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (control) {
+		/* Live status: implemented with the control socket (cli.h hook). */
+		if (optind != argc || have_start)
+			return cli_usage_error(cmd, "--control takes no CACHE and no --start-sector");
+		if (!cli_status_control) {
+			cli_error(cmd, "--control is not available in this build");
+			return CLI_EXIT_FAIL;
+		}
+		return cli_status_control(control, json);
+	}
+	if (optind + 1 != argc)
+		return cli_usage_error(cmd, optind >= argc ? "missing CACHE argument (or --control PATH)"
+					   : "too many arguments (expected CACHE)");
+	cache = argv[optind];
+	ret = wcache_inspect(cache, start, 0, &ins, NULL, NULL);
+	if (ret < 0) {
+		cli_error(cmd, "%s", wcache_last_error());
+		return CLI_EXIT_FAIL;
+	}
+	/* What an activation would report: recovery frees all but the valid entries. */
+	dirty = ins.nr_valid;
+	if (json) {
+		struct json j;
+
+		json_init(&j, stdout);
+		json_object_begin(&j, NULL, false);
+		json_u64(&j, "total", ins.sb.n_blocks);
+		json_u64(&j, "free", ins.sb.n_blocks - dirty);
+		json_u64(&j, "dirty", dirty);
+		json_u64(&j, "seq_count", ins.sb.seq_count);
+		json_object_end(&j);
+		json_finish(&j);
+	} else {
+		printf("total: %llu\n", (unsigned long long)ins.sb.n_blocks);
+		printf("free: %llu\n", (unsigned long long)(ins.sb.n_blocks - dirty));
+		printf("dirty: %llu\n", (unsigned long long)dirty);
+		printf("seq_count: %llu\n", (unsigned long long)ins.sb.seq_count);
+	}
+	return CLI_EXIT_OK;
+}

@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wcache(8) entry point: global options, the subcommand table, top-level
+ * help and the library log sink. Each subcommand parses its own options and
+ * returns an exit code; nothing here touches a device.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char format_usage[] =
+	"Usage: wcache format CACHE [--block-size N] [--start-sector S] [--force]\n"
+	"\n"
+	"Format CACHE as an empty dm-writecache (SSD mode) cache device. The whole\n"
+	"device after START_SECTOR is used; n_blocks is computed like the kernel does.\n"
+	"A cache that holds dirty blocks (data not yet written back to its origin) is\n"
+	"not formatted unless --force is given; run 'wcache flush' first.\n"
+	"\n"
+	"Options:\n"
+	"  -b, --block-size N     cache block size in bytes: 512, 1024, 2048 or 4096\n"
+	"                         (default 4096)\n"
+	"  -s, --start-sector S   metadata starts S 512-byte sectors into CACHE (default 0)\n"
+	"  -f, --force            format even if CACHE holds dirty blocks (they are lost)\n"
+	"  -h, --help             show this help\n"
+	"\n"
+	"Exit status: 0 formatted, 1 failed or refused, 2 usage error.\n";
+
+static const char check_usage[] =
+	"Usage: wcache check CACHE [--origin ORIGIN] [--start-sector S]\n"
+	"\n"
+	"Read and verify the metadata of CACHE without writing anything, and print a\n"
+	"summary. With --origin, entries that map sectors beyond the origin's size are\n"
+	"reported as corruption (wrong origin device).\n"
+	"\n"
+	"Options:\n"
+	"  -o, --origin ORIGIN    origin file or block device, for the range check\n"
+	"  -s, --start-sector S   metadata starts S 512-byte sectors into CACHE (default 0)\n"
+	"  -q, --quiet            print nothing but errors\n"
+	"  -h, --help             show this help\n"
+	"\n"
+	"Exit status: 0 clean (no dirty blocks), 1 valid with dirty blocks,\n"
+	"2 corrupt, unreadable, not a cache, or usage error.\n";
+
+static const char dump_usage[] =
+	"Usage: wcache dump CACHE [--json] [--start-sector S] [--all]\n"
+	"\n"
+	"Print the superblock of CACHE and every entry whose seq_count is not -1: its\n"
+	"index, original sector, seq_count, state and the byte offset of its data block\n"
+	"on CACHE. States: valid (committed and the newest copy of its sector: the data\n"
+	"the cache serves), superseded (committed but an entry with a higher seq_count\n"
+	"maps the same sector), uncommitted (seq_count >= the superblock's; recovery\n"
+	"discards it), misaligned (sector not a multiple of the block size).\n"
+	"Nothing is written.\n"
+	"\n"
+	"Options:\n"
+	"  -j, --json             print one JSON document instead of text\n"
+	"  -s, --start-sector S   metadata starts S 512-byte sectors into CACHE (default 0)\n"
+	"  -a, --all              also list free entries (seq_count -1)\n"
+	"  -h, --help             show this help\n"
+	"\n"
+	"Exit status: 0 dumped, 1 dumped but the metadata is corrupt, or unreadable,\n"
+	"2 usage error.\n";
+
+static const char status_usage[] =
+	"Usage: wcache status CACHE [--start-sector S] [--json]\n"
+	"       wcache status --control PATH [--json]\n"
+	"\n"
+	"Offline form: read CACHE (never writing) and print its block counts as\n"
+	"'key: value' lines: total, free, dirty, seq_count (what a fresh activation\n"
+	"would report; dirty = total - free).\n"
+	"Live form (--control): ask a running 'wcache serve' through its control\n"
+	"socket.\n"
+	"\n"
+	"Options:\n"
+	"  -s, --start-sector S   metadata starts S 512-byte sectors into CACHE (default 0)\n"
+	"  -c, --control PATH     query a running server's control socket\n"
+	"  -j, --json             print a JSON object\n"
+	"  -h, --help             show this help\n"
+	"\n"
+	"Exit status: 0 ok, 1 failed, 2 usage error.\n";
+
+static const char export_usage[] =
+	"Usage: wcache export ORIGIN CACHE OUTPUT [--start-sector S] [--block-size N]\n"
+	"                     [--progress]\n"
+	"\n"
+	"Copy the logical device (ORIGIN overlaid with the valid blocks of CACHE) to\n"
+	"OUTPUT, which is created or truncated (a regular file is written sparse\n"
+	"where whole 1 MiB chunks are zero; a block device is written in full).\n"
+	"OUTPUT '-' writes to standard output. ORIGIN and CACHE are opened read-only\n"
+	"and never modified; OUTPUT must not be one of them.\n"
+	"\n"
+	"Options:\n"
+	"  -s, --start-sector S   metadata starts S 512-byte sectors into CACHE (default 0)\n"
+	"  -b, --block-size N     require this block size (as a table line would);\n"
+	"                         default: take it from the superblock\n"
+	"  -p, --progress         always show progress on stderr (lines when stderr is\n"
+	"                         not a terminal); by default a bar on a terminal only\n"
+	"      --no-progress      never show progress\n"
+	"  -h, --help             show this help\n"
+	"\n"
+	"Exit status: 0 exported, 1 failed, 2 usage error.\n";
+
+static const char flush_usage[] =
+	"Usage: wcache flush ORIGIN CACHE [--start-sector S] [--block-size N]\n"
+	"                    [table options] [--progress]\n"
+	"\n"
+	"Activate the cache, write every dirty block back to ORIGIN (the 'flush'\n"
+	"message of dm-writecache), commit and close. Afterwards ORIGIN alone holds\n"
+	"the data and 'wcache check CACHE' exits 0. A blank CACHE is an error (it is\n"
+	"never formatted). Both devices are locked for the duration.\n"
+	"\n"
+	"Options:\n"
+	"  -s, --start-sector S   metadata starts S 512-byte sectors into CACHE (default 0)\n"
+	"  -b, --block-size N     require this block size (default: from the superblock)\n"
+	"  -p, --progress         always show progress on stderr\n"
+	"      --no-progress      never show progress\n"
+	"  -h, --help             show this help\n"
+	"Table options (dm-writecache names; '-' or '_' both accepted):\n"
+	"  --high-watermark P  --low-watermark P  --writeback-jobs N\n"
+	"  --autocommit-blocks N  --autocommit-time MS  --max-age MS\n"
+	"  --pause-writeback MS  --cleaner  --metadata-only\n"
+	"\n"
+	"Exit status: 0 flushed (cache clean), 1 failed, 2 usage error.\n";
+
+/* -------- live subcommands: implemented elsewhere in src/cli (see cli.h) -------- */
+/*
+ * The rows below belong to the engineer adding serve / fuse / message and
+ * status --control. Their cmd_* functions are weak hooks; usage NULL means the
+ * command prints its own --help.
+ */
+#define LIVE_CMDS                                                                        \
+	{ "serve", cmd_serve, "serve ORIGIN CACHE over NBD (nbdkit plugin)", NULL },         \
+	{ "fuse", cmd_fuse, "export ORIGIN CACHE as one file through FUSE", NULL },         \
+	{ "message", cmd_message, "send a message (flush, cleaner, ...) to a running server", NULL },
+/* -------- end of live subcommands -------- */
+
+static const struct cli_cmd cmds[] = {
+	{ "format", cmd_format, "format a cache device", format_usage },
+	{ "check", cmd_check, "verify a cache device (exit 0 clean, 1 dirty, 2 corrupt)", check_usage },
+	{ "dump", cmd_dump, "print the superblock and the entries", dump_usage },
+	{ "status", cmd_status, "print block counts (offline, or --control for a server)",
+	  status_usage },
+	{ "export", cmd_export, "copy the logical device to a file, read-only", export_usage },
+	{ "flush", cmd_flush, "write all dirty blocks back to the origin", flush_usage },
+	LIVE_CMDS
+};
+
+#define NR_CMDS (sizeof(cmds) / sizeof(cmds[0]))
+
+static void usage(FILE *f)
+{
+	fputs("Usage: wcache [-v] COMMAND [ARGS...]\n"
+	      "       wcache COMMAND --help\n"
+	      "\n"
+	      "Userspace dm-writecache: tools for cache devices in the kernel's SSD-mode\n"
+	      "format. Arguments go in table order: ORIGIN before CACHE.\n"
+	      "\n"
+	      "Commands:\n", f);
+	for (size_t i = 0; i < NR_CMDS; i++)
+		fprintf(f, "  %-9s %s%s\n", cmds[i].name, cmds[i].summary,
+			cmds[i].fn ? "" : " (not in this build)");
+	fputs("\n"
+	      "Global options:\n"
+	      "  -v, --verbose   also print the library's informational messages\n"
+	      "  -h, --help      show this help\n"
+	      "\n"
+	      "See wcache(8).\n", f);
+}
+
+static void cli_log(enum wc_log_level level, const char *msg, void *opaque)
+{
+	static const char *const names[] = { "error", "warning", "info", "debug" };
+	const char *dbg = getenv("WC_DEBUG");
+	(void)opaque;
+
+	if (level == WC_LOG_INFO && !cli_verbose && !(dbg && *dbg))
+		return;
+	if (level == WC_LOG_DEBUG && !(dbg && *dbg))
+		return;
+	fflush(stdout);
+	fprintf(stderr, "wcache: %s: %s\n", names[level > WC_LOG_DEBUG ? WC_LOG_DEBUG : level], msg);
+}
+
+static const struct cli_cmd *find_cmd(const char *name)
+{
+	for (size_t i = 0; i < NR_CMDS; i++) {
+		if (!strcmp(cmds[i].name, name))
+			return &cmds[i];
+	}
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	const struct cli_cmd *cmd;
+	int i = 1, ret;
+
+	wcache_set_logger(cli_log, NULL);
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
+			cli_verbose = true;
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return CLI_EXIT_OK;
+		} else {
+			return cli_usage_error(NULL, "unknown global option '%s'", argv[i]);
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return CLI_EXIT_USAGE;
+	}
+	if (!strcmp(argv[i], "help")) {
+		if (i + 1 >= argc) {
+			usage(stdout);
+			return CLI_EXIT_OK;
+		}
+		cmd = find_cmd(argv[i + 1]);
+		if (!cmd)
+			return cli_usage_error(NULL, "unknown command '%s'", argv[i + 1]);
+		if (cmd->usage)
+			return cli_help(cmd);
+		if (!cmd->fn) {
+			cli_error(cmd, "not available in this build");
+			return CLI_EXIT_FAIL;
+		}
+		{
+			char help[] = "--help";
+			char *hargv[] = { argv[i + 1], help, NULL };
+
+			return cmd->fn(cmd, 2, hargv);
+		}
+	}
+	cmd = find_cmd(argv[i]);
+	if (!cmd)
+		return cli_usage_error(NULL, "unknown command '%s'", argv[i]);
+	if (!cmd->fn) {
+		cli_error(cmd, "not available in this build (its frontend was not compiled in)");
+		return CLI_EXIT_FAIL;
+	}
+	ret = cmd->fn(cmd, argc - i, argv + i);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		cli_error(cmd, "error writing to standard output");
+		if (ret == CLI_EXIT_OK)
+			ret = CLI_EXIT_FAIL;
+	}
+	return ret;
+}

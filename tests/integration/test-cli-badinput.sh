@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Bad input for every offline subcommand: missing file, directory, empty,
+# truncated, zeroed, garbage, wrong magic / version / block size, n_blocks
+# larger than the device, an entry past the origin or misaligned, equal-seq
+# duplicate entries (crafted at start + 64 + 16*i, little-endian). Each must
+# give a clear message and the documented non-zero exit (2 for check), never
+# crash (the ASan tree runs this too), and never modify its inputs.
+source "$(dirname "$0")/functions.sh"
+requires jq sha256sum od dd
+requires_wcache
+writer=$(requires_helper wctest-write)
+tmpdir
+
+MiB=1048576
+# A good dirty cache to corrupt: 1 MiB, 4096-byte blocks, 5 dirty blocks.
+head -c $((8 * MiB)) /dev/urandom >origin.img
+truncate -s $MiB good.img
+run_rc 0 "$WCACHE" format good.img
+for b in 0 10 100 1000 2047; do
+	head -c 4096 /dev/urandom >"blk$b"
+	args+=("$((b * 4096)):blk$b")
+done
+run_rc 0 "$writer" origin.img good.img "${args[@]}"
+run_rc 1 "$WCACHE" check --origin origin.img good.img
+out_has '^valid: 5$'
+run_rc 0 "$WCACHE" dump --json good.img
+cp "$TMPD/out" good.json
+# Two valid entries to play with.
+i0=$(jq '[.entries[] | select(.valid)][0].index' good.json)
+i1=$(jq '[.entries[] | select(.valid)][1].index' good.json)
+s0=$(jq '[.entries[] | select(.valid)][0].original_sector' good.json)
+q0=$(jq '[.entries[] | select(.valid)][0].seq_count' good.json)
+for v in "$i0" "$i1" "$s0" "$q0"; do
+	[[ "$v" =~ ^[0-9]+$ ]] || fail "could not read entries from dump --json: '$v'"
+done
+[[ "$i0" != "$i1" ]] || fail "need two distinct entries"
+assert_eq "$(peek_le good.img $((64 + 16 * i0)) 8)" "$s0" "entry $i0 sector read with od"
+snapshot origin.img
+
+# battery CACHE REGEX [ORIGIN_ONLY]: every subcommand fails on CACHE with a
+# message matching REGEX and leaves CACHE and the origin untouched. With
+# ORIGIN_ONLY=1 the damage is only visible with the origin (check --origin,
+# export, flush), so dump and status are expected to succeed.
+battery() {
+	local c=$1 re=$2 origin_only=${3:-0}
+	info "case $c"
+	snapshot "$c"
+	if ((origin_only)); then
+		run_rc 2 "$WCACHE" check --origin origin.img "$c"
+		err_has "$re"
+		run_rc 0 "$WCACHE" dump "$c"
+		run_rc 0 "$WCACHE" status "$c"
+	else
+		run_rc 2 "$WCACHE" check "$c"
+		err_has "^wcache check: .*($re)"
+		run_rc 2 "$WCACHE" check --origin origin.img "$c"
+		err_has "$re"
+		run_rc 1 "$WCACHE" dump "$c"
+		err_has "^wcache dump: .*($re)"
+		run_rc 1 "$WCACHE" dump --json --all "$c"
+		err_has "$re"
+		if [[ -s "$TMPD/out" ]]; then
+			jq -e '.status != "clean" and .status != "dirty" and (.error | length > 0)' \
+				"$TMPD/out" >/dev/null || fail "$c: dump --json of bad input"
+		fi
+		run_rc 1 "$WCACHE" status "$c"
+		err_has "^wcache status: .*($re)"
+	fi
+	rm -f out.img
+	run_rc 1 "$WCACHE" export origin.img "$c" out.img
+	err_has "^wcache export: .*($re)"
+	[[ ! -e out.img ]] || fail "$c: failed export created its output"
+	run_rc 1 "$WCACHE" flush origin.img "$c"
+	err_has "^wcache flush: .*($re)"
+	assert_unchanged "$c" origin.img
+}
+
+# --- not a cache at all ---
+battery missing.img 'No such file'
+mkdir adir
+battery adir 'not a regular file|Is a directory'
+: >empty.img
+battery empty.img 'too small|beyond the (cache )?device.* \(0 bytes\)'
+head -c 30 good.img >tiny.img
+battery tiny.img 'too small'
+head -c 100000 good.img >trunc.img
+battery trunc.img 'needs [0-9]+ bytes but the cache device has 100000'
+head -c $MiB /dev/zero >zero.img
+battery zero.img 'not formatted'
+head -c $MiB /dev/urandom >garbage.img
+poke_le garbage.img 0 4 1234 # never the magic by chance
+battery garbage.img 'invalid magic'
+
+# --- damaged superblock ---
+cp good.img magic.img
+poke_le magic.img 0 4 $((0x23489322))
+battery magic.img 'invalid magic 0x23489322'
+cp good.img version.img
+poke_le version.img 4 4 2
+battery version.img 'version 2'
+cp good.img bsize.img
+poke_le bsize.img 8 4 3000
+battery bsize.img 'invalid block size 3000'
+cp good.img nblocks.img
+poke_le nblocks.img 16 8 100000
+battery nblocks.img 'n_blocks 100000 needs'
+cp good.img nblocks0.img
+poke_le nblocks0.img 16 8 0
+battery nblocks0.img 'n_blocks 0'
+cp good.img nbhuge.img
+poke_le nbhuge.img 16 8 $((1 << 62))
+battery nbhuge.img 'overflow|needs'
+
+# --- a block size that does not match the table's ---
+snapshot good.img
+run_rc 1 "$WCACHE" export --block-size 512 origin.img good.img out.img
+err_has 'block size mismatch: cache formatted with 4096, table asks 512'
+[[ ! -e out.img ]] || fail "failed export created its output"
+run_rc 1 "$WCACHE" flush --block-size 2048 origin.img good.img
+err_has 'block size mismatch'
+assert_unchanged good.img origin.img
+
+# --- damaged entries ---
+cp good.img past.img
+poke_le past.img $((64 + 16 * i0)) 8 $((1 << 40))
+battery past.img 'beyond the origin' 1
+run_rc 1 "$WCACHE" check past.img # without the origin it cannot be judged
+cp good.img past2.img # the first sector past the end
+poke_le past2.img $((64 + 16 * i0)) 8 $((8 * MiB / 512))
+battery past2.img 'beyond the origin' 1
+cp good.img misaligned.img
+poke_le misaligned.img $((64 + 16 * i0)) 8 $((s0 + 3))
+battery misaligned.img 'unaligned|not block aligned'
+cp good.img dup.img # entry i1 maps the same sector with the same seq as entry i0
+poke_le dup.img $((64 + 16 * i1)) 8 "$s0"
+poke_le dup.img $((64 + 16 * i1 + 8)) 8 "$q0"
+battery dup.img "both map sector $s0 with seq $q0"
+run_rc 1 "$WCACHE" dump --json dup.img
+assert_eq "$(jq -r .status "$TMPD/out")" corrupt "dump status of dup.img"
+assert_eq "$(jq "[.entries[] | select(.original_sector == $s0)] | length" "$TMPD/out")" 2 \
+	"both duplicate entries listed"
+
+# Not corruption: a lower sb seq_count makes entries uncommitted (a crash
+# before the commit): check reports them and says clean, nothing is valid.
+cp good.img uncommitted.img
+poke_le uncommitted.img 24 8 0
+snapshot uncommitted.img
+run_rc 0 "$WCACHE" check --origin origin.img uncommitted.img
+out_has '^uncommitted: 5$'
+out_has '^valid: 0$'
+run_rc 0 "$WCACHE" export origin.img uncommitted.img out.img
+assert_eq "$(sha256 out.img)" "$(sha256 origin.img)" "uncommitted entries are not data"
+assert_unchanged uncommitted.img
+
+# A bad cache can be reformatted (it holds nothing recoverable).
+run_rc 0 "$WCACHE" format magic.img
+run_rc 0 "$WCACHE" check magic.img
+# ... but a cache with equal-seq duplicates still holds dirty data: guarded.
+run_rc 1 "$WCACHE" format dup.img
+err_has 'dirty blocks'
+
+# Bad OUTPUT for export: an input, a directory, an unwritable path.
+snapshot good.img
+run_rc 1 "$WCACHE" export origin.img good.img good.img
+err_has 'same file as CACHE'
+run_rc 1 "$WCACHE" export origin.img good.img origin.img
+err_has 'same file as ORIGIN'
+ln -s good.img link.img
+run_rc 1 "$WCACHE" export origin.img good.img link.img
+err_has 'same file as CACHE'
+run_rc 1 "$WCACHE" export origin.img good.img adir
+err_has 'is a directory'
+run_rc 1 "$WCACHE" export origin.img good.img nodir/out.img
+err_has 'cannot open OUTPUT'
+assert_unchanged good.img origin.img
+
+# Origin problems: check --origin is a usage error, export/flush fail.
+run_rc 2 "$WCACHE" check --origin missing.img good.img
+err_has 'No such file'
+: >empty-origin.img
+run_rc 1 "$WCACHE" export empty-origin.img good.img out.img
+err_has 'size 0'
+assert_unchanged good.img origin.img
+info ok

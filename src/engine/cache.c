@@ -142,6 +142,14 @@ static int open_devices(struct wcache *c, const struct wc_cfg *cfg)
 
 static int check_report(struct wcache *c, const struct recover_report *r)
 {
+	if (c->read_only && (r->nr_equal_dups || r->nr_past_origin)) {
+		/* Salvage (export): continue like the kernel; the later index wins. */
+		wc_log(WC_LOG_WARN, "%s: corrupt metadata (%llu equal-seq duplicates, %llu entries "
+		       "beyond the origin or unaligned); reading what recovery makes of it",
+		       c->cache->name, (unsigned long long)r->nr_equal_dups,
+		       (unsigned long long)r->nr_past_origin);
+		return 0;
+	}
 	if (r->nr_equal_dups)
 		return wc_err(-EUCLEAN,
 			      "%s: corrupt metadata: entries %llu and %llu both map sector %llu with "
@@ -171,6 +179,8 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 	uint64_t usable;
 	int ret;
 
+	if (!c->cache->size)
+		return wc_err(-EINVAL, "%s: the cache device is empty (0 bytes)", c->cache->name);
 	c->base = cfg->start_sector * 512;
 	if (cfg->start_sector > UINT64_MAX / 512 || c->base >= c->cache->size)
 		return wc_err(-EINVAL, "start_sector %llu is beyond the cache device %s (%llu bytes)",

@@ -38,6 +38,8 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 	int ret;
 
 	memset(out, 0, sizeof(*out));
+	if (!dev->size)
+		return wc_err(-EINVAL, "%s: the cache device is empty (0 bytes)", dev->name);
 	if (start_sector > UINT64_MAX / 512 || base >= dev->size)
 		return wc_err(-EINVAL, "%s: start_sector %llu is beyond the device (%llu bytes)",
 			      dev->name, (unsigned long long)start_sector,

@@ -134,8 +134,12 @@ void install_entry(struct wcache *c, uint32_t e, uint64_t blk)
 		idx_insert(&c->idx, e);
 	} else {
 		idx_replace(&c->idx, prev, e);
-		if (committed(c, prev) || (c->state[prev] & ST_WB)) {
-			/* Keep the old copy until the new one is committed (GC in commit). */
+		if (entry_seq(c->meta, prev) != c->seq || (c->state[prev] & ST_WB)) {
+			/*
+			 * Keep the old copy until the new one is committed (GC in commit).
+			 * That includes a copy of a transaction whose commit is in flight
+			 * (tagged below c->seq, not yet below disk_seq): it becomes valid.
+			 */
 			old_add(c, prev);
 		} else {
 			free_entry(c, prev);	/* uncommitted: invalid after a crash anyway */

@@ -273,6 +273,13 @@ static void finish_segs(struct wcache *c, struct seg *segs, uint64_t nseg)
 		/* A failed in-place write leaves a committed block with unknown data. */
 		if (r && s->kind == SEG_INPLACE)
 			set_error(c, r, "in-place data write to the cache device");
+		/*
+		 * The next commit must flush the cache device even if a commit ran
+		 * while this write was in flight (it cleared the flag set at map
+		 * time, or committed the block under us).
+		 */
+		if (s->kind == SEG_INPLACE)
+			c->overwrote = true;
 	}
 }
 
@@ -358,6 +365,7 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 			pthread_mutex_lock(&c->lock);
 			io_exit(c, ep);
 			c->state[e] -= ST_WR_ONE;
+			c->overwrote = true;	/* a commit may have taken e meanwhile */
 			if (ret)
 				set_error(c, ret, "in-place data write to the cache device");
 			pthread_mutex_unlock(&c->lock);

@@ -640,6 +640,7 @@ static const struct fuse_lowlevel_ops fz_ops = {
 	.statfs = fz_statfs,
 };
 
+__attribute__((format(printf, 2, 0)))
 static void fz_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
 {
 	char msg[1024];

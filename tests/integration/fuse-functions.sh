@@ -38,6 +38,10 @@ fz_start() {
 		cat "$TMPD/fuse.start" "$FZ_LOG" >&2 2>/dev/null
 		fail "wcache fuse exited $rc"
 	fi
+	if grep -Eq 'ERROR: (Address|Leak|Thread)Sanitizer|runtime error:' "$TMPD/fuse.start"; then
+		cat "$TMPD/fuse.start" >&2
+		fail "sanitizer report from wcache fuse (parent)"
+	fi
 	FZ_PID=$(cat "$TMPD/fuse.pid") || fail "no pidfile after wcache fuse returned"
 	mountpoint -q "$FZ_MNT" || fail "$FZ_MNT is not mounted after wcache fuse returned"
 	[[ -f "$FZ_MNT/disk" ]] || fail "$FZ_MNT/disk is missing"
@@ -89,11 +93,20 @@ fz_umount() {
 	FZ_MOUNTS=("${FZ_MOUNTS[@]}")
 }
 
+# fz_check_log: the server's log has no sanitizer report.
+fz_check_log() {
+	if grep -Eq 'ERROR: (Address|Leak|Thread)Sanitizer|runtime error:' "$FZ_LOG" 2>/dev/null; then
+		cat "$FZ_LOG" >&2
+		fail "sanitizer report in the server's log"
+	fi
+}
+
 # fz_stop: unmount the FUSE file system (loops must be detached); the server
 # commits, closes and exits.
 fz_stop() {
 	timeout 30 umount "$FZ_MNT" || fail "umount $FZ_MNT failed"
 	fz_wait_exit 120
+	fz_check_log
 }
 
 # fz_teardown: for crashes and cleanup. ext4 mounts (lazily if busy), loop

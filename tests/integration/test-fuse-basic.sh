@@ -147,6 +147,7 @@ same_as_model mnt/disk "after restart"
 pw $((7 * MiB)) $((2 * MiB)) 5 nosync
 kill -TERM "$FZ_PID"
 fz_wait_exit 60
+fz_check_log
 mountpoint -q mnt && fail "mnt still mounted after SIGTERM"
 "$WCACHE" export origin.img cache.img export.img --no-progress || fail "export"
 same_as_model export.img "export after SIGTERM"

@@ -18,7 +18,9 @@
 #include "common/log.h"
 #include "engine/cache_priv.h"
 
-#define WB_BATCH_MAX	4096u
+#define WB_BATCH_MAX	65536u	/* flush/cleaner: one sorted pass over this many blocks */
+#define WB_BATCH_WM	4096u	/* watermark writeback: free space sooner */
+#define WB_BATCH_MIN	1024u	/* below this, runs get short and the origin seeks */
 #define WB_RUN_MAX	256u
 #define WB_THREADS	4
 
@@ -260,15 +262,15 @@ void *wb_main(void *arg)
 			timed_wait(c, 100000000ull);
 			continue;
 		}
-		if (c->cfg.writeback_jobs && c->cfg.writeback_jobs < max)
-			max = c->cfg.writeback_jobs;
-		if (!c->wb_all_waiters && !c->cleaner && !min_age) {
+		if (!c->wb_all_waiters && !c->cleaner) {
 			uint64_t avail = c->nr_free + c->nr_pend + c->nr_wb;
 			uint64_t need = free_low(c) >= avail ? free_low(c) - avail + 1 : 1;
 
-			if (need < max)
-				max = need;
+			/* Overshoot the low watermark a little rather than write tiny runs. */
+			max = need < WB_BATCH_MIN ? WB_BATCH_MIN : need > WB_BATCH_WM ? WB_BATCH_WM : need;
 		}
+		if (c->cfg.writeback_jobs && c->cfg.writeback_jobs < max)
+			max = c->cfg.writeback_jobs;
 		n = select_batch(c, items, max, min_age);
 		if (!n) {
 			if (c->txn_dirty && (c->wb_all_waiters || c->cleaner || active)) {

@@ -10,7 +10,7 @@ set -euo pipefail
 
 PACKAGES=(
 	build-essential cmake pkg-config libcmocka-dev
-	nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin
+	nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin python3-libnbd
 	liburing-dev libfuse3-dev fuse3
 	fio qemu-utils e2fsprogs zstd jq python3 gnuplot-nox
 )

@@ -54,6 +54,12 @@ int cmd_message(const struct cli_cmd *cmd, int argc, char **argv) __attribute__(
  * socket and print the live status. Returns an exit code (0 ok, 1 failure).
  */
 int cli_status_control(const char *control_path, bool json) __attribute__((weak));
+/*
+ * Same, repeated every interval_ms until count rows were printed (count 0:
+ * until the server goes away); one row (text) or one JSON object per line.
+ */
+int cli_status_control_watch(const char *control_path, bool json, unsigned interval_ms,
+			     uint64_t count) __attribute__((weak));
 
 /* ---------------- helpers (util.c) ---------------- */
 

@@ -357,16 +357,17 @@ int cmd_status(const struct cli_cmd *cmd, int argc, char **argv)
 		{ "start-sector", required_argument, NULL, 's' },
 		{ "control", required_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "watch", no_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *control = NULL, *cache;
-	bool json = false, have_start = false;
+	bool json = false, have_start = false, watch = false;
 	struct wc_inspect ins;
 	uint64_t start = 0, dirty;
 	int c, ret;
 
-	while ((c = cli_getopt(cmd, argc, argv, ":s:c:jh", lo)) != -1) {
+	while ((c = cli_getopt(cmd, argc, argv, ":s:c:jwh", lo)) != -1) {
 		switch (c) {
 		case 's':
 			if (cli_opt_u64(cmd, "--start-sector", optarg, MAX_START_SECTOR, &start))
@@ -379,6 +380,9 @@ int cmd_status(const struct cli_cmd *cmd, int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'w':
+			watch = true;
+			break;
 		case 'h':
 			return cli_help(cmd);
 		default:
@@ -389,12 +393,16 @@ int cmd_status(const struct cli_cmd *cmd, int argc, char **argv)
 		/* Live status: implemented with the control socket (cli.h hook). */
 		if (optind != argc || have_start)
 			return cli_usage_error(cmd, "--control takes no CACHE and no --start-sector");
-		if (!cli_status_control) {
+		if (!cli_status_control || !cli_status_control_watch) {
 			cli_error(cmd, "--control is not available in this build");
 			return CLI_EXIT_FAIL;
 		}
+		if (watch)
+			return cli_status_control_watch(control, json, 1000, 0);
 		return cli_status_control(control, json);
 	}
+	if (watch)
+		return cli_usage_error(cmd, "--watch needs --control PATH");
 	if (optind + 1 != argc)
 		return cli_usage_error(cmd, optind >= argc ? "missing CACHE argument (or --control PATH)"
 					   : "too many arguments (expected CACHE)");

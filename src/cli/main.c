@@ -64,7 +64,7 @@ static const char dump_usage[] =
 
 static const char status_usage[] =
 	"Usage: wcache status CACHE [--start-sector S] [--json]\n"
-	"       wcache status --control PATH [--json]\n"
+	"       wcache status --control PATH [--json] [--watch]\n"
 	"\n"
 	"Offline form: read CACHE (never writing) and print its block counts as\n"
 	"'key: value' lines: total, free, dirty, seq_count (what a fresh activation\n"
@@ -76,6 +76,7 @@ static const char status_usage[] =
 	"  -s, --start-sector S   metadata starts S 512-byte sectors into CACHE (default 0)\n"
 	"  -c, --control PATH     query a running server's control socket\n"
 	"  -j, --json             print a JSON object\n"
+	"  -w, --watch            with --control: a row (or a JSON line) every second\n"
 	"  -h, --help             show this help\n"
 	"\n"
 	"Exit status: 0 ok, 1 failed, 2 usage error.\n";

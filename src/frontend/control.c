@@ -1,0 +1,561 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Control socket server (protocol in control.h). One accept thread plus one
+ * thread per client (at most CTL_MAX_CLIENTS), so a long "message flush"
+ * does not hold up "status" from another client. Uses only wcache.h; never
+ * touches engine internals.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "wcache.h"
+#include "control.h"
+
+#define CTL_MAX_CLIENTS 16
+#define CTL_REPLY_BYTES 16384	/* a table line holds two 4 KiB paths */
+
+enum slot_state { SLOT_FREE, SLOT_RESERVED, SLOT_ACTIVE, SLOT_DONE };
+
+struct ctl_slot {
+	struct wc_control *ctl;
+	enum slot_state state;	/* ctl->lock */
+	int fd;			/* ctl->lock; -1 when closed */
+	pthread_t thread;	/* valid in ACTIVE and DONE */
+};
+
+struct wc_control {
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int listen_fd;
+	int wake[2];		/* stop -> accept thread */
+	dev_t sock_dev;		/* identity of the socket file we bound */
+	ino_t sock_ino;
+	struct wcache *wc;
+	pthread_t thread;
+	bool running;
+	pid_t run_pid;
+	pthread_mutex_t lock;
+	struct ctl_slot slots[CTL_MAX_CLIENTS];
+};
+
+__attribute__((format(printf, 4, 5)))
+static int ctl_err(char *err, size_t err_len, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && err_len) {
+		va_start(ap, fmt);
+		vsnprintf(err, err_len, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}
+
+/* Write all of buf; MSG_NOSIGNAL so a vanished client cannot raise SIGPIPE. */
+static int send_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int send_line(int fd, const char *line)
+{
+	int ret = send_all(fd, line, strlen(line));
+
+	return ret ? ret : send_all(fd, "\n", 1);
+}
+
+/* ---------------------------------------------------------------- requests */
+
+struct jbuf {
+	char *buf;
+	size_t len, pos;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void jb_add(struct jbuf *b, const char *fmt, ...)
+{
+	size_t room = b->pos < b->len ? b->len - b->pos : 0;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(room ? b->buf + b->pos : NULL, room, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		b->pos += (size_t)n;
+}
+
+static void format_stats(struct wcache *wc, bool json, char *reply, size_t len)
+{
+	struct jbuf b = { .buf = reply, .len = len, .pos = 0 };
+	struct wc_stats s;
+	size_t i;
+
+	wcache_get_stats(wc, &s);
+	const struct {
+		const char *name;
+		uint64_t v;
+	} f[] = {
+#define F(x) { #x, s.x }
+		{ "size", 0 }, { "block_size", 0 },
+		F(reads), F(read_hits), F(writes), F(write_hits_uncommitted),
+		F(write_hits_committed), F(writes_around), F(writes_allocate),
+		F(writes_blocked_on_freelist), F(flushes), F(discards), F(n_blocks),
+		F(free_blocks), F(writeback_blocks), F(dirty_blocks), F(commits), F(fua_writes),
+		F(rmw_writes), F(writeback_runs), F(writeback_blocks_done), F(full_waits),
+		F(full_wait_ns), F(seq_count),
+#undef F
+	};
+
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		uint64_t v = f[i].v;
+
+		if (i == 0)
+			v = wcache_size(wc);
+		else if (i == 1)
+			v = wcache_block_size(wc);
+		if (json)
+			jb_add(&b, "%s\"%s\":%" PRIu64, i ? "," : "{", f[i].name, v);
+		else
+			jb_add(&b, "%s%s=%" PRIu64, i ? " " : "", f[i].name, v);
+	}
+	if (json)
+		jb_add(&b, ",\"error\":%d}", s.error);
+	else
+		jb_add(&b, " error=%d", s.error);
+	if (b.pos >= len)
+		snprintf(reply, len, "error: reply too long");
+}
+
+void wc_control_handle(struct wcache *wc, const char *req, char *reply, size_t len)
+{
+	char cmd[32];
+	const char *arg;
+	size_t n, alen;
+	int ret;
+
+	while (*req == ' ' || *req == '\t')
+		req++;
+	n = strcspn(req, " \t");
+	if (n == 0) {
+		snprintf(reply, len, "error: empty request");
+		return;
+	}
+	if (n >= sizeof(cmd)) {
+		snprintf(reply, len, "error: unknown command '%.*s...'", 16, req);
+		return;
+	}
+	memcpy(cmd, req, n);
+	cmd[n] = '\0';
+	arg = req + n;
+	while (*arg == ' ' || *arg == '\t')
+		arg++;
+	alen = strlen(arg);
+	while (alen && (arg[alen - 1] == ' ' || arg[alen - 1] == '\t'))
+		alen--;
+
+	if (!strcmp(cmd, "status") || !strcmp(cmd, "table")) {
+		if (alen) {
+			snprintf(reply, len, "error: %s takes no arguments", cmd);
+			return;
+		}
+		ret = cmd[0] == 's' ? wcache_status(wc, reply, len) : wcache_table(wc, reply, len);
+		if (ret < 0)
+			snprintf(reply, len, "error: %s: %s", cmd, wcache_last_error());
+	} else if (!strcmp(cmd, "stats")) {
+		if (alen == 0)
+			format_stats(wc, false, reply, len);
+		else if (alen == 6 && !strncmp(arg, "--json", 6))
+			format_stats(wc, true, reply, len);
+		else
+			snprintf(reply, len, "error: stats: unknown argument '%.*s' (try --json)",
+				 (int)(alen > 64 ? 64 : alen), arg);
+	} else if (!strcmp(cmd, "message")) {
+		char msg[WC_CONTROL_MAX_LINE + 1];
+
+		if (alen == 0) {
+			snprintf(reply, len, "error: message: which one? (flush, flush_on_suspend, "
+				 "cleaner, clear_stats)");
+			return;
+		}
+		snprintf(msg, sizeof(msg), "%.*s", (int)alen, arg);
+		ret = wcache_message(wc, msg);
+		if (ret < 0)
+			snprintf(reply, len, "error: %s", wcache_last_error());
+		else
+			snprintf(reply, len, "ok");
+	} else if (!strcmp(cmd, "help")) {
+		snprintf(reply, len, "commands: status, table, stats [--json], message "
+			 "flush|flush_on_suspend|cleaner|clear_stats");
+	} else {
+		snprintf(reply, len, "error: unknown command '%s' (status, table, stats [--json], "
+			 "message MSG, help)", cmd);
+	}
+}
+
+/* ------------------------------------------------------------------ threads */
+
+static bool peer_allowed(int fd)
+{
+	struct ucred cr;
+	socklen_t sl = sizeof(cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &sl) < 0)
+		return false;
+	return cr.uid == 0 || cr.uid == geteuid();
+}
+
+/* Answer every complete line in buf[0..*have); keep the partial rest. */
+static int serve_lines(struct wcache *wc, int fd, char *buf, size_t *have, char *reply)
+{
+	char *nl;
+	int ret;
+
+	while ((nl = memchr(buf, '\n', *have))) {
+		size_t line = (size_t)(nl - buf);
+
+		*nl = '\0';
+		if (line && buf[line - 1] == '\r')
+			buf[line - 1] = '\0';
+		wc_control_handle(wc, buf, reply, CTL_REPLY_BYTES);
+		ret = send_line(fd, reply);
+		if (ret)
+			return ret;
+		*have -= line + 1;
+		memmove(buf, nl + 1, *have);
+	}
+	return 0;
+}
+
+static void *client_main(void *opaque)
+{
+	struct ctl_slot *slot = opaque;
+	struct wc_control *ctl = slot->ctl;
+	char buf[WC_CONTROL_MAX_LINE + 2];
+	char *reply = malloc(CTL_REPLY_BYTES);
+	size_t have = 0;
+	int fd = slot->fd;	/* stable until we close it below */
+
+	if (!reply) {
+		send_line(fd, "error: out of memory");
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		if (serve_lines(ctl->wc, fd, buf, &have, reply))
+			break;
+		if (have >= sizeof(buf) - 1) {
+			send_line(fd, "error: request too long");
+			have = 0;
+			break;
+		}
+	}
+	if (have) {
+		/* Last request without a newline ("printf status | socat ..."). */
+		buf[have] = '\0';
+		wc_control_handle(ctl->wc, buf, reply, CTL_REPLY_BYTES);
+		send_line(fd, reply);
+	}
+out:
+	free(reply);
+	pthread_mutex_lock(&ctl->lock);
+	close(slot->fd);
+	slot->fd = -1;
+	slot->state = SLOT_DONE;
+	pthread_mutex_unlock(&ctl->lock);
+	return NULL;
+}
+
+/* Create a thread with all signals blocked: signals belong to the host program. */
+static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int ret;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return -ret;
+}
+
+static void add_client(struct wc_control *ctl, int fd)
+{
+	struct ctl_slot *slot = NULL;
+	bool join = false;
+	int i;
+
+	pthread_mutex_lock(&ctl->lock);
+	for (i = 0; i < CTL_MAX_CLIENTS && !slot; i++) {
+		if (ctl->slots[i].state == SLOT_FREE)
+			slot = &ctl->slots[i];
+	}
+	for (i = 0; i < CTL_MAX_CLIENTS && !slot; i++) {
+		if (ctl->slots[i].state == SLOT_DONE) {
+			slot = &ctl->slots[i];
+			join = true;
+		}
+	}
+	if (slot)
+		slot->state = SLOT_RESERVED;
+	pthread_mutex_unlock(&ctl->lock);
+
+	if (!slot) {
+		send_line(fd, "error: too many control clients");
+		close(fd);
+		return;
+	}
+	if (join)
+		pthread_join(slot->thread, NULL);
+	pthread_mutex_lock(&ctl->lock);
+	slot->fd = fd;
+	slot->state = SLOT_ACTIVE;	/* before the thread can set DONE */
+	pthread_mutex_unlock(&ctl->lock);
+	if (spawn(&slot->thread, client_main, slot)) {
+		send_line(fd, "error: cannot start a thread");
+		pthread_mutex_lock(&ctl->lock);
+		close(fd);
+		slot->fd = -1;
+		slot->state = SLOT_FREE;
+		pthread_mutex_unlock(&ctl->lock);
+	}
+}
+
+static void *accept_main(void *opaque)
+{
+	struct wc_control *ctl = opaque;
+
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = ctl->listen_fd, .events = POLLIN },
+			{ .fd = ctl->wake[0], .events = POLLIN },
+		};
+		int fd;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		if (!(p[0].revents & POLLIN))
+			continue;
+		fd = accept4(ctl->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			/* Out of fds: back off instead of spinning on a ready listen socket. */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
+				poll(NULL, 0, 100);
+			continue;
+		}
+		if (!peer_allowed(fd)) {
+			send_line(fd, "error: permission denied");
+			close(fd);
+			continue;
+		}
+		add_client(ctl, fd);
+	}
+	return NULL;
+}
+
+/* --------------------------------------------------------------- lifecycle */
+
+/* Remove a stale socket at path; refuse a live one or anything else. */
+static int clear_stale(const char *path, const struct sockaddr_un *sa, char *err, size_t err_len)
+{
+	struct stat st;
+	int fd, ret;
+
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return ctl_err(err, err_len, -errno, "control socket %s: %s", path, strerror(errno));
+	}
+	if (!S_ISSOCK(st.st_mode))
+		return ctl_err(err, err_len, -EEXIST,
+			       "control socket %s: file exists and is not a socket; not replacing it",
+			       path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return ctl_err(err, err_len, -errno, "control socket: %s", strerror(errno));
+	ret = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	close(fd);
+	if (ret == 0)
+		return ctl_err(err, err_len, -EADDRINUSE,
+			       "control socket %s is in use by another running server", path);
+	if (errno != ECONNREFUSED)
+		return ctl_err(err, err_len, -errno, "control socket %s: %s", path,
+			       strerror(errno));
+	if (unlink(path) < 0 && errno != ENOENT)
+		return ctl_err(err, err_len, -errno, "control socket %s: cannot remove stale socket: %s",
+			       path, strerror(errno));
+	return 0;
+}
+
+int wc_control_listen(const char *path, struct wc_control **out, char *err, size_t err_len)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct wc_control *ctl;
+	struct stat st;
+	size_t plen;
+	int ret, i;
+
+	if (!path || !*path)
+		return ctl_err(err, err_len, -EINVAL, "control socket: no path given");
+	plen = strlen(path);
+	if (plen >= sizeof(sa.sun_path))
+		return ctl_err(err, err_len, -ENAMETOOLONG,
+			       "control socket path %s is too long (%zu bytes, max %zu)", path, plen,
+			       sizeof(sa.sun_path) - 1);
+	memcpy(sa.sun_path, path, plen + 1);
+	ret = clear_stale(path, &sa, err, err_len);
+	if (ret)
+		return ret;
+
+	ctl = calloc(1, sizeof(*ctl));
+	if (!ctl)
+		return ctl_err(err, err_len, -ENOMEM, "control socket: out of memory");
+	memcpy(ctl->path, path, plen + 1);
+	ctl->wake[0] = ctl->wake[1] = -1;
+	for (i = 0; i < CTL_MAX_CLIENTS; i++) {
+		ctl->slots[i].ctl = ctl;
+		ctl->slots[i].fd = -1;
+	}
+	ctl->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (ctl->listen_fd < 0) {
+		ret = ctl_err(err, err_len, -errno, "control socket: %s", strerror(errno));
+		goto out_free;
+	}
+	if (bind(ctl->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		ret = ctl_err(err, err_len, -errno, "control socket %s: bind: %s", path,
+			      strerror(errno));
+		goto out_close;
+	}
+	/* Restrict before listen(): until then every connect() is refused. */
+	if (chmod(path, 0600) < 0 || stat(path, &st) < 0) {
+		ret = ctl_err(err, err_len, -errno, "control socket %s: %s", path, strerror(errno));
+		goto out_unlink;
+	}
+	ctl->sock_dev = st.st_dev;
+	ctl->sock_ino = st.st_ino;
+	if (listen(ctl->listen_fd, 8) < 0 || pipe2(ctl->wake, O_CLOEXEC) < 0) {
+		ret = ctl_err(err, err_len, -errno, "control socket %s: %s", path, strerror(errno));
+		goto out_unlink;
+	}
+	pthread_mutex_init(&ctl->lock, NULL);
+	*out = ctl;
+	return 0;
+
+out_unlink:
+	unlink(path);
+out_close:
+	close(ctl->listen_fd);
+out_free:
+	free(ctl);
+	return ret;
+}
+
+int wc_control_run(struct wc_control *ctl, struct wcache *wc, char *err, size_t err_len)
+{
+	int ret;
+
+	if (ctl->running)
+		return ctl_err(err, err_len, -EALREADY, "control socket %s: already running",
+			       ctl->path);
+	ctl->wc = wc;
+	ret = spawn(&ctl->thread, accept_main, ctl);
+	if (ret)
+		return ctl_err(err, err_len, ret, "control socket %s: cannot start thread: %s",
+			       ctl->path, strerror(-ret));
+	ctl->running = true;
+	ctl->run_pid = getpid();
+	return 0;
+}
+
+int wc_control_start(const char *path, struct wcache *wc, struct wc_control **out, char *err,
+		     size_t err_len)
+{
+	struct wc_control *ctl;
+	int ret = wc_control_listen(path, &ctl, err, err_len);
+
+	if (ret)
+		return ret;
+	ret = wc_control_run(ctl, wc, err, err_len);
+	if (ret) {
+		wc_control_stop(ctl);
+		return ret;
+	}
+	*out = ctl;
+	return 0;
+}
+
+void wc_control_stop(struct wc_control *ctl)
+{
+	bool join[CTL_MAX_CLIENTS];
+	struct stat st;
+	int i;
+
+	if (!ctl)
+		return;
+	/* A forked copy (e.g. the parent of a daemon) must not touch the server's socket. */
+	if (ctl->running && ctl->run_pid == getpid()) {
+		ssize_t n;
+
+		do
+			n = write(ctl->wake[1], "x", 1);
+		while (n < 0 && errno == EINTR);
+		pthread_join(ctl->thread, NULL);
+
+		pthread_mutex_lock(&ctl->lock);
+		for (i = 0; i < CTL_MAX_CLIENTS; i++) {
+			struct ctl_slot *s = &ctl->slots[i];
+
+			if (s->state == SLOT_ACTIVE && s->fd >= 0)
+				shutdown(s->fd, SHUT_RDWR);
+			join[i] = s->state == SLOT_ACTIVE || s->state == SLOT_DONE;
+		}
+		pthread_mutex_unlock(&ctl->lock);
+		/* No new clients now; wait for requests in progress (e.g. message flush). */
+		for (i = 0; i < CTL_MAX_CLIENTS; i++) {
+			if (join[i])
+				pthread_join(ctl->slots[i].thread, NULL);
+		}
+		if (stat(ctl->path, &st) == 0 && st.st_dev == ctl->sock_dev &&
+		    st.st_ino == ctl->sock_ino)
+			unlink(ctl->path);
+	}
+	close(ctl->listen_fd);
+	close(ctl->wake[0]);
+	close(ctl->wake[1]);
+	pthread_mutex_destroy(&ctl->lock);
+	free(ctl);
+}

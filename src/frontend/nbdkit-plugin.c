@@ -1,0 +1,429 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nbdkit plugin: serves a wcache (origin + dm-writecache cache device) over
+ * NBD. Translates nbdkit callbacks to wcache.h calls and nothing else; the
+ * cache semantics live in the engine. Optional control socket (control.c).
+ *
+ * Lifecycle. nbdkit forks after .get_ready when it daemonizes or runs --run,
+ * and fork() loses the engine's background threads. So .get_ready opens the
+ * cache once to check everything (devices, lock, format, recovery) and closes
+ * it again, and .after_fork opens it for real in the serving process. The
+ * control socket is bound in .get_ready (errors reach the user's terminal)
+ * and served from .after_fork. .cleanup commits and closes.
+ */
+#define NBDKIT_API_VERSION 2
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <nbdkit-plugin.h>
+
+#include "wcache.h"
+#include "control.h"
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+#define WC_NBD_MIN_BLOCK 512u
+#define WC_NBD_MAX_BLOCK (32u << 20)
+
+static struct wc_cfg cfg;
+static char *table_arg;		/* table=..., exclusive with origin/cache/options */
+static char *control_path;
+static bool have_origin, have_cache, have_opts;
+static enum wc_format_mode format_mode = WC_FORMAT_AUTO;
+
+static struct wcache *wc;	/* open in the serving process only */
+static struct wc_control *ctl;
+static pid_t server_pid;	/* process that opened wc (after_fork) */
+
+static void log_to_nbdkit(enum wc_log_level level, const char *msg, void *opaque)
+{
+	(void)opaque;
+	switch (level) {
+	case WC_LOG_ERROR:
+		nbdkit_error("%s", msg);
+		break;
+	case WC_LOG_WARN:
+		nbdkit_error("warning: %s", msg);
+		break;
+	default:
+		nbdkit_debug("%s", msg);
+		break;
+	}
+}
+
+static void wcache_nbd_load(void)
+{
+	wcache_cfg_init(&cfg);
+	/* 0: take the block size from the superblock (4096 when formatting). */
+	cfg.block_size = 0;
+	wcache_set_logger(log_to_nbdkit, NULL);
+}
+
+static void close_cache(void)
+{
+	int ret;
+
+	if (getpid() != server_pid)
+		return;		/* a forked copy: the server process owns these */
+	wc_control_stop(ctl);
+	ctl = NULL;
+	if (wc) {
+		ret = wcache_close(wc);
+		wc = NULL;
+		if (ret < 0)
+			nbdkit_error("closing the cache: %s", wcache_last_error());
+	}
+}
+
+static void wcache_nbd_cleanup(void)
+{
+	close_cache();
+}
+
+static void wcache_nbd_unload(void)
+{
+	close_cache();
+	free(table_arg);
+	free(control_path);
+}
+
+/* Paths become absolute: nbdkit changes directory when it daemonizes. URIs stay. */
+static int set_path(char *dst, size_t dst_len, const char *key, const char *value)
+{
+	char *abs;
+	int n;
+
+	if (!*value) {
+		nbdkit_error("%s: empty path", key);
+		return -1;
+	}
+	if (strstr(value, "://")) {
+		n = snprintf(dst, dst_len, "%s", value);
+	} else {
+		abs = nbdkit_absolute_path(value);
+		if (!abs)
+			return -1;
+		n = snprintf(dst, dst_len, "%s", abs);
+		free(abs);
+	}
+	if (n < 0 || (size_t)n >= dst_len) {
+		nbdkit_error("%s: path too long (max %zu bytes)", key, dst_len - 1);
+		return -1;
+	}
+	return 0;
+}
+
+static int replace_str(char **dst, const char *key, const char *value)
+{
+	if (*dst) {
+		nbdkit_error("%s given more than once", key);
+		return -1;
+	}
+	*dst = strdup(value);
+	if (!*dst) {
+		nbdkit_error("strdup: %m");
+		return -1;
+	}
+	return 0;
+}
+
+static int wcache_nbd_config(const char *key, const char *value)
+{
+	if (!strcmp(key, "origin")) {
+		if (have_origin) {
+			nbdkit_error("origin given more than once");
+			return -1;
+		}
+		have_origin = true;
+		return set_path(cfg.origin_path, sizeof(cfg.origin_path), key, value);
+	}
+	if (!strcmp(key, "cache")) {
+		if (have_cache) {
+			nbdkit_error("cache given more than once");
+			return -1;
+		}
+		have_cache = true;
+		return set_path(cfg.cache_path, sizeof(cfg.cache_path), key, value);
+	}
+	if (!strcmp(key, "table"))
+		return replace_str(&table_arg, key, value);
+	if (!strcmp(key, "control")) {
+		char *abs;
+		int ret;
+
+		if (!*value) {
+			nbdkit_error("control: empty path");
+			return -1;
+		}
+		abs = nbdkit_absolute_path(value);
+		if (!abs)
+			return -1;
+		ret = replace_str(&control_path, key, abs);
+		free(abs);
+		return ret;
+	}
+	if (!strcmp(key, "format")) {
+		if (!strcmp(value, "auto")) {
+			format_mode = WC_FORMAT_AUTO;
+		} else if (!strcmp(value, "yes")) {
+			format_mode = WC_FORMAT_YES;
+		} else if (!strcmp(value, "no")) {
+			format_mode = WC_FORMAT_NO;
+		} else {
+			nbdkit_error("format: '%s' is not one of auto, yes, no", value);
+			return -1;
+		}
+		return 0;
+	}
+	/* Everything else is a dm-writecache table option (block-size included). */
+	if (wcache_cfg_set(&cfg, key, value) < 0) {
+		nbdkit_error("%s=%s: %s", key, value, wcache_last_error());
+		return -1;
+	}
+	have_opts = true;
+	return 0;
+}
+
+static int table_paths(void)
+{
+	char *o = strdup(cfg.origin_path), *c = strdup(cfg.cache_path);
+	int ret = -1;
+
+	if (!o || !c)
+		nbdkit_error("strdup: %m");
+	else if (!set_path(cfg.origin_path, sizeof(cfg.origin_path), "origin", o) &&
+		 !set_path(cfg.cache_path, sizeof(cfg.cache_path), "cache", c))
+		ret = 0;
+	free(o);
+	free(c);
+	return ret;
+}
+
+static int wcache_nbd_config_complete(void)
+{
+	if (table_arg) {
+		if (have_origin || have_cache || have_opts) {
+			nbdkit_error("table= cannot be combined with origin=, cache=, block-size= "
+				     "or table options; put everything in the table line");
+			return -1;
+		}
+		if (wcache_cfg_parse_table(&cfg, table_arg) < 0) {
+			nbdkit_error("table: %s", wcache_last_error());
+			return -1;
+		}
+		/* Same path rules as origin= / cache=. */
+		if (table_paths() < 0)
+			return -1;
+	} else if (!have_origin || !have_cache) {
+		nbdkit_error("both origin=PATH and cache=PATH are required (or table=\"s ORIGIN "
+			     "CACHE BLOCK_SIZE N [options]\")");
+		return -1;
+	}
+	cfg.format = format_mode;
+	if (wcache_cfg_validate(&cfg) < 0) {
+		nbdkit_error("%s", wcache_last_error());
+		return -1;
+	}
+	return 0;
+}
+
+#define wcache_nbd_config_help \
+	"origin=<PATH>        (required) origin file or block device\n" \
+	"cache=<PATH>         (required) dm-writecache cache device\n" \
+	"block-size=<N>       cache block size 512..4096 (default: from the cache, 4096 new)\n" \
+	"format=auto|yes|no   format a blank cache (auto), always (yes), never (no)\n" \
+	"control=<SOCKET>     unix control socket (status, table, stats, message)\n" \
+	"table=<LINE>         instead of the above: \"s ORIGIN CACHE BS N [options]\"\n" \
+	"high_watermark=<PCT>, low_watermark=, writeback_jobs=, autocommit_blocks=,\n" \
+	"autocommit_time=<MS>, max_age=<MS>, pause_writeback=<MS>, start_sector=,\n" \
+	"cleaner=<BOOL>, metadata_only=<BOOL>  dm-writecache table options ('-' or '_')"
+
+/*
+ * Check-open: every error a user can make (paths, lock, block size, format,
+ * corrupt metadata) is reported here, before nbdkit forks, with a non-zero
+ * exit. Formatting (if asked) happens here too, so after_fork never formats.
+ */
+static int wcache_nbd_get_ready(void)
+{
+	struct wcache *probe;
+	char err[512];
+	int ret;
+
+	ret = wcache_open(&cfg, &probe);
+	if (ret < 0) {
+		nbdkit_error("%s", wcache_last_error());
+		return -1;
+	}
+	cfg.block_size = wcache_block_size(probe);
+	ret = wcache_close(probe);
+	if (ret < 0) {
+		nbdkit_error("%s", wcache_last_error());
+		return -1;
+	}
+	cfg.format = WC_FORMAT_NO;
+	if (control_path && wc_control_listen(control_path, &ctl, err, sizeof(err)) < 0) {
+		nbdkit_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int wcache_nbd_after_fork(void)
+{
+	char err[512];
+
+	server_pid = getpid();
+	if (wcache_open(&cfg, &wc) < 0) {
+		nbdkit_error("%s", wcache_last_error());
+		return -1;
+	}
+	if (ctl && wc_control_run(ctl, wc, err, sizeof(err)) < 0) {
+		nbdkit_error("%s", err);
+		return -1;
+	}
+	nbdkit_debug("serving %s through cache %s, %" PRIu64 " bytes, block size %u",
+		     cfg.origin_path, cfg.cache_path, wcache_size(wc), wcache_block_size(wc));
+	return 0;
+}
+
+static void *wcache_nbd_open(int readonly)
+{
+	(void)readonly;
+	return NBDKIT_HANDLE_NOT_NEEDED;
+}
+
+static int64_t wcache_nbd_get_size(void *handle)
+{
+	(void)handle;
+	return (int64_t)wcache_size(wc);
+}
+
+static int wcache_nbd_block_size(void *handle, uint32_t *minimum, uint32_t *preferred,
+				 uint32_t *maximum)
+{
+	(void)handle;
+	*minimum = WC_NBD_MIN_BLOCK;
+	*preferred = wcache_block_size(wc);
+	*maximum = WC_NBD_MAX_BLOCK;
+	return 0;
+}
+
+static int yes(void *handle)
+{
+	(void)handle;
+	return 1;
+}
+
+static int wcache_nbd_can_fua(void *handle)
+{
+	(void)handle;
+	return NBDKIT_FUA_NATIVE;
+}
+
+static int wcache_nbd_is_rotational(void *handle)
+{
+	(void)handle;
+	return 0;
+}
+
+/* Map an engine result to nbdkit's convention. */
+static int result(int ret, const char *op)
+{
+	if (ret >= 0)
+		return 0;
+	nbdkit_error("%s: %s", op, wcache_last_error());
+	nbdkit_set_error(-ret);
+	return -1;
+}
+
+static unsigned fua(uint32_t flags)
+{
+	return (flags & NBDKIT_FLAG_FUA) ? WC_FUA : 0;
+}
+
+static int wcache_nbd_pread(void *handle, void *buf, uint32_t count, uint64_t offset,
+			    uint32_t flags)
+{
+	(void)handle;
+	(void)flags;
+	return result(wcache_read(wc, buf, count, offset), "read");
+}
+
+static int wcache_nbd_pwrite(void *handle, const void *buf, uint32_t count, uint64_t offset,
+			     uint32_t flags)
+{
+	(void)handle;
+	return result(wcache_write(wc, buf, count, offset, fua(flags)), "write");
+}
+
+/* Covers writes from every connection (one engine), hence can_multi_conn. */
+static int wcache_nbd_flush(void *handle, uint32_t flags)
+{
+	(void)handle;
+	(void)flags;
+	return result(wcache_flush(wc), "flush");
+}
+
+static int wcache_nbd_trim(void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+	(void)handle;
+	return result(wcache_discard(wc, count, offset, fua(flags)), "trim");
+}
+
+/*
+ * NBD_CMD_WRITE_ZEROES must read back zeros; a discard reads back unspecified
+ * data, so MAY_TRIM is ignored and zeros are always written.
+ */
+static int wcache_nbd_zero(void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+	(void)handle;
+	return result(wcache_write_zeroes(wc, count, offset, fua(flags)), "zero");
+}
+
+static void wcache_nbd_dump_plugin(void)
+{
+	printf("wcache_block_size_min=%u\n", WC_NBD_MIN_BLOCK);
+	printf("wcache_block_size_max=%u\n", WC_NBD_MAX_BLOCK);
+}
+
+static struct nbdkit_plugin plugin = {
+	.name = "wcache",
+	.longname = "wcache: crash-consistent write-back block cache (dm-writecache format)",
+	.version = "0.1",
+	.description = "Serve an origin image through a dm-writecache compatible write-back cache",
+	.load = wcache_nbd_load,
+	.unload = wcache_nbd_unload,
+	.config = wcache_nbd_config,
+	.config_complete = wcache_nbd_config_complete,
+	.config_help = wcache_nbd_config_help,
+	.magic_config_key = "origin",
+	.get_ready = wcache_nbd_get_ready,
+	.after_fork = wcache_nbd_after_fork,
+	.cleanup = wcache_nbd_cleanup,
+	.dump_plugin = wcache_nbd_dump_plugin,
+	.open = wcache_nbd_open,
+	.get_size = wcache_nbd_get_size,
+	.block_size = wcache_nbd_block_size,
+	.can_write = yes,
+	.can_flush = yes,
+	.can_trim = yes,
+	.can_zero = yes,
+	.can_multi_conn = yes,
+	.can_fua = wcache_nbd_can_fua,
+	.is_rotational = wcache_nbd_is_rotational,
+	.pread = wcache_nbd_pread,
+	.pwrite = wcache_nbd_pwrite,
+	.flush = wcache_nbd_flush,
+	.trim = wcache_nbd_trim,
+	.zero = wcache_nbd_zero,
+	.errno_is_preserved = 0,
+};
+
+struct nbdkit_plugin *plugin_init(void);
+NBDKIT_REGISTER_PLUGIN(plugin)

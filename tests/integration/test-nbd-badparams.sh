@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Bad input never gets served: malformed plugin parameters, a cache held by
+# another server (exclusive lock), a cache formatted with another block size,
+# an unformatted cache with format=no and a corrupt superblock each make
+# nbdkit refuse to start with a clear message; a clashing control socket too.
+# Out-of-range requests from a client get an error and the server keeps
+# serving that connection and new ones.
+source "$(dirname "$0")/functions.sh"
+requires nbdkit nbdinfo qemu-io
+requires_wcache
+tmpdir
+
+# ---- nbdkit server helpers (the same block in every test-nbd-*.sh) ----
+PLUGIN=$BUILD_DIR/nbdkit-wcache-plugin.so
+[[ -f "$PLUGIN" ]] || fail "plugin $PLUGIN is missing (build the tree first)"
+# An ASan/UBSan plugin needs its runtimes preloaded into the uninstrumented nbdkit.
+NBDKIT=(nbdkit)
+if [[ "${WC_SANITIZE:-}" == *address* ]]; then
+	NBDKIT=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+		"ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" nbdkit)
+fi
+SRV_PID=
+# srv_start ARGS...: nbdkit -f with the plugin and ARGS on $TMPD/srv.sock in
+# the background; sets SRV_PID and URI once it is ready to accept clients.
+srv_start() {
+	local i
+	rm -f "$TMPD/srv.sock" "$TMPD/srv.pid"
+	"${NBDKIT[@]}" -f -U "$TMPD/srv.sock" -P "$TMPD/srv.pid" "$PLUGIN" "$@" \
+		>>"$TMPD/srv.log" 2>&1 &
+	SRV_PID=$!
+	URI="nbd+unix:///?socket=$TMPD/srv.sock"
+	for ((i = 0; i < 300; i++)); do
+		[[ -s "$TMPD/srv.pid" ]] && return 0
+		if ! kill -0 "$SRV_PID" 2>/dev/null; then
+			cat "$TMPD/srv.log" >&2
+			fail "nbdkit exited while starting: $*"
+		fi
+		sleep 0.1
+	done
+	fail "nbdkit did not start within 30 s"
+}
+# srv_stop: SIGTERM makes the plugin commit and close the cache; nbdkit must exit 0.
+srv_stop() {
+	local rc=0
+	kill -TERM "$SRV_PID"
+	wait "$SRV_PID" || rc=$?
+	SRV_PID=
+	if ((rc != 0)) || grep -Eq 'ERROR: [A-Za-z]+Sanitizer|runtime error:' "$TMPD/srv.log"; then
+		cat "$TMPD/srv.log" >&2
+		fail "nbdkit exited with $rc on SIGTERM (or a sanitizer report)"
+	fi
+}
+srv_cleanup() {
+	if [[ -n "$SRV_PID" ]]; then
+		kill -KILL "$SRV_PID" 2>/dev/null
+		wait "$SRV_PID" 2>/dev/null
+	fi
+	return 0
+}
+cleanup_fn srv_cleanup
+# ---- end of server helpers ----
+# refuse REGEX ARGS...: nbdkit with the plugin and ARGS must exit non-zero
+# (never reaching --run) with a message matching REGEX.
+# Sanitizer runs only: nbdkit with libasan preloaded can hang in exit() after
+# printing an error (p11-kit's constructor runs before ASan is initialised and
+# ASan's lazy init inside newlocale() breaks glibc's locale lock; exit() then
+# blocks in freelocale()). That hang is killed and tolerated, nothing else.
+refuse() {
+	local re=$1 rc=0 asan=0
+	shift
+	timeout -s KILL 20 "${NBDKIT[@]}" -U - "$PLUGIN" "$@" --run 'echo SERVED' \
+		>"$TMPD/out" 2>"$TMPD/err" || rc=$?
+	if grep -q SERVED "$TMPD/out" || ((rc == 0)); then
+		cat "$TMPD/err" >&2
+		fail "nbdkit served with bad parameters: $*"
+	fi
+	[[ "${WC_SANITIZE:-}" == *address* ]] && asan=1
+	if grep -Eq 'ERROR: [A-Za-z]+Sanitizer|runtime error:' "$TMPD/err" ||
+		((rc > 128 && !(rc == 137 && asan))); then
+		cat "$TMPD/err" >&2
+		fail "nbdkit crashed or hung (exit $rc): $*"
+	fi
+	err_has "$re"
+}
+
+truncate -s 64M origin.img
+truncate -s 16M cache.img
+
+info "malformed parameters"
+refuse 'origin=PATH and cache=PATH are required' origin=origin.img
+refuse 'origin=PATH and cache=PATH are required' cache=cache.img
+refuse 'high_watermark.*101.*out of range' origin=origin.img cache=cache.img high_watermark=101
+refuse "high_watermark.*'abc'" origin=origin.img cache=cache.img high-watermark=abc
+refuse "unknown option 'bogus'" origin=origin.img cache=cache.img bogus=1
+refuse 'block_size.*power of two' origin=origin.img cache=cache.img block-size=1000
+refuse "format: 'maybe'" origin=origin.img cache=cache.img format=maybe
+refuse 'high_watermark 50 must be >= low_watermark 70' origin=origin.img cache=cache.img \
+	low_watermark=70
+refuse 'fua' origin=origin.img cache=cache.img fua=1
+refuse 'origin given more than once' origin=origin.img origin=origin.img cache=cache.img
+refuse 'table' table="s origin.img cache.img 4096 2 high_watermark"
+refuse 'cannot be combined' table="s origin.img cache.img 4096 0" cleaner=1
+refuse 'nonexistent.img.*No such file' origin=nonexistent.img cache=cache.img
+truncate -s 4k tiny.img
+refuse 'tiny.img: .*(size|bytes)' origin=origin.img cache=tiny.img
+touch plain-file
+refuse 'not a socket' origin=origin.img cache=cache.img control="$TMPD/plain-file"
+# The table form itself works (and formats the blank cache with 4096).
+# shellcheck disable=SC2016 # $uri expands in the --run shell
+run_rc 0 "${NBDKIT[@]}" -U - "$PLUGIN" table="s origin.img cache.img 4096 1 cleaner" \
+	--run 'nbdinfo --size "$uri"'
+out_has '^67108864$'
+
+info "unformatted cache with format=no, corrupt superblock"
+truncate -s 16M blank.img
+refuse 'not formatted' origin=origin.img cache=blank.img format=no
+cp cache.img corrupt.img
+printf 'garbage!' | dd of=corrupt.img conv=notrunc status=none
+refuse 'magic' origin=origin.img cache=corrupt.img
+# Neither refusal may have written anything.
+[[ "$(head -c 8 blank.img | od -An -tx1 | tr -d ' ')" = 0000000000000000 ]] ||
+	fail "format=no wrote to the blank cache"
+
+info "cache formatted with another block size"
+truncate -s 16M c512.img
+run_rc 0 "${NBDKIT[@]}" -U - "$PLUGIN" origin=origin.img cache=c512.img block-size=512 \
+	--run 'true'
+refuse 'formatted with 512' origin=origin.img cache=c512.img block-size=4096
+# Without block-size the superblock's is used and advertised.
+# shellcheck disable=SC2016 # $uri expands in the --run shell
+run_rc 0 "${NBDKIT[@]}" -U - "$PLUGIN" origin=origin.img cache=c512.img \
+	--run 'nbdinfo --json --no-content "$uri"'
+out_has '"block_size_preferred": 512'
+
+info "cache and origin in use by another server"
+ctl=$TMPD/ctl.sock
+srv_start origin=origin.img cache=cache.img control="$ctl"
+truncate -s 64M origin2.img
+truncate -s 16M cache2.img
+refuse 'cache.img is in use' origin=origin2.img cache=cache.img
+refuse 'origin.img is in use' origin=origin.img cache=cache2.img
+refuse 'ctl.sock is in use' origin=origin2.img cache=cache2.img control="$ctl"
+# The refusals did not disturb the running server.
+run_rc 0 "$WCACHE" status --control "$ctl"
+out_has '^error: 0$'
+
+info "out-of-range requests: an error, and the server keeps serving"
+PY=
+for p in /usr/bin/python3 python3; do
+	if "$p" -c 'import nbd' 2>/dev/null; then
+		PY=$p
+		break
+	fi
+done
+if [[ -n "$PY" ]]; then
+	cat >oor.py <<'PYEOF'
+import sys
+import nbd
+
+h = nbd.NBD()
+h.set_strict_mode(0)            # let the requests reach the server
+h.connect_uri(sys.argv[1])
+size = h.get_size()
+h.pwrite(b"\x3c" * 4096, 0)
+for what, fn in (("read past end", lambda: h.pread(4096, size)),
+                 ("read across end", lambda: h.pread(8192, size - 4096)),
+                 ("write past end", lambda: h.pwrite(b"x" * 512, size + 4096)),
+                 ("zero past end", lambda: h.zero(4096, size)),
+                 ("trim past end", lambda: h.trim(4096, size))):
+    try:
+        fn()
+    except nbd.Error as e:
+        print("%s: refused (%s)" % (what, e.errnum))
+        continue
+    sys.exit("%s: succeeded" % what)
+# Same connection still works.
+assert h.pread(4096, 0) == b"\x3c" * 4096, "data after the errors"
+h.shutdown()
+PYEOF
+	run_rc 0 "$PY" oor.py "$URI"
+	[[ $(grep -c refused "$TMPD/out") = 5 ]] || fail "not every out-of-range request was refused"
+else
+	info "python3-libnbd missing: out-of-range via qemu-io only"
+fi
+# qemu-io: a read past the end fails; a new connection still works.
+run_rc nonzero qemu-io -f raw "$URI" -c "read 64M 4k"
+run_rc 0 qemu-io -f raw "$URI" -c "write -P 0x3d 4096 4096" -c "read -P 0x3d 4096 4096"
+run_rc 0 nbdinfo --size "$URI"
+out_has '^67108864$'
+srv_stop
+info "ok"

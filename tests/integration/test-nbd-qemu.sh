@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The nbdkit plugin seen by qemu's NBD client: what nbdinfo reports (size,
+# block sizes, fua/trim/zero/multi-conn/flush), qemu-io writes and reads with
+# patterns (plain, FUA, write-zeroes with and without may-unmap, discard,
+# 512-byte writes inside and across cache blocks), qemu-img convert in and
+# out and compare, and the same data after a clean restart. The engine's
+# counters (control socket) prove that FUA, discard and RMW reached it.
+source "$(dirname "$0")/functions.sh"
+requires nbdkit nbdinfo qemu-io qemu-img jq cmp
+requires_wcache
+tmpdir
+
+# ---- nbdkit server helpers (the same block in every test-nbd-*.sh) ----
+PLUGIN=$BUILD_DIR/nbdkit-wcache-plugin.so
+[[ -f "$PLUGIN" ]] || fail "plugin $PLUGIN is missing (build the tree first)"
+# An ASan/UBSan plugin needs its runtimes preloaded into the uninstrumented nbdkit.
+NBDKIT=(nbdkit)
+if [[ "${WC_SANITIZE:-}" == *address* ]]; then
+	NBDKIT=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+		"ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" nbdkit)
+fi
+SRV_PID=
+# srv_start ARGS...: nbdkit -f with the plugin and ARGS on $TMPD/srv.sock in
+# the background; sets SRV_PID and URI once it is ready to accept clients.
+srv_start() {
+	local i
+	rm -f "$TMPD/srv.sock" "$TMPD/srv.pid"
+	"${NBDKIT[@]}" -f -U "$TMPD/srv.sock" -P "$TMPD/srv.pid" "$PLUGIN" "$@" \
+		>>"$TMPD/srv.log" 2>&1 &
+	SRV_PID=$!
+	URI="nbd+unix:///?socket=$TMPD/srv.sock"
+	for ((i = 0; i < 300; i++)); do
+		[[ -s "$TMPD/srv.pid" ]] && return 0
+		if ! kill -0 "$SRV_PID" 2>/dev/null; then
+			cat "$TMPD/srv.log" >&2
+			fail "nbdkit exited while starting: $*"
+		fi
+		sleep 0.1
+	done
+	fail "nbdkit did not start within 30 s"
+}
+# srv_stop: SIGTERM makes the plugin commit and close the cache; nbdkit must exit 0.
+srv_stop() {
+	local rc=0
+	kill -TERM "$SRV_PID"
+	wait "$SRV_PID" || rc=$?
+	SRV_PID=
+	if ((rc != 0)) || grep -Eq 'ERROR: [A-Za-z]+Sanitizer|runtime error:' "$TMPD/srv.log"; then
+		cat "$TMPD/srv.log" >&2
+		fail "nbdkit exited with $rc on SIGTERM (or a sanitizer report)"
+	fi
+}
+srv_cleanup() {
+	if [[ -n "$SRV_PID" ]]; then
+		kill -KILL "$SRV_PID" 2>/dev/null
+		wait "$SRV_PID" 2>/dev/null
+	fi
+	return 0
+}
+cleanup_fn srv_cleanup
+# ---- end of server helpers ----
+
+# qio CMD...: one qemu-io session; any failed command or pattern mismatch fails.
+qio() {
+	local args=() c
+	for c in "$@"; do args+=(-c "$c"); done
+	# --discard=unmap: qemu drops discards (and may-unmap) by default.
+	run_rc 0 qemu-io -f raw --discard=unmap "$URI" "${args[@]}"
+	if grep -Eqi 'fail|error' "$TMPD/out" "$TMPD/err"; then
+		cat "$TMPD/out" "$TMPD/err" >&2
+		fail "qemu-io reported a failure: $*"
+	fi
+}
+
+# stat_of NAME: one counter from the live server (control socket, JSON).
+stat_of() {
+	"$WCACHE" status --control "$TMPD/ctl.sock" --json | jq -er ".$1"
+}
+
+size=$((64 << 20))
+head -c "$size" /dev/urandom >origin.img
+truncate -s 16M cache.img
+srv_start origin.img cache=cache.img control="$TMPD/ctl.sock"
+
+info "nbdinfo: size, block sizes, flags"
+nbdinfo --json --no-content "$URI" >info.json
+jq -e --argjson size "$size" '.exports[0] |
+	.["export-size"] == $size and
+	.block_size_minimum == 512 and .block_size_preferred == 4096 and
+	.block_size_maximum == 33554432 and
+	.can_fua and .can_trim and .can_zero and .can_multi_conn and .can_flush and
+	(.is_read_only | not)' info.json >/dev/null || {
+	cat info.json >&2
+	fail "nbdinfo does not show the expected size, block sizes and flags"
+}
+
+info "qemu-io: patterns, FUA, zeroes, discard, unaligned"
+qio "write -P 0xab 0 1M" "read -P 0xab 0 1M"
+fua0=$(stat_of fua_writes)
+qio "write -f -P 0x11 1M 64k" "read -P 0x11 1M 64k"
+fua1=$(stat_of fua_writes)
+((fua1 > fua0)) || fail "a FUA write did not reach the engine as FUA ($fua0 -> $fua1)"
+
+qio "write -P 0x33 2M 256k" "write -z 2M 256k" "read -P 0 2M 256k"
+# May-unmap must still read back zeros (the plugin never trims for it).
+qio "write -P 0x44 3M 128k" "write -z -u 3M 128k" "read -P 0 3M 128k"
+
+# The engine counts discarded cache blocks, so discard a cached range.
+qio "write -P 0x77 4M 64k"
+disc0=$(stat_of discards)
+qio "discard 4M 64k"
+disc1=$(stat_of discards)
+((disc1 > disc0)) || fail "discard did not reach the engine ($disc0 -> $disc1)"
+
+rmw0=$(stat_of rmw_writes)
+# 512 bytes inside block 1 and 1 KiB across the block 1/2 boundary, on 0xab.
+qio "write -P 0x22 4608 512" "write -P 0x55 7680 1024" \
+	"read -P 0xab 4096 512" "read -P 0x22 4608 512" "read -P 0xab 5120 2560" \
+	"read -P 0x55 7680 1024" "read -P 0xab 8704 3584"
+# Unaligned FUA write as well.
+qio "write -f -P 0x66 12800 512" "read -P 0xab 12288 512" "read -P 0x66 12800 512"
+rmw1=$(stat_of rmw_writes)
+((rmw1 > rmw0)) || fail "unaligned writes did not go through read-modify-write"
+
+info "qemu-img convert in, compare, convert out"
+head -c "$size" /dev/urandom >in.img
+run_rc 0 qemu-img convert -n -f raw -O raw in.img "$URI"
+run_rc 0 qemu-img compare -f raw -F raw in.img "$URI"
+out_has 'Images are identical'
+run_rc 0 qemu-img convert -f raw -O raw "$URI" out.img
+cmp in.img out.img || fail "qemu-img convert out differs from what was written"
+
+[[ "$(stat_of error)" = 0 ]] || fail "the engine reports an error state"
+
+info "clean restart: the data comes back from the cache"
+srv_stop
+srv_start origin.img cache=cache.img control="$TMPD/ctl.sock"
+run_rc 0 qemu-img compare -f raw -F raw in.img "$URI"
+out_has 'Images are identical'
+srv_stop
+info "ok"

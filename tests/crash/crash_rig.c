@@ -694,6 +694,33 @@ int rig_init(struct rig *r, const struct rig_cfg *rc, uint64_t seed)
 	return ret;
 }
 
+int rig_init_images(struct rig *r, const struct rig_cfg *rc, const uint8_t *origin,
+		    const uint8_t *cache)
+{
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	r->rc = *rc;
+	pcut_init(&r->pc);
+	ret = dev_fault_open(rc->origin_bytes, &r->origin);
+	if (!ret)
+		ret = dev_fault_open(rc->cache_bytes, &r->cache);
+	if (ret)
+		return ret;
+	r->image = malloc(rc->origin_bytes);
+	if (!r->image)
+		return -ENOMEM;
+	memcpy(r->image, origin, rc->origin_bytes);
+	ret = dev_pwrite(r->origin, origin, rc->origin_bytes, 0);
+	if (!ret)
+		ret = dev_pwrite(r->cache, cache, rc->cache_bytes, 0);
+	if (!ret)
+		ret = dev_flush(r->origin);
+	if (!ret)
+		ret = dev_flush(r->cache);
+	return ret;
+}
+
 void rig_fini(struct rig *r)
 {
 	rig_close(r);
@@ -716,6 +743,7 @@ int rig_open(struct rig *r)
 	wcache_cfg_init(&cfg);
 	cfg.block_size = r->rc.bs;
 	cfg.full_wait_ms = r->full_wait_ms ? r->full_wait_ms : 2000;
+	cfg.read_only = r->read_only;
 	snprintf(buf, sizeof(buf), "%s", r->rc.opts);
 	for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
 		char *v = strtok_r(NULL, " ", &save);

@@ -153,9 +153,13 @@ struct rig {
 	struct wcache *wc;
 	uint8_t *image;		/* initial origin contents */
 	uint32_t full_wait_ms;	/* cfg.full_wait_ms (0: 2000) */
+	bool read_only;		/* cfg.read_only */
 };
 
 int rig_init(struct rig *r, const struct rig_cfg *rc, uint64_t seed);
+/* A rig whose devices start as copies of the given images (made durable). */
+int rig_init_images(struct rig *r, const struct rig_cfg *rc, const uint8_t *origin,
+		    const uint8_t *cache);
 void rig_fini(struct rig *r);
 /* Open through fresh wrappers; returns wcache_open's result. */
 int rig_open(struct rig *r);

@@ -74,7 +74,7 @@ echo "image sha256 $want"
 say "5. Workload B: fio random writes (4 jobs) with crc32c verification in the next 256 MiB"
 fio --name=demo --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth=16 --numjobs=4 \
 	--offset=256M --size=64M --offset_increment=64M --verify=crc32c --do_verify=1 \
-	--group_reporting --fsync_on_close=1 --output="$dir/fio.txt" >/dev/null ||
+	--group_reporting --fsync_on_close=1 --verify_state_save=0 --output="$dir/fio.txt" >/dev/null ||
 	{ cat "$dir/fio.txt"; die "fio reported an error or a verify failure"; }
 grep -E 'write: IOPS|read: IOPS' "$dir/fio.txt" | sed 's/^ */  /'
 
@@ -103,7 +103,7 @@ got=$(head -c "$((mb << 20))" "$origin" | sha256sum | cut -d' ' -f1)
 echo "origin alone, first $mb MiB: sha256 $got (matches)"
 fio --name=demo --ioengine=psync --filename="$origin" --rw=randwrite --bs=4k --numjobs=4 \
 	--offset=256M --size=64M --offset_increment=64M --verify=crc32c --verify_only \
-	--group_reporting --output="$dir/fio-verify.txt" >/dev/null ||
+	--group_reporting --verify_state_save=0 --output="$dir/fio-verify.txt" >/dev/null ||
 	{ cat "$dir/fio-verify.txt"; die "fio verify of the origin alone failed"; }
 echo "origin alone, fio region: crc32c verify passed"
 

@@ -112,6 +112,25 @@ run_rc 0 "${NBDKIT[@]}" -U - "$PLUGIN" table="s origin.img cache.img 4096 1 clea
 	--run 'nbdinfo --size "$uri"'
 out_has '^67108864$'
 
+info "wcache serve checks its options before starting nbdkit"
+run_rc 2 "$WCACHE" serve origin.img
+err_has 'expected ORIGIN and CACHE'
+run_rc 2 "$WCACHE" serve origin.img cache.img --socket s.sock --port 10809
+err_has 'mutually exclusive'
+run_rc 2 "$WCACHE" serve origin.img cache.img --daemon --run true
+err_has 'mutually exclusive'
+run_rc 2 "$WCACHE" serve origin.img cache.img --high-watermark 101
+err_has 'high_watermark.*out of range'
+run_rc 2 "$WCACHE" serve origin.img cache.img --low-watermark 70
+err_has 'must be >= low_watermark 70'
+run_rc 2 "$WCACHE" serve origin.img cache.img --format maybe
+err_has "'maybe'"
+run_rc 2 "$WCACHE" serve origin.img cache.img --fua
+run_rc 1 "$WCACHE" message --control "$TMPD/none.sock" flush
+err_has 'cannot connect'
+run_rc 1 "$WCACHE" status --control "$TMPD/none.sock"
+err_has 'cannot connect'
+
 info "unformatted cache with format=no, corrupt superblock"
 truncate -s 16M blank.img
 refuse 'not formatted' origin=origin.img cache=blank.img format=no
@@ -144,6 +163,8 @@ refuse 'ctl.sock is in use' origin=origin2.img cache=cache2.img control="$ctl"
 # The refusals did not disturb the running server.
 run_rc 0 "$WCACHE" status --control "$ctl"
 out_has '^error: 0$'
+run_rc 1 "$WCACHE" message --control "$ctl" bogus
+err_has "unknown message 'bogus'"
 
 info "out-of-range requests: an error, and the server keeps serving"
 PY=

@@ -139,4 +139,21 @@ srv_start origin.img cache=cache.img control="$TMPD/ctl.sock"
 run_rc 0 qemu-img compare -f raw -F raw in.img "$URI"
 out_has 'Images are identical'
 srv_stop
+
+info "wcache serve: the nbdkit command line, and the same export through it"
+run_rc 0 "$WCACHE" serve --dry-run origin.img cache.img --socket s.sock --control c.sock \
+	--block-size 4096 --format no --high-watermark 60 --low_watermark 10 --cleaner \
+	--daemon --pidfile p.pid
+out_has "^nbdkit -U s.sock -P p.pid [^ ]*/nbdkit-wcache-plugin.so origin=origin.img \
+cache=cache.img block-size=4096 format=no control=c.sock high-watermark=60 low-watermark=10 \
+cleaner=1\$"
+# The sanitizer environment for nbdkit, if any (NBDKIT without "nbdkit"); the
+# --run command must not inherit its LD_PRELOAD (qemu's coroutines hang under ASan).
+serve_env=("${NBDKIT[@]}")
+unset 'serve_env[-1]'
+run_rc 0 "${serve_env[@]}" "$WCACHE" serve origin.img cache.img --control "$TMPD/c2.sock" \
+	--run "unset LD_PRELOAD; qemu-img compare -f raw -F raw in.img \"\$uri\" && \
+		$WCACHE status --control $TMPD/c2.sock"
+out_has 'Images are identical'
+out_has '^error: 0$'
 info "ok"

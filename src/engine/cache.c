@@ -205,6 +205,7 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 		return wc_err(ret, "%s: %s", c->cache->name, wcache_last_error());
 
 	c->bs = sb.block_size;
+	c->cfg.block_size = c->bs;	/* the table line shows the real block size */
 	c->bs_sect = c->bs / 512;
 	c->bs_shift = (unsigned)__builtin_ctz(c->bs);
 	c->n_blocks = sb.n_blocks;

@@ -552,8 +552,9 @@ int wcache_discard(struct wcache *c, uint64_t len, uint64_t off, unsigned flags)
 		if (!committed(c, e) && c->nr_uncommitted)
 			c->nr_uncommitted--;
 		free_entry(c, e);
-		c->st.discards++;
 	}
+	/* Like the kernel: every block the request covers counts, cached or not. */
+	c->st.discards += ((off + len + c->bs - 1) >> c->bs_shift) - (off >> c->bs_shift);
 	ret = persist_and_release(c);
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->meta_mutex);

@@ -106,7 +106,7 @@ qio "write -P 0x33 2M 256k" "write -z 2M 256k" "read -P 0 2M 256k"
 # May-unmap must still read back zeros (the plugin never trims for it).
 qio "write -P 0x44 3M 128k" "write -z -u 3M 128k" "read -P 0 3M 128k"
 
-# The engine counts discarded cache blocks, so discard a cached range.
+# The engine counts the blocks a discard covers (like the kernel).
 qio "write -P 0x77 4M 64k"
 disc0=$(stat_of discards)
 qio "discard 4M 64k"

@@ -897,6 +897,8 @@ static uint64_t mono_ns(void)
 
 static void note_err(struct wl_result *res, uint64_t i, int ret)
 {
+	if (ret == -ETIMEDOUT)
+		res->timeouts++;
 	if (!ret)
 		return;
 	if (!res->errors++) {
@@ -928,8 +930,8 @@ void wl_run(struct rig *r, struct model *m, const struct step *steps, uint64_t n
 
 		if (!r->wc && s->kind != S_REOPEN)
 			continue;
-		/* After the power cut, a few failing steps are enough. */
-		if (r->pc.cut && res->errors >= 3)
+		/* After the power cut, failing steps add little (and may each wait for space). */
+		if (r->pc.cut && res->errors >= 2)
 			break;
 		switch (s->kind) {
 		case S_WRITE:
@@ -992,6 +994,16 @@ void wl_run(struct rig *r, struct model *m, const struct step *steps, uint64_t n
 		dt = mono_ns() - t0;
 		if (dt > res->max_step_ns)
 			res->max_step_ns = dt;
+		if (dt > 50000000ull && getenv("WC_CRASH_SLOW") && r->wc) {
+			struct wc_stats ws;
+
+			wcache_get_stats(r->wc, &ws);
+			fprintf(stderr, "  slow step %" PRIu64 " (%s %" PRIu64 "+%" PRIu64 "): %" PRIu64
+				" ms ret %d cut %d; free %" PRIu64 " wb %" PRIu64 " full waits %" PRIu64
+				" wb runs %" PRIu64 " commits %" PRIu64 " err %d\n", i, step_name(s->kind),
+				s->off, s->len, dt / 1000000, ret, r->pc.cut, ws.free_blocks,
+				ws.writeback_blocks, ws.full_waits, ws.writeback_runs, ws.commits, ws.error);
+		}
 	}
 	res->open = r->wc != NULL;
 	if (r->wc) {

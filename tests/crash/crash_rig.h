@@ -201,6 +201,7 @@ struct wl_result {
 	int64_t bad_read_step;	/* -1 or the step whose read returned wrong data */
 	int64_t bad_read_off;
 	uint64_t max_step_ns;
+	uint64_t timeouts;	/* writes that gave up waiting for space (-ETIMEDOUT) */
 };
 
 /* Run steps on the open rig, updating the model. */

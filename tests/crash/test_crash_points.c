@@ -70,7 +70,7 @@ static const char *const mode_names[] = { "DROP_ALL", "KEEP_ALL", "RANDOM_SUBSET
 
 static struct {
 	uint64_t points, failures, printed, recov_cuts, phase2, silent_faults, max_step_ns;
-	uint64_t unreached, format_cuts;
+	uint64_t unreached, format_cuts, timeouts;
 } st;
 
 static struct pc_trace *trace_buf;
@@ -196,7 +196,13 @@ static bool run_case1(const struct scenario *sc, uint64_t seed, const struct ste
 
 	if (!img || rig_init(&r, &sc->rc, seed) || model_init(&m, r.image, sc->rc.origin_bytes))
 		abort();
-	r.full_wait_ms = 100;	/* a write waiting for space after the power cut */
+	/*
+	 * After the power cut a write that needs a block waits for a writeback
+	 * that keeps failing, until full_wait_ms: keep it short. Before the cut a
+	 * loaded machine may rarely exceed it; that -ETIMEDOUT is counted, not
+	 * failed (the write is then "attempted" for the oracle).
+	 */
+	r.full_wait_ms = 250;
 	if (traced) {
 		r.pc.trace = trace_buf;
 		r.pc.trace_max = TRACE_MAX;
@@ -222,6 +228,8 @@ static bool run_case1(const struct scenario *sc, uint64_t seed, const struct ste
 		fprintf(stderr, "  workload: %" PRIu64 " ops, %" PRIu64 " errors (first at step %" PRIu64
 			": %d); ops around the fault:\n", r.pc.ops, res.errors, res.first_err_step,
 			res.first_err);
+		if (at > r.pc.ops)
+			at = 0;
 		pcut_print_trace(&r.pc, at > 60 ? at - 60 : 1, at ? at + 3 : r.pc.ops);
 	}
 	if (res.max_step_ns > st.max_step_ns)
@@ -241,7 +249,11 @@ static bool run_case1(const struct scenario *sc, uint64_t seed, const struct ste
 	if (ops_out)
 		*ops_out = r.pc.ops;
 	faulted = r.pc.refused > 0;
-	if (!faulted && (res.errors || cret)) {
+	if (!faulted)
+		st.timeouts += res.timeouts;
+	if (!faulted && res.timeouts && res.timeouts == res.errors && !cret) {
+		/* liveness only; see full_wait_ms above */
+	} else if (!faulted && (res.errors || cret)) {
 		snprintf(msg, sizeof(msg), "error without any fault: step %" PRIu64 " ret %d, close %d (%s)",
 			 res.first_err_step, res.first_err, cret, quiet_last());
 		fail(sc, seed, tc, &r, msg, NULL);
@@ -356,15 +368,20 @@ static void run_scenario(const struct scenario *sc, uint64_t seed, uint64_t iter
 		tc.extra = n % 8 == 3 ? EXTRA_CUT_RECOVERY : n % 8 == 6 ? EXTRA_PHASE2 : EXTRA_NONE;
 		run_case(sc, seed, steps, wl.nsteps, &tc, NULL);
 		for (uint64_t k = 0; k < iters; k++) {
+			/* One reordering crash per point (alternating), both from 2 iters on. */
 			tc.extra = EXTRA_NONE;
-			tc.mode = FAULT_RANDOM_SUBSET;
-			tc.cseed = seed * 31 + n * 1000 + k;
-			run_case(sc, seed, steps, wl.nsteps, &tc, NULL);
-			tc.mode = FAULT_TEAR;
-			tc.cseed = seed * 37 + n * 1000 + k;
-			run_case(sc, seed, steps, wl.nsteps, &tc, NULL);
+			if (iters > 1 || (n + k) % 2) {
+				tc.mode = FAULT_RANDOM_SUBSET;
+				tc.cseed = seed * 31 + n * 1000 + k;
+				run_case(sc, seed, steps, wl.nsteps, &tc, NULL);
+			}
+			if (iters > 1 || (n + k) % 2 == 0) {
+				tc.mode = FAULT_TEAR;
+				tc.cseed = seed * 37 + n * 1000 + k;
+				run_case(sc, seed, steps, wl.nsteps, &tc, NULL);
+			}
 		}
-		if (n % 4 == 0) {
+		if (n % 8 == 0) {
 			tc.mode = FAULT_KEEP_ALL;
 			run_case(sc, seed, steps, wl.nsteps, &tc, NULL);
 		}
@@ -454,9 +471,9 @@ int main(void)
 	printf("test_crash_points: seed %" PRIu64 ": %" PRIu64 " crash cases checked (%" PRIu64
 	       " with a power cut during recovery, %" PRIu64 " with a second workload and crash), %"
 	       PRIu64 " failures, %" PRIu64 " cut points not reached (op count varied), %" PRIu64
-	       " failed cache writes never reported, %" PRIu64 " interrupted formats re-zeroed, slowest step %"
+	       " failed cache writes never reported, %" PRIu64 " interrupted formats re-zeroed, %" PRIu64 " writes timed out waiting for space before any fault, slowest step %"
 	       PRIu64 " ms, %" PRIu64 " s\n", seed, st.points, st.recov_cuts, st.phase2, st.failures,
-	       st.unreached, st.silent_faults, st.format_cuts,
+	       st.unreached, st.silent_faults, st.format_cuts, st.timeouts,
 	       st.max_step_ns / 1000000, ms_since(&t0) / 1000);
 	free(trace_buf);
 	return st.failures ? 1 : 0;

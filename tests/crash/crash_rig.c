@@ -804,6 +804,7 @@ int rig_read_all(struct rig *r, uint8_t *buf)
 
 static const char *const step_names[S_NR] = {
 	"write", "write_fua", "write_zeroes", "flush", "discard", "read", "msg_flush", "reopen",
+	"msg_other",
 };
 
 const char *step_name(unsigned kind)
@@ -977,6 +978,12 @@ void wl_run(struct rig *r, struct model *m, const struct step *steps, uint64_t n
 			if (!ret)
 				model_flush(m);
 			break;
+		case S_MSG_OTHER: {
+			static const char *const msgs[] = { "cleaner", "flush_on_suspend", "clear_stats" };
+
+			ret = wcache_message(r->wc, msgs[s->dseed % 3]);
+			break;
+		}
 		case S_REOPEN:
 			if (r->wc) {
 				ret = rig_close(r);

@@ -174,6 +174,7 @@ int rig_read_all(struct rig *r, uint8_t *buf);
 
 enum step_kind {
 	S_WRITE, S_WRITE_FUA, S_ZEROES, S_FLUSH, S_DISCARD, S_READ, S_MSG_FLUSH, S_REOPEN,
+	S_MSG_OTHER,	/* "cleaner", "flush_on_suspend" or "clear_stats" */
 	S_NR
 };
 

@@ -27,6 +27,7 @@ struct scenario {
 	const char *name;
 	struct rig_cfg rc;
 	uint64_t nsteps;
+	uint64_t prefill;	/* blocks written and committed before the run (not crash-tested) */
 };
 
 /*
@@ -39,22 +40,26 @@ struct scenario {
 static const struct scenario scenarios[] = {
 	{ "det4k", { 4096, 263680, 4096 + 80 * 4096,
 		     "high_watermark 100 low_watermark 100 autocommit_time 3600000 "
-		     "autocommit_blocks 1000000 pause_writeback 0" }, 70 },
-	{ "det512", { 512, 98816, 4096 + 240 * 512,
+		     "autocommit_blocks 1000000 pause_writeback 0" }, 70, 0 },
+	/*
+	 * 320 blocks, the first 256 prefilled with committed dirty data: new
+	 * entries land in the second 4 KiB metadata granule.
+	 */
+	{ "det512", { 512, 163840, 5120 + 320 * 512,
 		      "high_watermark 100 low_watermark 100 autocommit_time 3600000 "
-		      "autocommit_blocks 1000000 pause_writeback 0" }, 70 },
+		      "autocommit_blocks 1000000 pause_writeback 0" }, 70, 256 },
 	{ "pressure4k", { 4096, 263680, 4096 + 20 * 4096,
 			  "high_watermark 50 low_watermark 20 autocommit_time 3600000 "
-			  "pause_writeback 0 writeback_jobs 6" }, 60 },
-	{ "pressure512", { 512, 98816, 512 + 24 * 512,
-			   "high_watermark 40 low_watermark 10 autocommit_blocks 6 pause_writeback 0" },
-	  60 },
+			  "pause_writeback 0 writeback_jobs 6" }, 60, 0 },
+	/* The superblock 5 sectors into the cache device. */
+	{ "pressure512", { 512, 98816, 5 * 512 + 512 + 24 * 512,
+			   "start_sector 5 high_watermark 40 low_watermark 10 autocommit_blocks 6 "
+			   "pause_writeback 0" }, 60, 0 },
 };
-
 static const struct wl_cfg base_wl = {
 	.nsteps = 0,
 	.pct = { [S_WRITE] = 40, [S_WRITE_FUA] = 6, [S_ZEROES] = 4, [S_FLUSH] = 12, [S_DISCARD] = 5,
-		 [S_READ] = 10, [S_MSG_FLUSH] = 3, [S_REOPEN] = 2 },
+		 [S_READ] = 10, [S_MSG_FLUSH] = 3, [S_REOPEN] = 2, [S_MSG_OTHER] = 2 },
 };
 
 enum { EXTRA_NONE, EXTRA_CUT_RECOVERY, EXTRA_PHASE2 };
@@ -105,11 +110,19 @@ static bool fail(const struct scenario *sc, uint64_t seed, const struct tcase *t
 	return false;
 }
 
+/* Byte offset of the superblock (start_sector in the options). */
+static uint64_t sb_base(const struct rig *r)
+{
+	const char *p = strstr(r->rc.opts, "start_sector ");
+
+	return p ? strtoull(p + 13, NULL, 10) * 512 : 0;
+}
+
 static bool format_interrupted(struct rig *r)
 {
 	uint8_t sb[64];
 
-	if (dev_pread(r->cache, sb, sizeof(sb), 0))
+	if (dev_pread(r->cache, sb, sizeof(sb), sb_base(r)))
 		return false;
 	return !sb[0] && !sb[1] && !sb[2] && !sb[3] && sb[4] == 1 && !sb[5] && !sb[6] && !sb[7];
 }
@@ -132,7 +145,7 @@ static bool verify(const struct scenario *sc, uint64_t seed, const struct tcase 
 		static const uint8_t zero[SECT];
 
 		st.format_cuts++;
-		if (dev_pwrite(r->cache, zero, SECT, 0) || dev_flush(r->cache))
+		if (dev_pwrite(r->cache, zero, SECT, sb_base(r)) || dev_flush(r->cache))
 			abort();
 		ret = rig_open(r);
 	}
@@ -162,6 +175,30 @@ static bool verify(const struct scenario *sc, uint64_t seed, const struct tcase 
 }
 
 static uint64_t ms_since(const struct timespec *t0);
+
+/* Write and commit the first n blocks (seeded data), then close; the image follows. */
+static void prefill(struct rig *r, uint64_t n, uint64_t seed)
+{
+	uint32_t bs = r->rc.bs;
+	uint8_t *buf = malloc(8 * bs);
+
+	if (!n)
+		return;
+	if (!buf || rig_open(r))
+		abort();
+	for (uint64_t b = 0; b < n; b += 8) {
+		uint64_t k = n - b < 8 ? n - b : 8;
+
+		rng_fill(seed * 77 + b, buf, k * bs);
+		if (wcache_write(r->wc, buf, k * bs, b * bs, 0))
+			abort();
+		memcpy(r->image + b * bs, buf, k * bs);
+	}
+	if (rig_close(r))
+		abort();
+	pcut_reset(&r->pc);
+	free(buf);
+}
 
 static bool run_case1(const struct scenario *sc, uint64_t seed, const struct step *steps,
 		      uint64_t nsteps, const struct tcase *tc, uint64_t *ops_out);
@@ -194,7 +231,10 @@ static bool run_case1(const struct scenario *sc, uint64_t seed, const struct ste
 	char msg[256];
 	int ret, cret;
 
-	if (!img || rig_init(&r, &sc->rc, seed) || model_init(&m, r.image, sc->rc.origin_bytes))
+	if (!img || rig_init(&r, &sc->rc, seed))
+		abort();
+	prefill(&r, sc->prefill, seed);
+	if (model_init(&m, r.image, sc->rc.origin_bytes))
 		abort();
 	/*
 	 * After the power cut a write that needs a block waits for a writeback
@@ -295,7 +335,7 @@ static bool run_case1(const struct scenario *sc, uint64_t seed, const struct ste
 
 		st.phase2++;
 		model_reset_to(&m, img);
-		if (wl_generate(seed ^ (tc->cseed << 1), &(struct wl_cfg){ 30, { 40, 6, 4, 12, 5, 10, 3, 2 } },
+		if (wl_generate(seed ^ (tc->cseed << 1), &(struct wl_cfg){ 30, { 40, 6, 4, 12, 5, 10, 3, 2, 1 } },
 				sc->rc.bs, sc->rc.origin_bytes, &s2))
 			abort();
 		r.pc.cut_at = r.pc.ops + rng_range(&g, 1, 200);
@@ -354,7 +394,10 @@ static void run_scenario(const struct scenario *sc, uint64_t seed, uint64_t iter
 	run_case(sc, seed, steps, wl.nsteps, &tc, &total);
 	run_case(sc, seed, steps, wl.nsteps, &tc, &total2);
 	/* Count writes. */
-	if (rig_init(&r, &sc->rc, seed) || model_init(&m, r.image, sc->rc.origin_bytes))
+	if (rig_init(&r, &sc->rc, seed))
+		abort();
+	prefill(&r, sc->prefill, seed);
+	if (model_init(&m, r.image, sc->rc.origin_bytes))
 		abort();
 	if (!rig_open(&r))
 		wl_run(&r, &m, steps, wl.nsteps, &res);

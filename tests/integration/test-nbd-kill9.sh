@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# kill -9 durability: a client writes (aligned 4 KiB and unaligned 512-byte
+# multiples, some FUA) and flushes at random; nbdkit is killed with SIGKILL at
+# a random moment; after a restart every write acknowledged before the last
+# completed flush, or written with FUA, must read back, and every other sector
+# must hold its durable value or one written later (wctest-kill9 checks each
+# 512-byte sector). The cache is small and the watermarks low, so commits,
+# writeback and write-around are all in progress when the kill lands.
+# WC_KILL9_ROUNDS (default 20) sets the number of rounds.
+source "$(dirname "$0")/functions.sh"
+requires nbdkit
+requires_wcache
+tmpdir
+KILL9=$(requires_helper wctest-kill9)
+# ---- nbdkit server helpers (the same block in every test-nbd-*.sh) ----
+PLUGIN=$BUILD_DIR/nbdkit-wcache-plugin.so
+[[ -f "$PLUGIN" ]] || fail "plugin $PLUGIN is missing (build the tree first)"
+# An ASan/UBSan plugin needs its runtimes preloaded into the uninstrumented nbdkit.
+NBDKIT=(nbdkit)
+if [[ "${WC_SANITIZE:-}" == *address* ]]; then
+	NBDKIT=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+		"ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" nbdkit)
+fi
+SRV_PID=
+# srv_start ARGS...: nbdkit -f with the plugin and ARGS on $TMPD/srv.sock in
+# the background; sets SRV_PID and URI once it is ready to accept clients.
+srv_start() {
+	local i
+	rm -f "$TMPD/srv.sock" "$TMPD/srv.pid"
+	"${NBDKIT[@]}" -f -U "$TMPD/srv.sock" -P "$TMPD/srv.pid" "$PLUGIN" "$@" \
+		>>"$TMPD/srv.log" 2>&1 &
+	SRV_PID=$!
+	URI="nbd+unix:///?socket=$TMPD/srv.sock"
+	for ((i = 0; i < 300; i++)); do
+		[[ -s "$TMPD/srv.pid" ]] && return 0
+		if ! kill -0 "$SRV_PID" 2>/dev/null; then
+			cat "$TMPD/srv.log" >&2
+			fail "nbdkit exited while starting: $*"
+		fi
+		sleep 0.1
+	done
+	fail "nbdkit did not start within 30 s"
+}
+# srv_stop: SIGTERM makes the plugin commit and close the cache; nbdkit must exit 0.
+srv_stop() {
+	local rc=0
+	kill -TERM "$SRV_PID"
+	wait "$SRV_PID" || rc=$?
+	SRV_PID=
+	if ((rc != 0)) || grep -Eq 'ERROR: [A-Za-z]+Sanitizer|runtime error:' "$TMPD/srv.log"; then
+		cat "$TMPD/srv.log" >&2
+		fail "nbdkit exited with $rc on SIGTERM (or a sanitizer report)"
+	fi
+}
+srv_cleanup() {
+	if [[ -n "$SRV_PID" ]]; then
+		kill -KILL "$SRV_PID" 2>/dev/null
+		wait "$SRV_PID" 2>/dev/null
+	fi
+	return 0
+}
+cleanup_fn srv_cleanup
+# ---- end of server helpers ----
+
+rounds=${WC_KILL9_ROUNDS:-20}
+truncate -s 64M origin.img
+truncate -s 8M cache.img
+"$WCACHE" format cache.img >/dev/null
+state=$TMPD/kill9.state
+args=(origin="$TMPD/origin.img" cache="$TMPD/cache.img")
+for ((r = 1; r <= rounds; r++)); do
+	# Vary the table so different code paths are under the kill.
+	case $((r % 4)) in
+	0) opts=(high_watermark=20 low_watermark=10 pause_writeback=0) ;;
+	1) opts=(autocommit_time=50 autocommit_blocks=64) ;;
+	2) opts=(high_watermark=100 low_watermark=100 autocommit_time=3600000) ;;
+	3) opts=(high_watermark=5 low_watermark=0 writeback_jobs=16 pause_writeback=0) ;;
+	esac
+	srv_start "${args[@]}" "${opts[@]}"
+	"$KILL9" write "$URI" "$state" >"$TMPD/writer.log" 2>&1 &
+	writer=$!
+	# 0.3 .. 2.3 s of writing, then the power of the process is cut.
+	sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.2f", 0.3 + 2 * rand() }')"
+	kill -KILL "$SRV_PID"
+	wait "$SRV_PID" 2>/dev/null || true
+	SRV_PID=
+	wait "$writer" || { cat "$TMPD/writer.log" >&2; fail "round $r: writer failed"; }
+	info "round $r (${opts[*]}): $(cat "$TMPD/writer.log")"
+	srv_start "${args[@]}"
+	"$KILL9" verify "$URI" "$state" >"$TMPD/verify.log" 2>&1 ||
+		{ cat "$TMPD/verify.log" >&2; fail "round $r: data lost or corrupted after kill -9"; }
+	info "round $r: $(cat "$TMPD/verify.log")"
+	srv_stop
+done
+# After an offline flush the origin file alone, served by nbdkit's file
+# plugin, must hold the same state.
+"$WCACHE" flush origin.img cache.img >/dev/null
+nbdkit -U - file "$TMPD/origin.img" --run "'$KILL9' verify \"\$uri\" '$state'" \
+	>"$TMPD/verify.log" 2>&1 || { cat "$TMPD/verify.log" >&2; fail "origin alone after flush"; }
+info "origin alone: $(cat "$TMPD/verify.log")"
+echo "kill -9 rounds survived: $rounds"

@@ -266,8 +266,15 @@ void *wb_main(void *arg)
 			uint64_t avail = c->nr_free + c->nr_pend + c->nr_wb;
 			uint64_t need = free_low(c) >= avail ? free_low(c) - avail + 1 : 1;
 
-			/* Overshoot the low watermark a little rather than write tiny runs. */
-			max = need < WB_BATCH_MIN ? WB_BATCH_MIN : need > WB_BATCH_WM ? WB_BATCH_WM : need;
+			/*
+			 * Overshoot the low watermark a little (at most 1/64 of the cache)
+			 * rather than write tiny runs.
+			 */
+			uint64_t floor = c->n_blocks / 64 < WB_BATCH_MIN ? c->n_blocks / 64 : WB_BATCH_MIN;
+
+			max = need < floor ? floor : need > WB_BATCH_WM ? WB_BATCH_WM : need;
+			if (!max)
+				max = 1;
 		}
 		if (c->cfg.writeback_jobs && c->cfg.writeback_jobs < max)
 			max = c->cfg.writeback_jobs;

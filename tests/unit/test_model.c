@@ -34,6 +34,7 @@
 #define NWRITERS 4
 #define NREADERS 2
 #define MAX_IO (64u << 10)
+#define BIG_IO (1536u << 10)	/* rare big requests: many runs and segments per call */
 
 struct rng {
 	uint64_t s;
@@ -150,7 +151,7 @@ static void pick_range(struct model *m, struct rng *g, uint64_t lo, uint64_t hi,
 		       uint64_t *len)
 {
 	static const uint64_t caps[] = { 16, 700, 4096, 3 * 4096, MAX_IO };
-	uint64_t cap = caps[rrange(g, 0, 4)];
+	uint64_t cap = rrange(g, 0, 99) < 2 ? BIG_IO : caps[rrange(g, 0, 4)];
 	uint64_t n = rrange(g, 1, cap < hi - lo ? cap : hi - lo);
 	uint64_t o = rrange(g, lo, hi - n);
 
@@ -253,7 +254,7 @@ static void *writer_main(void *arg)
 	struct worker *w = arg;
 	struct model *m = w->m;
 	struct rng g = { m->seed * 1000 + w->idx };
-	uint8_t *buf = malloc(MAX_IO), *rbuf = malloc(MAX_IO);
+	uint8_t *buf = malloc(BIG_IO), *rbuf = malloc(BIG_IO);
 
 	for (uint64_t k = 0; k < m->ops && !atomic_load(&m->stop); k++) {
 		unsigned p = (unsigned)rrange(&g, 0, 999), op;
@@ -324,7 +325,7 @@ static void *reader_main(void *arg)
 	struct worker *w = arg;
 	struct model *m = w->m;
 	struct rng g = { m->seed * 1000 + 100 + w->idx };
-	uint8_t *buf = malloc(2 * MAX_IO);
+	uint8_t *buf = malloc(BIG_IO + MAX_IO);
 
 	while (!atomic_load(&m->stop)) {
 		uint64_t off, len;

@@ -198,8 +198,9 @@ void pcut_print_trace(const struct pcut *pc, uint64_t from, uint64_t to)
 	for (uint64_t i = from; i <= to && i <= pc->ops && i <= pc->trace_max; i++) {
 		const struct pc_trace *t = &pc->trace[i - 1];
 
-		fprintf(stderr, "    op %5" PRIu64 ": %-6s %-7s off %8" PRIu64 " len %6" PRIu64 "%s\n", i,
-			t->dev == PC_CACHE ? "cache" : "origin", kind_names[t->kind], t->off, t->len,
+		fprintf(stderr, "    op %5" PRIu64 ": %-6s %-7s off %8" PRIu64 " len %6" PRIu64
+			"  +%7" PRIu64 " us%s\n", i, t->dev == PC_CACHE ? "cache" : "origin",
+			kind_names[t->kind], t->off, t->len, t->t_us - pc->trace[from - 1].t_us,
 			t->refused ? "  REFUSED" : "");
 	}
 }
@@ -227,8 +228,14 @@ static int pc_gate(struct pc_dev *d, enum pc_kind kind, uint64_t off, uint64_t l
 	}
 	if (refuse)
 		pc->refused++;
-	if (pc->trace && n <= pc->trace_max)
-		pc->trace[n - 1] = (struct pc_trace){ (uint8_t)d->which, (uint8_t)kind, refuse, off, len };
+	if (pc->trace && n <= pc->trace_max) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		pc->trace[n - 1] = (struct pc_trace){ (uint8_t)d->which, (uint8_t)kind, refuse, off, len,
+						      (uint64_t)ts.tv_sec * 1000000u +
+						      (uint64_t)ts.tv_nsec / 1000 };
+	}
 	return refuse ? -EIO : 0;
 }
 

@@ -40,6 +40,7 @@ struct pc_trace {
 	uint8_t dev, kind;
 	int8_t refused;
 	uint64_t off, len;
+	uint64_t t_us;		/* CLOCK_MONOTONIC, microseconds */
 };
 
 /*

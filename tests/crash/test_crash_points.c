@@ -180,10 +180,11 @@ static uint64_t ms_since(const struct timespec *t0);
 static void prefill(struct rig *r, uint64_t n, uint64_t seed)
 {
 	uint32_t bs = r->rc.bs;
-	uint8_t *buf = malloc(8 * bs);
+	uint8_t *buf;
 
 	if (!n)
 		return;
+	buf = malloc(8 * bs);
 	if (!buf || rig_open(r))
 		abort();
 	for (uint64_t b = 0; b < n; b += 8) {
@@ -424,7 +425,7 @@ static void run_scenario(const struct scenario *sc, uint64_t seed, uint64_t iter
 				run_case(sc, seed, steps, wl.nsteps, &tc, NULL);
 			}
 		}
-		if (n % 8 == 0) {
+		if (n % 16 == 0) {
 			tc.mode = FAULT_KEEP_ALL;
 			run_case(sc, seed, steps, wl.nsteps, &tc, NULL);
 		}
@@ -435,7 +436,7 @@ static void run_scenario(const struct scenario *sc, uint64_t seed, uint64_t iter
 				     .cseed = n };
 		run_case(sc, seed, steps, wl.nsteps, &tc, NULL);
 	}
-	for (uint64_t n = 1; n <= total; n += 1 + (iters < 2)) {
+	for (uint64_t n = 1; n <= total; n += iters < 2 ? 3 : 1) {
 		/* One transient failure of op n, nothing else. */
 		tc = (struct tcase){ .fail_op = n, .mode = (n & 2) ? -1 : FAULT_TEAR, .cseed = n };
 		run_case(sc, seed, steps, wl.nsteps, &tc, NULL);

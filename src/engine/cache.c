@@ -274,7 +274,15 @@ int wcache_open(const struct wc_cfg *cfg, struct wcache **out)
 	pthread_mutex_init(&c->meta_mutex, NULL);
 	for (int i = 0; i < WC_NR_STRIPES; i++)
 		pthread_mutex_init(&c->stripe[i], NULL);
-	pthread_cond_init(&c->cond, NULL);
+	{
+		/* Timed waits compute deadlines from CLOCK_MONOTONIC (now_ns). */
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&c->cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	atomic_init(&c->error, 0);
 	atomic_init(&c->origin_dirty, false);
 

@@ -23,7 +23,7 @@ fi
 
 summary=()
 for base in "${dirs[@]}"; do
-	fs=$(findmnt -n -o FSTYPE --target "$base")
+	fs=$(fstype "$base")
 	d=$(mktemp -d "$base/wcache-bench-engine.XXXXXX")
 	say "$fs ($base): preparing a $cache_size raw file, a $cache_size cache and a $origin_size origin"
 	mkimg "$d/raw.img" "$cache_size"

@@ -19,7 +19,7 @@ else
 	rounds=${BENCH_ROUNDS:-6} runtime=${BENCH_RUNTIME:-5s}
 fi
 
-fs=$(findmnt -n -o FSTYPE --target "$BENCH_WORK")
+fs=$(fstype "$BENCH_WORK")
 say "$fs: preparing two $origin_size origins and a $cache_size cache in $WORK"
 mksparse "$WORK/peer-origin.img" "$origin_size"
 mksparse "$WORK/origin.img" "$origin_size"

@@ -23,7 +23,7 @@ else
 fi
 cache_bytes=$(numfmt --from=iec "$cache_size")
 io_size=$((cache_bytes * 4))
-fs=$(findmnt -n -o FSTYPE --target "$BENCH_WORK")
+fs=$(fstype "$BENCH_WORK")
 
 mkimg "$WORK/cache.img" "$cache_size"
 

@@ -22,7 +22,7 @@ else
 	counts=(1000000 10000000)
 	rounds=${BENCH_ROUNDS:-5}
 fi
-fs=$(findmnt -n -o FSTYPE --target "$BENCH_WORK")
+fs=$(fstype "$BENCH_WORK")
 
 # Room for the cache file (528 bytes a block plus slack) and 1 GiB to spare.
 avail=$(($(df --output=avail -B1 "$WORK" | tail -1)))

@@ -19,7 +19,7 @@ else
 	size=512M origin_size=1G region=128M
 	rounds=${BENCH_ROUNDS:-5} runtime=${BENCH_RUNTIME:-5s}
 fi
-fs=$(findmnt -n -o FSTYPE --target "$BENCH_WORK")
+fs=$(fstype "$BENCH_WORK")
 
 mkimg "$WORK/raw.img" "$size"
 srv_nbdkit raw file "$WORK/raw.img"

@@ -217,9 +217,14 @@ mksparse() {
 	truncate -s "$2" "$1"
 }
 
+# fstype DIR: the file system type of DIR (the top mount when mounts are stacked).
+fstype() {
+	findmnt -n -o FSTYPE --target "$1" | tail -n 1
+}
+
 # fs_of DIR: "ext4 on /dev/vda" style description.
 fs_of() {
-	findmnt -n -o FSTYPE,SOURCE --target "$1" | awk '{ print $1 " on " $2 }'
+	findmnt -n -o FSTYPE,SOURCE --target "$1" | tail -n 1 | awk '{ print $1 " on " $2 }'
 }
 
 # ---------------------------------------------------------------- fio

@@ -17,7 +17,7 @@ if ((BENCH_QUICK)); then
 else
 	size=512M region=128M secs=5 jobs=("randwrite --iodepth=32" "randread --iodepth=32")
 fi
-fs=$(findmnt -n -o FSTYPE --target "$BENCH_WORK")
+fs=$(fstype "$BENCH_WORK")
 perf stat -e task-clock true >/dev/null 2>&1 || { say "SKIP: perf stat does not work here"; exit 77; }
 
 mkimg "$WORK/raw.img" "$size"

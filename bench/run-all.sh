@@ -59,7 +59,15 @@ if [[ -z $out ]]; then
 fi
 mkdir -p "$out"
 [[ $out = /* ]] || out=$PWD/$out
-: >"$out/summary.txt"
+# --only re-runs some benchmarks into an existing results directory: keep the
+# other benchmarks' summary lines and add this run's machine description.
+machine=$out/machine.txt
+if [[ -n $only ]]; then
+	touch "$out/summary.txt"
+	machine=$out/machine-rerun.txt
+else
+	: >"$out/summary.txt"
+fi
 cleanup() { ((tmp_out)) && rm -rf "$out"; return 0; }
 trap cleanup EXIT
 
@@ -70,7 +78,7 @@ trap cleanup EXIT
 	echo "cpu: $(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 	echo "memory: $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 	echo "kernel: $(uname -r)"
-	echo "work dir: $work ($(findmnt -n -o FSTYPE,SOURCE,OPTIONS --target "$work" | awk '{ print $1 " on " $2 " (" $3 ")" }'))"
+	echo "work dir: $work ($(findmnt -n -o FSTYPE,SOURCE,OPTIONS --target "$work" | tail -n 1 | awk '{ print $1 " on " $2 " (" $3 ")" }'))"
 	echo "tmpfs: /dev/shm ($(df -h --output=size /dev/shm | tail -1 | tr -d ' '))"
 	echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "wcache: $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)" \
@@ -80,8 +88,8 @@ trap cleanup EXIT
 	echo "libnbd: $(pkg-config --modversion libnbd 2>/dev/null || echo '?')"
 	echo "gcc: $(gcc -dumpfullversion 2>/dev/null || echo '?')"
 	echo "gnuplot: $(gnuplot --version 2>/dev/null || echo 'not installed')"
-} >"$out/machine.txt"
-cat "$out/machine.txt"
+} >"$machine"
+cat "$machine"
 
 # ---------------------------------------------------------------- run
 args=(--build "$build" --out "$out" --work "$work")
@@ -97,6 +105,8 @@ for s in "${scripts[@]}"; do
 	if [[ -n $only && ",$only," != *",$num,"* ]]; then
 		continue
 	fi
+	grep -v -e "^RATIO $name:" -e "^[A-Z]* $name\b" "$out/summary.txt" >"$out/summary.tmp" || true
+	mv "$out/summary.tmp" "$out/summary.txt"
 	echo
 	echo "==== $name ($(date +%H:%M:%S), load $(cut -d' ' -f1 /proc/loadavg))"
 	t0=$SECONDS
@@ -116,15 +126,20 @@ for s in "${scripts[@]}"; do
 	fi
 	echo "($name: $((SECONDS - t0)) s)"
 done
-echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/machine.txt"
-echo "total seconds: $((SECONDS - start))" >>"$out/machine.txt"
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$machine"
+sort -s -k2,2 "$out/summary.txt" >"$out/summary.tmp" && mv "$out/summary.tmp" "$out/summary.txt"
+echo "total seconds: $((SECONDS - start))" >>"$machine"
 
 if [[ -n $publish ]]; then
 	mkdir -p "$publish"
-	cp "$out/machine.txt" "$out/summary.txt" "$publish/"
+	cp "$out"/machine*.txt "$out/summary.txt" "$publish/"
 	for d in "$out"/*/; do
 		[[ -d $d ]] || continue
 		n=$(basename "$d")
+		num=${n%%-*}
+		num=${num#0}
+		[[ $n = profile ]] && num=p
+		[[ -z $only || ",$only," == *",$num,"* ]] || continue
 		rm -rf "${publish:?}/$n"
 		mkdir -p "$publish/$n"
 		find "$d" -maxdepth 1 -type f \( -name '*.txt' -o -name '*.tsv' -o -name '*.dat' \

@@ -16,7 +16,7 @@ image wc-cache.img 8M
 make_tree tree 40
 say "tree: $(wc -l <io/tree.sha256) files, $(du -sk io/src/tree | cut -f1) KiB; cache 8 MiB"
 srv_start wc
-boot guest --nbd wc.sock --script "$VM_HERE/guest-ext4-fio.sh" --env FIO_SIZE=16M --env FIO_BS=64k
+boot guest --timeout 400 --nbd wc.sock --script "$VM_HERE/guest-ext4-fio.sh" --env FIO_SIZE=16M --env FIO_BS=64k
 boot_ok guest
 say "server after the guest: $(stats_line wc)"
 [[ "$(stat_of wc error)" == 0 ]] || fail "the server reports an error"

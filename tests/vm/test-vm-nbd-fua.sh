@@ -21,7 +21,7 @@ head -c 1M /dev/urandom >io/src/control.bin
 # No autocommit: only a flush or a FUA write commits, so what survives the
 # kill -9 below was committed by its own FUA.
 srv_start nb --autocommit-time 3600000 --autocommit-blocks 1000000
-boot_bg guest --net-nbd nb.sock --script "$VM_HERE/guest-nbd-fua.sh" \
+boot_bg guest --timeout 400 --net-nbd nb.sock --script "$VM_HERE/guest-nbd-fua.sh" \
 	--env FS_BLOCKS=57344 --env CONTROL_MIB=240 --env FIO_SIZE=16M --env FIO_BS=64k
 
 # wait_guest FILE: until the guest creates io/FILE (fails if the boot ended).

@@ -22,7 +22,7 @@ for spec in ext4-fio:wc:fio crash:wb crash:wt nbd-fua:nb:fio; do
 	args+=(--disk-ro "$d/$tag-origin.img")
 	n=$((n + 1))
 done
-boot guest "${args[@]}" --script "$VM_HERE/guest-origin-alone.sh" \
+boot guest --timeout 200 "${args[@]}" --script "$VM_HERE/guest-origin-alone.sh" \
 	--env CHECKS="${checks[*]}" --env FIO_SIZE=16M --env FIO_BS=64k
 boot_ok guest
 say "ok: ${checks[*]}"

@@ -60,15 +60,7 @@ vm_setup() {
 	fi
 	((rc == 0)) || { cat "$W/prepare.log"; fail "vm.sh prepare: exit $rc"; }
 	timing prepare "$(ms_since "$t0")"
-	# Images in RAM when /dev/shm is there: every commit of the servers costs
-	# a host fdatasync (a guest fsync on ext4 makes several), which on a busy
-	# host disk takes 10-50 ms; these tests are about wcache and the guest,
-	# and a kill -9 leaves the host's page cache intact either way.
-	IMG=$W
-	if [[ -z "${WC_VM_IMAGES+x}" && -d /dev/shm && -w /dev/shm ]] || [[ -n "${WC_VM_IMAGES:-}" ]]; then
-		IMG=$(mktemp -d "${WC_VM_IMAGES:-/dev/shm}/wcache-vm-$1.XXXXXX")
-		echo "$IMG" >"$W/images.path"
-	fi
+	IMG=
 	trap vm_cleanup EXIT
 	say "work folder $W; $(bash "$VM_HERE/vm.sh" info)"
 }
@@ -183,8 +175,19 @@ vm_cleanup() {
 	exit $rc
 }
 
-# image NAME SIZE: a sparse image W/NAME (in IMG, linked from W).
+# image NAME SIZE: a sparse image W/NAME. It lives in RAM when /dev/shm is
+# there (IMG, linked from W): every commit of the servers costs a host
+# fdatasync (a guest fsync on ext4 makes several), which on a busy host disk
+# takes 10-50 ms; these tests are about wcache and the guest, and a kill -9
+# leaves the host's page cache intact either way.
 image() {
+	if [[ -z "$IMG" ]]; then
+		IMG=$W
+		if [[ -z "${WC_VM_IMAGES+x}" && -d /dev/shm && -w /dev/shm ]] || [[ -n "${WC_VM_IMAGES:-}" ]]; then
+			IMG=$(mktemp -d "${WC_VM_IMAGES:-/dev/shm}/wcache-vm-${W##*/}.XXXXXX")
+			echo "$IMG" >"$W/images.path"
+		fi
+	fi
 	truncate -s "$2" "$IMG/$1"
 	[[ "$IMG" == "$W" ]] || ln -s "$IMG/$1" "$W/$1"
 }

@@ -44,7 +44,7 @@ vm_setup() {
 	[[ -f "$(dirname "$WCACHE")/nbdkit-wcache-plugin.so" ]] ||
 		fail "no nbdkit-wcache-plugin.so next to $WCACHE (build first)"
 	for c in nbdkit nbdcopy jq; do
-		command -v $c >/dev/null || { say "SKIP: $c is not installed"; exit 77; }
+		command -v $c >/dev/null || fail "$c is not installed (scripts/install-deps.sh installs it)"
 	done
 	mkdir -p "$WC_VM_WORK"
 	W=$WC_VM_WORK/$1

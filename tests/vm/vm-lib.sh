@@ -16,6 +16,7 @@ set -euo pipefail
 VM_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VM_ROOT=$(cd "$VM_HERE/../.." && pwd)
 : "${WCACHE:=$VM_ROOT/build/wcache}"
+[[ "$WCACHE" == /* ]] || WCACHE=$PWD/$WCACHE	# the tests cd into their folder
 : "${WC_VM_BUILD:=$(dirname "$WCACHE")/tests/vm/vm}"
 : "${WC_VM_WORK:=$(dirname "$WCACHE")/tests/vm/work}"
 export WC_VM_BUILD

@@ -290,7 +290,9 @@ void *wb_main(void *arg)
 				c->wb_all_gen++;
 				pthread_cond_broadcast(&c->cond);
 			}
-			timed_wait(c, min_age ? 1000000000ull : 200000000ull);
+			/* A flush message waits for two empty passes: make them quick. */
+			timed_wait(c, c->wb_all_waiters ? 1000000ull :
+				      min_age ? 1000000000ull : 200000000ull);
 			continue;
 		}
 		pthread_mutex_unlock(&c->lock);

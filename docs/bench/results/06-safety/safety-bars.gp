@@ -1,0 +1,12 @@
+set terminal pngcairo size 900,500 noenhanced
+set output 'safety-bars.png'
+set title 'Cost of safety, 4K randwrite QD1 on ext4'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set logscale y
+set ylabel 'IOPS (median of rounds, log scale)'
+set xtics rotate by -20
+set grid ytics
+set key top right
+plot 'safety-bars.dat' using 2:xtic(1) title 'nbdkit file (raw)', '' using 3 title 'wcache'

@@ -404,7 +404,7 @@ ab_min() {
 bars_plot() {
 	local tag=$1 title=$2 la=$3 lb=$4
 	cat >"$OUT/$tag-bars.gp" <<GP
-set terminal pngcairo size 900,500 noenhanced
+set terminal pngcairo size 1000,560 noenhanced
 set output '$tag-bars.png'
 set title '$title'
 set style data histograms
@@ -412,9 +412,10 @@ set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set logscale y
 set ylabel 'IOPS (median of rounds, log scale)'
-set xtics rotate by -20
+set xtics rotate by -20 font ',9'
+set bmargin 7
 set grid ytics
-set key top right
+set key outside top center horizontal
 plot '$tag-bars.dat' using 2:xtic(1) title '$la', '' using 3 title '$lb'
 GP
 	plot "$tag-bars.gp"

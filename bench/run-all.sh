@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Run every benchmark (bench/0*.sh, then bench/profile.sh) and collect the
 # results: machine description, one RATIO line per benchmark (summary.txt),
-# tables, data files and gnuplot PNGs. The full run takes about 40 minutes and
+# tables, data files and gnuplot PNGs. The full run takes about 35 minutes and
 # copies the compact results (no raw fio output) to docs/bench/results/;
 # --quick is a ~1 minute smoke run of every script (ctest -L bench) and
 # publishes nothing.
@@ -131,6 +131,11 @@ sort -s -k2,2 "$out/summary.txt" >"$out/summary.tmp" && mv "$out/summary.tmp" "$
 echo "total seconds: $((SECONDS - start))" >>"$machine"
 
 if [[ -n $publish ]]; then
+	# A full run replaces earlier published results (a directory holding a
+	# summary.txt, nothing else); --only replaces only its own benchmarks.
+	if [[ -z $only && -f $publish/summary.txt ]]; then
+		rm -rf "${publish:?}"
+	fi
 	mkdir -p "$publish"
 	cp "$out"/machine*.txt "$out/summary.txt" "$publish/"
 	for d in "$out"/*/; do

@@ -1,4 +1,4 @@
-set terminal pngcairo size 900,500 noenhanced
+set terminal pngcairo size 1000,560 noenhanced
 set output 'ext4-bars.png'
 set title 'Engine overhead on ext4: nbdkit file vs wcache (4K unless noted)'
 set style data histograms
@@ -6,7 +6,8 @@ set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set logscale y
 set ylabel 'IOPS (median of rounds, log scale)'
-set xtics rotate by -20
+set xtics rotate by -20 font ',9'
+set bmargin 7
 set grid ytics
-set key top right
+set key outside top center horizontal
 plot 'ext4-bars.dat' using 2:xtic(1) title 'nbdkit file (raw)', '' using 3 title 'wcache'

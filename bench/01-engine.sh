@@ -25,6 +25,7 @@ summary=()
 for base in "${dirs[@]}"; do
 	fs=$(fstype "$base")
 	d=$(mktemp -d "$base/wcache-bench-engine.XXXXXX")
+	BENCH_SCRATCH+=("$d")
 	say "$fs ($base): preparing a $cache_size raw file, a $cache_size cache and a $origin_size origin"
 	mkimg "$d/raw.img" "$cache_size"
 	mkimg "$d/cache.img" "$cache_size"

@@ -90,6 +90,8 @@ out() { printf '%s\n' "$*" | tee -a "$RESULTS"; }
 # ---------------------------------------------------------------- servers
 
 declare -A SRV_PID SRV_URI SRV_CTL
+# Scratch directories outside $WORK (other file systems), removed at exit.
+BENCH_SCRATCH=()
 
 # srv_wait_pid NAME PIDFILE SOCK: wait until nbdkit wrote its pidfile and socket.
 srv_wait() {
@@ -182,7 +184,12 @@ bench_cleanup() {
 	for n in "${!SRV_PID[@]}"; do
 		srv_stop "$n"
 	done
-	[[ -n ${WORK:-} && -d $WORK && ${BENCH_KEEP_WORK:-0} != 1 ]] && rm -rf "$WORK"
+	if [[ ${BENCH_KEEP_WORK:-0} != 1 ]]; then
+		[[ -n ${WORK:-} && -d $WORK ]] && rm -rf "$WORK"
+		for n in "${BENCH_SCRATCH[@]}"; do
+			rm -rf "$n"
+		done
+	fi
 	exit "$rc"
 }
 

@@ -12,55 +12,7 @@ requires nbdkit qemu-io qemu-img python3
 requires_wcache
 tmpdir
 
-# ---- nbdkit server helpers (the same block in every test-nbd-*.sh) ----
-PLUGIN=$BUILD_DIR/nbdkit-wcache-plugin.so
-[[ -f "$PLUGIN" ]] || fail "plugin $PLUGIN is missing (build the tree first)"
-# An ASan/UBSan plugin needs its runtimes preloaded into the uninstrumented nbdkit.
-NBDKIT=(nbdkit)
-if [[ "${WC_SANITIZE:-}" == *address* ]]; then
-	NBDKIT=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-		"ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" nbdkit)
-fi
-SRV_PID=
-# srv_start ARGS...: nbdkit -f with the plugin and ARGS on $TMPD/srv.sock in
-# the background; sets SRV_PID and URI once it is ready to accept clients.
-srv_start() {
-	local i
-	rm -f "$TMPD/srv.sock" "$TMPD/srv.pid"
-	"${NBDKIT[@]}" -f -U "$TMPD/srv.sock" -P "$TMPD/srv.pid" "$PLUGIN" "$@" \
-		>>"$TMPD/srv.log" 2>&1 &
-	SRV_PID=$!
-	URI="nbd+unix:///?socket=$TMPD/srv.sock"
-	for ((i = 0; i < 300; i++)); do
-		[[ -s "$TMPD/srv.pid" ]] && return 0
-		if ! kill -0 "$SRV_PID" 2>/dev/null; then
-			cat "$TMPD/srv.log" >&2
-			fail "nbdkit exited while starting: $*"
-		fi
-		sleep 0.1
-	done
-	fail "nbdkit did not start within 30 s"
-}
-# srv_stop: SIGTERM makes the plugin commit and close the cache; nbdkit must exit 0.
-srv_stop() {
-	local rc=0
-	kill -TERM "$SRV_PID"
-	wait "$SRV_PID" || rc=$?
-	SRV_PID=
-	if ((rc != 0)) || grep -Eq 'ERROR: [A-Za-z]+Sanitizer|runtime error:' "$TMPD/srv.log"; then
-		cat "$TMPD/srv.log" >&2
-		fail "nbdkit exited with $rc on SIGTERM (or a sanitizer report)"
-	fi
-}
-srv_cleanup() {
-	if [[ -n "$SRV_PID" ]]; then
-		kill -KILL "$SRV_PID" 2>/dev/null
-		wait "$SRV_PID" 2>/dev/null
-	fi
-	return 0
-}
-cleanup_fn srv_cleanup
-# ---- end of server helpers ----
+source "$(dirname "$0")/nbd-functions.sh"
 
 # ASan only: libasan preloaded into the uninstrumented nbdkit initialises
 # lazily, inside glibc's newlocale() called by libp11-kit's constructor (a

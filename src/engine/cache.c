@@ -187,6 +187,20 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 			      (unsigned long long)cfg->start_sector, c->cache->name,
 			      (unsigned long long)c->cache->size);
 	usable = c->cache->size - c->base;
+	if (!cfg->read_only) {
+		/*
+		 * A previous run may have written metadata whose flush failed: it
+		 * reads back now but could still vanish in a power cut. Recovery
+		 * must decide from what is durable, or writes that go around a
+		 * block it believes clean could later be shadowed by a stale copy.
+		 */
+		ret = dev_flush(c->cache);
+		if (!ret)
+			ret = dev_flush(c->origin);
+		if (ret)
+			return wc_err(ret, "cannot flush the devices before recovery (%s, %s): %s",
+				      c->cache->name, c->origin->name, strerror(-ret));
+	}
 	ret = meta_read_sb(c->cache, c->base, &sb);
 	if (ret)
 		return ret;

@@ -12,6 +12,9 @@
  *                                      older acked copy is being committed
  *   cleaner_discard_old_copy           write-around while an older copy of the
  *                                      block is still being written back
+ *   reopen_after_failed_flush          writeback frees X but the cache flush
+ *                                      fails; a reopen, a write-around of X and
+ *                                      a power cut must not bring back the old copy
  * Exit code 0 = all pass; failures print the scenario.
  */
 #include <errno.h>
@@ -289,6 +292,39 @@ static bool t_cleaner_crash(void)
 	return t_cleaner_discard_old_copy(false);
 }
 
+/*
+ * X is committed, written back, and its entry cleared on the cache device,
+ * but the flush that would make the clear durable fails. The process restarts
+ * (close fails, reopen) and the clear still reads back, so recovery sees X as
+ * clean; a write-around of X is flushed on the origin. After a power cut the
+ * clear may be gone: recovery must have made what it read durable, or the old
+ * cached copy shadows the newer origin data.
+ */
+static bool t_reopen_after_failed_flush(void)
+{
+	struct rig r;
+	uint8_t got[BS];
+
+	if (!setup(&r))
+		return false;
+	CHECK(wcache_write(r.wc, d1, BS, X_OFF, 0) == 0, "write 1");
+	CHECK(wcache_flush(r.wc) == 0, "flush 1");
+	fault_set_error(r.cache, "flush", true);
+	CHECK(wcache_message(r.wc, "flush") != 0, "writeback should fail on the cache flush");
+	rig_close(&r);
+	fault_heal(r.cache);
+	CHECK(rig_open(&r) == 0, "reopen: %s", wcache_last_error());
+	CHECK(wcache_message(r.wc, "cleaner") == 0, "cleaner");
+	CHECK(wcache_write(r.wc, d2, BS, X_OFF, 0) == 0, "write 2");
+	CHECK(wcache_flush(r.wc) == 0, "flush 2");
+	if (!crash_and_read(&r, got))
+		return false;
+	CHECK(!memcmp(got, d2, BS), "after the crash X reads %s; expected data2 (acked, flushed)",
+	      which(got, &r));
+	rig_fini(&r);
+	return true;
+}
+
 int main(void)
 {
 	static const struct {
@@ -300,6 +336,7 @@ int main(void)
 		{ "install_during_commit", t_install_during_commit },
 		{ "cleaner_discard_old_copy_live", t_cleaner_live },
 		{ "cleaner_discard_old_copy_crash", t_cleaner_crash },
+		{ "reopen_after_failed_flush", t_reopen_after_failed_flush },
 	};
 
 	wcache_set_logger(quiet_logger, NULL);

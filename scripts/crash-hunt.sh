@@ -1,0 +1,43 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Hunt for crash-consistency bugs: run the crash-point and concurrent
+# power-cut tests with fresh random seeds until MINUTES have passed or one
+# fails. The failing run's output (with its replay line) is kept in
+# $OUT/fail-*.log. Not part of the test command; CI replays a fixed seed.
+#
+# Usage: scripts/crash-hunt.sh [MINUTES] [BUILD_DIR]   (defaults: 10, build)
+set -eu
+
+minutes=${1:-10}
+build=${2:-build}
+out=${OUT:-/tmp/wcache-crash-hunt}
+case $minutes in
+'' | *[!0-9]*)
+	echo "crash-hunt: MINUTES must be a whole number, got '$minutes'" >&2
+	exit 2
+	;;
+esac
+for t in test_crash_points test_crash_concurrent; do
+	if [ ! -x "$build/tests/crash/$t" ]; then
+		echo "crash-hunt: $build/tests/crash/$t not found; build first (scripts/build.sh)" >&2
+		exit 2
+	fi
+done
+mkdir -p "$out"
+end=$(($(date +%s) + minutes * 60))
+runs=0
+while [ "$(date +%s)" -lt "$end" ]; do
+	for t in test_crash_points test_crash_concurrent; do
+		runs=$((runs + 1))
+		log="$out/run.log"
+		if ! env -u WC_CRASH_SEED "$build/tests/crash/$t" >"$log" 2>&1; then
+			keep="$out/fail-$t-$(date +%s).log"
+			mv "$log" "$keep"
+			echo "crash-hunt: $t FAILED after $runs runs; output in $keep" >&2
+			grep -m3 'replay:' "$keep" >&2 || tail -5 "$keep" >&2
+			exit 1
+		fi
+		printf 'crash-hunt: run %d %s: %s\n' "$runs" "$t" "$(tail -1 "$log" | cut -c1-150)"
+	done
+done
+echo "crash-hunt: $runs runs in $minutes min, no failure"

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bigalloc.h"
 #include "engine/index.h"
 #include "engine/meta.h"
 
@@ -16,6 +17,15 @@ static uint64_t home_slot(const struct wc_index *ix, uint64_t sector)
 	return (uint64_t)(((unsigned __int128)h * ix->nr_slots) >> 64);
 }
 
+/* Tag of sector, already shifted above the entry bits; 0 when there is no room. */
+static uint32_t tag_of(const struct wc_index *ix, uint64_t sector)
+{
+	if (ix->ebits == 32)
+		return 0;
+	/* A multiplier unrelated to home_slot's, so tags and home slots are independent. */
+	return (uint32_t)((sector * 0xC2B2AE3D27D4EB4Full) >> (64 - (32 - ix->ebits))) << ix->ebits;
+}
+
 int idx_init(struct wc_index *ix, uint64_t max_entries, const uint8_t *meta)
 {
 	/* Load factor at most 0.8: ~5 bytes per block. */
@@ -23,7 +33,15 @@ int idx_init(struct wc_index *ix, uint64_t max_entries, const uint8_t *meta)
 
 	if (max_entries >= IDX_NONE)
 		return -EFBIG;
-	ix->slots = malloc(n * sizeof(uint32_t));
+	/*
+	 * Entry numbers 0..max_entries-1 must never make a slot equal IDX_NONE,
+	 * so the all-ones entry field is kept out of use.
+	 */
+	ix->ebits = 1;
+	while (ix->ebits < 32 && ((1ull << ix->ebits) - 1) < max_entries)
+		ix->ebits++;
+	ix->emask = ix->ebits == 32 ? UINT32_MAX : (uint32_t)((1ull << ix->ebits) - 1);
+	ix->slots = big_alloc(n * sizeof(uint32_t));
 	if (!ix->slots)
 		return -ENOMEM;
 	ix->nr_slots = n;
@@ -34,7 +52,7 @@ int idx_init(struct wc_index *ix, uint64_t max_entries, const uint8_t *meta)
 
 void idx_free(struct wc_index *ix)
 {
-	free(ix->slots);
+	big_free(ix->slots, ix->nr_slots * sizeof(uint32_t));
 	ix->slots = NULL;
 }
 
@@ -49,25 +67,35 @@ static uint64_t next_slot(const struct wc_index *ix, uint64_t s)
 	return s + 1 == ix->nr_slots ? 0 : s + 1;
 }
 
+/* The slot holding sector, or the empty slot where it would go. */
 static uint64_t find_slot(const struct wc_index *ix, uint64_t sector)
 {
 	uint64_t s = home_slot(ix, sector);
+	uint32_t tag = tag_of(ix, sector), tmask = ~ix->emask, v;
 
-	while (ix->slots[s] != IDX_NONE && entry_sector(ix->meta, ix->slots[s]) != sector)
+	while ((v = ix->slots[s]) != IDX_NONE &&
+	       ((v & tmask) != tag || entry_sector(ix->meta, v & ix->emask) != sector))
 		s = next_slot(ix, s);
 	return s;
 }
 
+void idx_prefetch(const struct wc_index *ix, uint64_t sector)
+{
+	__builtin_prefetch(&ix->slots[home_slot(ix, sector)], 1);
+}
+
 uint32_t idx_lookup(const struct wc_index *ix, uint64_t sector)
 {
-	return ix->slots[find_slot(ix, sector)];
+	uint32_t v = ix->slots[find_slot(ix, sector)];
+
+	return v == IDX_NONE ? IDX_NONE : v & ix->emask;
 }
 
 void idx_insert(struct wc_index *ix, uint32_t e)
 {
-	uint64_t s = find_slot(ix, entry_sector(ix->meta, e));
+	uint64_t sector = entry_sector(ix->meta, e);
 
-	ix->slots[s] = e;
+	ix->slots[find_slot(ix, sector)] = tag_of(ix, sector) | e;
 	ix->count++;
 }
 
@@ -75,7 +103,8 @@ void idx_replace(struct wc_index *ix, uint32_t e_old, uint32_t e_new)
 {
 	uint64_t s = find_slot(ix, entry_sector(ix->meta, e_old));
 
-	ix->slots[s] = e_new;
+	/* Same sector, so the same tag. */
+	ix->slots[s] = (ix->slots[s] & ~ix->emask) | e_new;
 }
 
 int idx_remove(struct wc_index *ix, uint32_t e)
@@ -83,7 +112,7 @@ int idx_remove(struct wc_index *ix, uint32_t e)
 	uint64_t s = find_slot(ix, entry_sector(ix->meta, e));
 	uint64_t j;
 
-	if (ix->slots[s] != e)
+	if (ix->slots[s] == IDX_NONE || (ix->slots[s] & ix->emask) != e)
 		return -ENOENT;
 	/* Backward-shift deletion keeps every probe chain unbroken. */
 	j = s;
@@ -93,7 +122,7 @@ int idx_remove(struct wc_index *ix, uint32_t e)
 		j = next_slot(ix, j);
 		if (ix->slots[j] == IDX_NONE)
 			break;
-		home = home_slot(ix, entry_sector(ix->meta, ix->slots[j]));
+		home = home_slot(ix, entry_sector(ix->meta, ix->slots[j] & ix->emask));
 		dist_j = (j + ix->nr_slots - home) % ix->nr_slots;
 		dist_hole = (j + ix->nr_slots - s) % ix->nr_slots;
 		if (dist_j >= dist_hole) {

@@ -4,17 +4,39 @@
 
 #include "engine/recover.h"
 
+#define RECOVER_PREFETCH 16
+
+void recover_begin(struct wc_index *ix, struct recover_report *r)
+{
+	memset(r, 0, sizeof(*r));
+	idx_clear(ix);
+}
+
 void recover_scan(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sectors,
 		  struct wc_index *ix, struct recover_report *r)
 {
+	recover_begin(ix, r);
+	recover_range(meta, sb, origin_sectors, ix, r, 0, sb->n_blocks);
+}
+
+void recover_range(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sectors,
+		   struct wc_index *ix, struct recover_report *r, uint64_t from, uint64_t to)
+{
 	uint64_t bs_sect = sb->block_size / 512;
 
-	memset(r, 0, sizeof(*r));
-	idx_clear(ix);
-	for (uint64_t i = 0; i < sb->n_blocks; i++) {
+	for (uint64_t i = from; i < to; i++) {
 		uint64_t seq = entry_seq(meta, i);
 		uint64_t sector = entry_sector(meta, i);
 		uint32_t other;
+
+		/*
+		 * The home slots of a full cache's entries are random in an index
+		 * far larger than the CPU caches: start loading them well ahead so
+		 * the misses overlap instead of costing one after another.
+		 */
+		if (i + RECOVER_PREFETCH < to &&
+		    entry_seq(meta, i + RECOVER_PREFETCH) != WC_SEQ_FREE)
+			idx_prefetch(ix, entry_sector(meta, i + RECOVER_PREFETCH));
 
 		if (seq == WC_SEQ_FREE) {
 			r->nr_free++;

@@ -29,22 +29,32 @@ static uint64_t next_rand(void)
 	return rng;
 }
 
-static void test_index_random(void **state)
+/*
+ * Random insert/replace/remove of N entries against a reference. The index is
+ * built for cap entries; entry i of the test is index entry base(i): with
+ * cap = 2^24 - 1 the slots keep only 8 tag bits, so tag collisions (a probe
+ * whose tag matches a different sector) happen often, and the highest entry
+ * numbers sit right below the all-ones "empty" pattern.
+ */
+static void run_random(uint64_t cap, uint32_t hi_base)
 {
-	uint8_t *meta = calloc(1, 64 + 16 * N);
-	uint64_t *ref = malloc(sizeof(uint64_t) * N);	/* sector cached by entry i, or -1 */
+	uint8_t *meta = calloc(1, 64 + 16 * cap);
+	uint64_t *ref = malloc(sizeof(uint64_t) * N);	/* sector cached by test entry i, or -1 */
 	struct wc_index ix;
-	(void)state;
 
-	assert_int_equal(idx_init(&ix, N, meta), 0);
+	assert_non_null(meta);
+	assert_int_equal(idx_init(&ix, cap, meta), 0);
+#define E(i) ((uint32_t)((i) < N / 2 ? (uint32_t)(i) : hi_base + (uint32_t)(i)))
+#define T(e) ((e) < N / 2 ? (int)(e) : (int)((e) - hi_base))
 	for (int i = 0; i < N; i++)
 		ref[i] = UINT64_MAX;
 	for (int step = 0; step < 200000; step++) {
-		uint32_t e = (uint32_t)(next_rand() % N);
+		int t = (int)(next_rand() % N);
+		uint32_t e = E(t);
 		/* Few distinct sectors so probe chains collide a lot. */
 		uint64_t sector = (next_rand() % (N * 2)) * 8;
 
-		if (ref[e] == UINT64_MAX) {
+		if (ref[t] == UINT64_MAX) {
 			uint32_t cur = idx_lookup(&ix, sector);
 
 			entry_set(meta, e, sector, 1);
@@ -52,21 +62,21 @@ static void test_index_random(void **state)
 				idx_insert(&ix, e);
 			} else {
 				idx_replace(&ix, cur, e);
-				ref[cur] = UINT64_MAX;
+				ref[T(cur)] = UINT64_MAX;
 			}
-			ref[e] = sector;
+			ref[t] = sector;
 		} else {
 			assert_int_equal(idx_remove(&ix, e), 0);
-			ref[e] = UINT64_MAX;
+			ref[t] = UINT64_MAX;
 		}
 		if (step % 997 == 0) {
 			uint64_t count = 0;
 
-			for (uint32_t i = 0; i < N; i++) {
+			for (int i = 0; i < N; i++) {
 				if (ref[i] == UINT64_MAX)
 					continue;
 				count++;
-				assert_int_equal(idx_lookup(&ix, ref[i]), i);
+				assert_int_equal(idx_lookup(&ix, ref[i]), E(i));
 			}
 			assert_int_equal(ix.count, count);
 			for (int k = 0; k < 50; k++) {
@@ -77,21 +87,38 @@ static void test_index_random(void **state)
 		}
 	}
 	/* Removing something that is not the indexed entry for its sector fails. */
-	for (uint32_t i = 0; i < N; i++) {
+	for (int i = 0; i < N; i++) {
 		if (ref[i] != UINT64_MAX) {
-			uint32_t other = (i + 1) % N;
+			int other = (i + 1) % N;
 
 			if (ref[other] == UINT64_MAX) {
-				entry_set(meta, other, ref[i], 1);
-				assert_int_equal(idx_remove(&ix, other), -ENOENT);
+				entry_set(meta, E(other), ref[i], 1);
+				assert_int_equal(idx_remove(&ix, E(other)), -ENOENT);
 				break;
 			}
 		}
 	}
-	assert_true(idx_bytes_per_block(&ix, N) < 5.2);
+	assert_true(idx_bytes_per_block(&ix, cap) < 5.2);
+#undef E
+#undef T
 	idx_free(&ix);
 	free(meta);
 	free(ref);
+}
+
+static void test_index_random(void **state)
+{
+	(void)state;
+	run_random(N, 0);
+}
+
+static void test_index_few_tag_bits(void **state)
+{
+	const uint64_t cap = (1u << 24) - 1;	/* entries 0 .. 2^24 - 2 */
+
+	(void)state;
+	/* The upper half of the test's entries are the highest numbers the index allows. */
+	run_random(cap, (uint32_t)(cap - N));
 }
 
 static struct wcache *mini_cache(uint64_t n)
@@ -190,6 +217,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_index_random),
+		cmocka_unit_test(test_index_few_tag_bits),
 		cmocka_unit_test(test_alloc_cursor),
 		cmocka_unit_test(test_install_supersede_free),
 	};

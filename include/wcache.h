@@ -79,6 +79,12 @@ struct wc_cfg {
 	enum wc_format_mode format;
 	bool read_only;			/* open for inspection: never writes either device */
 	uint32_t full_wait_ms;		/* bound on a write waiting for a free block (default 30000) */
+	/*
+	 * Use the page cache for a file cache device instead of O_DIRECT. Just as
+	 * safe (durability comes from fdatasync at every commit), faster reads
+	 * when RAM is plentiful, at the cost of a second copy of hot blocks in RAM.
+	 */
+	bool cache_buffered;
 };
 
 /* Counters (status fields 5..14) and extras. */

@@ -125,7 +125,8 @@ static int open_devices(struct wcache *c, const struct wc_cfg *cfg)
 	if (cfg->cache_dev) {
 		c->cache = cfg->cache_dev;
 	} else {
-		ret = dev_open_uri(cfg->cache_path, fl, &c->cache);
+		ret = dev_open_uri(cfg->cache_path, fl | (cfg->cache_buffered ? DEV_NO_DIRECT : 0),
+				   &c->cache);
 		if (ret)
 			return ret;
 	}

@@ -36,6 +36,7 @@ static char *table_arg;		/* table=..., exclusive with origin/cache/options */
 static char *control_path;
 static bool have_origin, have_cache, have_opts;
 static enum wc_format_mode format_mode = WC_FORMAT_AUTO;
+static bool cache_buffered;	/* cache-io=buffered (applies with table= too) */
 
 static struct wcache *wc;	/* open in the serving process only */
 static struct wc_control *ctl;
@@ -168,6 +169,17 @@ static int wcache_nbd_config(const char *key, const char *value)
 		free(abs);
 		return ret;
 	}
+	if (!strcmp(key, "cache-io")) {
+		if (!strcmp(value, "direct")) {
+			cache_buffered = false;
+		} else if (!strcmp(value, "buffered")) {
+			cache_buffered = true;
+		} else {
+			nbdkit_error("cache-io: '%s' is not one of direct, buffered", value);
+			return -1;
+		}
+		return 0;
+	}
 	if (!strcmp(key, "format")) {
 		if (!strcmp(value, "auto")) {
 			format_mode = WC_FORMAT_AUTO;
@@ -226,6 +238,7 @@ static int wcache_nbd_config_complete(void)
 		return -1;
 	}
 	cfg.format = format_mode;
+	cfg.cache_buffered = cache_buffered;
 	if (wcache_cfg_validate(&cfg) < 0) {
 		nbdkit_error("%s", wcache_last_error());
 		return -1;
@@ -239,6 +252,7 @@ static int wcache_nbd_config_complete(void)
 	"block-size=<N>       cache block size 512..4096 (default: from the cache, 4096 new)\n" \
 	"format=auto|yes|no   format a blank cache (auto), always (yes), never (no)\n" \
 	"control=<SOCKET>     unix control socket (status, table, stats, message)\n" \
+	"cache-io=direct|buffered  cache file I/O: O_DIRECT (default) or page cache\n" \
 	"table=<LINE>         instead of the above: \"s ORIGIN CACHE BS N [options]\"\n" \
 	"high_watermark=<PCT>, low_watermark=, writeback_jobs=, autocommit_blocks=,\n" \
 	"autocommit_time=<MS>, max_age=<MS>, pause_writeback=<MS>, start_sector=,\n" \

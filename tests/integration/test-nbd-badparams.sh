@@ -47,6 +47,7 @@ refuse "high_watermark.*'abc'" origin=origin.img cache=cache.img high-watermark=
 refuse "unknown option 'bogus'" origin=origin.img cache=cache.img bogus=1
 refuse 'block_size.*power of two' origin=origin.img cache=cache.img block-size=1000
 refuse "format: 'maybe'" origin=origin.img cache=cache.img format=maybe
+refuse "cache-io: 'fast'" origin=origin.img cache=cache.img cache-io=fast
 refuse 'high_watermark 50 must be >= low_watermark 70' origin=origin.img cache=cache.img \
 	low_watermark=70
 refuse 'fua' origin=origin.img cache=cache.img fua=1
@@ -64,7 +65,35 @@ run_rc 0 "${NBDKIT[@]}" -U - "$PLUGIN" table="s origin.img cache.img 4096 1 clea
 	--run 'nbdinfo --size "$uri"'
 out_has '^67108864$'
 
+info "cache-io: O_DIRECT on the cache file by default, the page cache with cache-io=buffered"
+# Under --run nbdkit forks: the server with the open cache is a child of the
+# process that runs the command. Read that descriptor's open flags (octal;
+# O_DIRECT is 040000) from /proc.
+# shellcheck disable=SC2016 # expands in the --run shell
+show_flags='for p in $(pgrep -P $PPID); do for f in /proc/$p/fd/*; do
+	[ "$(readlink "$f")" = "$CACHE_IMG" ] && awk "/^flags/ { print \$2 }" "/proc/$p/fdinfo/${f##*/}"
+done; done; true'
+export CACHE_IMG=$TMPD/cache.img
+for mode in direct buffered; do
+	run_rc 0 "${NBDKIT[@]}" -U - "$PLUGIN" origin=origin.img cache=cache.img cache-io=$mode \
+		--run "$show_flags"
+	flags=$(head -1 "$TMPD/out")
+	[[ $flags =~ ^[0-7]+$ ]] || fail "no open flags found for the cache file (got '$flags')"
+	direct=$(((8#$flags & 8#40000) != 0))
+	if [[ $mode == direct ]]; then
+		# tmpfs and some others refuse O_DIRECT: then the engine falls back.
+		fs=$(stat -f -c %T "$TMPD")
+		[[ $fs == tmpfs ]] || ((direct)) || fail "cache-io=direct: cache file opened without O_DIRECT (flags $flags)"
+	else
+		((!direct)) || fail "cache-io=buffered: cache file opened with O_DIRECT (flags $flags)"
+	fi
+done
+
 info "wcache serve checks its options before starting nbdkit"
+run_rc 2 "$WCACHE" serve origin.img cache.img --cache-io fast
+err_has "--cache-io: 'fast'"
+run_rc 0 "$WCACHE" serve --dry-run origin.img cache.img --cache-io buffered
+out_has 'cache-io=buffered'
 run_rc 2 "$WCACHE" serve origin.img
 err_has 'expected ORIGIN and CACHE'
 run_rc 2 "$WCACHE" serve origin.img cache.img --socket s.sock --port 10809

@@ -164,6 +164,11 @@ uint64_t io_enter(struct wcache *c)
 
 void io_exit(struct wcache *c, uint64_t ep)
 {
-	if (--c->io_count[ep & 1] == 0)
+	/*
+	 * Only a grace period waits for this. Waking every sleeper of c->cond
+	 * (writeback, service thread) at the end of each read cost about three
+	 * context switches per request.
+	 */
+	if (--c->io_count[ep & 1] == 0 && c->grace_waiters)
 		pthread_cond_broadcast(&c->cond);
 }

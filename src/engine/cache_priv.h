@@ -92,6 +92,7 @@ struct wcache {
 
 	uint64_t io_epoch;		/* lock */
 	uint64_t io_count[2];		/* lock: reads/in-place writes in flight per epoch */
+	uint64_t grace_waiters;		/* lock: threads in io_grace() */
 
 	uint64_t commit_started;	/* lock */
 	uint64_t commit_done;		/* lock: number of the last finished commit */

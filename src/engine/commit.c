@@ -86,11 +86,13 @@ static void io_grace(struct wcache *c)
 {
 	uint64_t ep = c->io_epoch;
 
+	c->grace_waiters++;
 	while (c->io_count[(ep + 1) & 1])
 		pthread_cond_wait(&c->cond, &c->lock);
 	c->io_epoch = ep + 1;
 	while (c->io_count[ep & 1])
 		pthread_cond_wait(&c->cond, &c->lock);
+	c->grace_waiters--;
 }
 
 int persist_and_release(struct wcache *c)

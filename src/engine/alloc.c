@@ -72,14 +72,43 @@ void mark_entry_dirty(struct wcache *c, uint64_t e)
 	c->meta_dirty = true;
 }
 
+/* An installed entry (valid or superseded) comes or goes: the region's max_age clock. */
+static void region_install(struct wcache *c, uint32_t e)
+{
+	uint64_t r = e >> WC_AGE_SHIFT;
+
+	if (!c->region_used[r]++)
+		c->region_age[r] = now_age(c) + 1;
+}
+
+static void region_uninstall(struct wcache *c, uint32_t e)
+{
+	uint64_t r = e >> WC_AGE_SHIFT;
+
+	WC_BUG_ON(!c->region_used[r]);
+	if (!--c->region_used[r])
+		c->region_age[r] = 0;
+}
+
+void region_recovered(struct wcache *c, uint32_t e)
+{
+	region_install(c, e);
+}
+
+bool region_older_than(const struct wcache *c, uint32_t e, uint32_t now, uint32_t min_age)
+{
+	uint32_t a = c->region_age[e >> WC_AGE_SHIFT];
+
+	return a && now - (a - 1) >= min_age;
+}
+
 void free_entry(struct wcache *c, uint32_t e)
 {
 	entry_set(c->meta, e, entry_sector(c->meta, e), WC_SEQ_FREE);
 	mark_entry_dirty(c, e);
 	c->state[e] = ST_PEND | (c->state[e] & ST_WR_MASK);
-	c->age[e] = c->pend_head;
-	c->pend_head = e;
-	c->nr_pend_list++;
+	region_uninstall(c, e);
+	elist_push(&c->pend, e);
 	c->nr_pend++;
 }
 
@@ -90,32 +119,24 @@ static unsigned old_bucket(uint64_t sector)
 
 bool old_may_have(const struct wcache *c, uint64_t sector)
 {
-	return c->nr_old && c->old_hash[old_bucket(sector)];
+	return c->old.n && c->old_hash[old_bucket(sector)];
 }
 
 static void old_add(struct wcache *c, uint32_t e)
 {
 	c->state[e] |= ST_OLD;
-	c->age[e] = c->old_head;
-	c->old_head = e;
-	c->nr_old++;
+	elist_push(&c->old, e);
 	c->old_hash[old_bucket(entry_sector(c->meta, e))]++;
 }
 
 void old_remove(struct wcache *c, uint32_t e)
 {
-	uint32_t *link = &c->old_head;
-
-	while (*link != IDX_NONE && *link != e)
-		link = &c->age[*link];
-	WC_BUG_ON(*link != e);
-	*link = c->age[e];
+	WC_BUG_ON(!elist_remove(&c->old, e));
 	old_forget(c, e);
 }
 
 void old_forget(struct wcache *c, uint32_t e)
 {
-	c->nr_old--;
 	c->old_hash[old_bucket(entry_sector(c->meta, e))]--;
 	c->state[e] &= (uint8_t)~ST_OLD;
 }
@@ -129,7 +150,7 @@ void install_entry(struct wcache *c, uint32_t e, uint64_t blk)
 	entry_set(c->meta, e, sector, c->seq);
 	mark_entry_dirty(c, e);
 	c->state[e] = 0;
-	c->age[e] = now_age(c);
+	region_install(c, e);
 	if (prev == IDX_NONE) {
 		idx_insert(&c->idx, e);
 	} else {

@@ -107,7 +107,10 @@ static void free_cache(struct wcache *c)
 	big_free(c->meta, c->meta_bytes);
 	free(c->gran_dirty);
 	free(c->state);
-	free(c->age);
+	free(c->region_age);
+	free(c->region_used);
+	elist_free(&c->pend);
+	elist_free(&c->old);
 	free(c->free_bm);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->meta_mutex);
@@ -316,10 +319,11 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 	c->meta = big_alloc(c->meta_bytes);
 	c->gran_dirty = calloc(c->nr_gran, 1);
 	c->state = calloc(c->n_blocks, 1);
-	c->age = calloc(c->n_blocks, sizeof(*c->age));
+	c->region_age = calloc((c->n_blocks >> WC_AGE_SHIFT) + 1, sizeof(uint32_t));
+	c->region_used = calloc((c->n_blocks >> WC_AGE_SHIFT) + 1, sizeof(uint32_t));
 	c->free_bm = calloc((c->n_blocks + 63) / 64, sizeof(uint64_t));
-	c->pend_head = c->old_head = IDX_NONE;
-	if (!c->meta || !c->gran_dirty || !c->state || !c->age || !c->free_bm)
+	if (!c->meta || !c->gran_dirty || !c->state || !c->region_age || !c->region_used ||
+	    !c->free_bm || elist_init(&c->pend, c->n_blocks) || elist_init(&c->old, c->n_blocks))
 		return wc_err(-ENOMEM, "out of memory for %llu cache blocks",
 			      (unsigned long long)c->n_blocks);
 	ret = idx_init(&c->idx, c->n_blocks, c->meta);
@@ -336,6 +340,8 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 		if (entry_seq(c->meta, i) == WC_SEQ_FREE) {
 			c->free_bm[i >> 6] |= 1ull << (i & 63);
 			c->nr_free++;
+		} else {
+			region_recovered(c, (uint32_t)i);	/* as if written at open */
 		}
 	}
 	if (rep.changed && !cfg->read_only) {

@@ -25,6 +25,7 @@
 
 #include "wcache.h"
 #include "dev/dev.h"
+#include "engine/elist.h"
 #include "engine/index.h"
 #include "engine/meta.h"
 
@@ -38,6 +39,7 @@
 
 #define WC_NR_STRIPES	64
 #define WC_OLD_BUCKETS	1024
+#define WC_AGE_SHIFT	10	/* max_age regions of 1024 entries */
 
 struct wcache {
 	struct wc_cfg cfg;
@@ -64,21 +66,23 @@ struct wcache {
 	uint8_t *gran_dirty;		/* lock: one byte per granule */
 	bool meta_dirty;		/* lock: some granule is dirty */
 	uint8_t *state;			/* lock */
-	uint32_t *age;			/* lock: insertion time in s since open; list link when freed/old */
 	struct wc_index idx;		/* lock */
+	/*
+	 * max_age, per region of WC_AGE_REGION entries: 1 + the insertion time
+	 * (s since open) of the oldest entry installed since the region was last
+	 * empty (0: none), and the installed entries it holds. Per block this
+	 * costs 1/128 byte instead of a 4-byte age; writeback may then clean a
+	 * young block early, never an old one late.
+	 */
+	uint32_t *region_age;		/* lock */
+	uint32_t *region_used;		/* lock */
 
 	uint64_t *free_bm;		/* lock: 1 = free and reusable */
 	uint64_t nr_free;		/* lock */
 	uint64_t free_cursor;		/* lock: rotating allocation cursor */
-	/*
-	 * Entries on the pending-free and old-copy lists have no use for an age,
-	 * so c->age[e] links them (singly linked, IDX_NONE ends a list).
-	 */
-	uint32_t pend_head;		/* lock: frees not yet persisted */
-	uint64_t nr_pend_list;		/* lock: length of that list */
+	struct elist pend;		/* lock: frees not yet persisted */
 	uint64_t nr_pend;		/* lock: all frees not yet reusable (list + being released) */
-	uint32_t old_head;		/* lock: superseded entries awaiting GC */
-	uint64_t nr_old;		/* lock */
+	struct elist old;		/* lock: superseded entries awaiting GC */
 	uint32_t old_hash[WC_OLD_BUCKETS];	/* lock: superseded copies per sector hash */
 
 	uint64_t seq;			/* lock: tag for new entries */
@@ -147,6 +151,9 @@ void unreserve_block(struct wcache *c, uint32_t e);	/* never installed: back to 
 void install_entry(struct wcache *c, uint32_t e, uint64_t blk);
 void old_remove(struct wcache *c, uint32_t e);
 void old_forget(struct wcache *c, uint32_t e);	/* counters only: caller unlinked e */
+/* max_age regions: an entry valid at recovery; is e's region older than min_age s? */
+void region_recovered(struct wcache *c, uint32_t e);
+bool region_older_than(const struct wcache *c, uint32_t e, uint32_t now, uint32_t min_age);
 /* May a superseded copy of this sector still exist? (Write-around must not race it.) */
 bool old_may_have(const struct wcache *c, uint64_t sector);
 uint64_t io_enter(struct wcache *c);

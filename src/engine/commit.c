@@ -97,14 +97,16 @@ static void io_grace(struct wcache *c)
 
 int persist_and_release(struct wcache *c)
 {
-	uint32_t head = c->pend_head;
+	/*
+	 * The frees listed now are all in the snapshot written next; frees made
+	 * while the lock is dropped for I/O are appended after them and wait
+	 * for the next call (meta_mutex keeps calls from overlapping).
+	 */
+	uint64_t n = c->pend.n;
 	int ret;
 
-	if (head == IDX_NONE && !c->meta_dirty)
+	if (!n && !c->meta_dirty)
 		return 0;
-	/* Detach the list first: its frees are all in the snapshot written next. */
-	c->pend_head = IDX_NONE;
-	c->nr_pend_list = 0;
 	ret = write_dirty_meta(c);
 	if (!ret) {
 		pthread_mutex_unlock(&c->lock);
@@ -113,22 +115,23 @@ int persist_and_release(struct wcache *c)
 		pthread_mutex_lock(&c->lock);
 	}
 	if (ret) {
-		/* Error state from now on; the detached blocks are never reused. */
+		/* Error state from now on; these blocks are never reused. */
 		set_error(c, ret, "writing metadata");
+		elist_drop_front(&c->pend, n);
 		return ret;
 	}
-	if (head == IDX_NONE)
+	if (!n)
 		return 0;
 	io_grace(c);
-	while (head != IDX_NONE) {
-		uint32_t e = head;
+	for (uint64_t i = 0; i < n; i++) {
+		uint32_t e = c->pend.v[i];
 
-		head = c->age[e];
 		c->state[e] = 0;
 		c->free_bm[e >> 6] |= 1ull << (e & 63);
 		c->nr_free++;
 		c->nr_pend--;
 	}
+	elist_drop_front(&c->pend, n);
 	pthread_cond_broadcast(&c->cond);
 	return 0;
 }
@@ -152,18 +155,18 @@ int sync_frees(struct wcache *c)
  */
 static void gc_old(struct wcache *c)
 {
-	uint32_t *link = &c->old_head;
+	uint64_t i = 0;
 
-	while (*link != IDX_NONE) {
-		uint32_t e = *link;
+	while (i < c->old.n) {
+		uint32_t e = c->old.v[i];
 		uint32_t cur = idx_lookup(&c->idx, entry_sector(c->meta, e));
 
 		if ((cur == IDX_NONE || committed(c, cur)) && !(c->state[e] & (ST_WB | ST_WR_MASK))) {
-			*link = c->age[e];	/* unlink before free_entry reuses the link */
+			elist_remove_at(&c->old, i);	/* the last one moves to i: look at i again */
 			old_forget(c, e);
 			free_entry(c, e);
 		} else {
-			link = &c->age[e];
+			i++;
 		}
 	}
 }

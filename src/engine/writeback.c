@@ -126,7 +126,7 @@ static uint64_t select_batch(struct wcache *c, struct wb_item *items, uint64_t m
 
 	while (scanned < c->n_blocks && n < max) {
 		if (c->state[e] == 0 && entry_seq(c->meta, e) != WC_SEQ_FREE && committed(c, e) &&
-		    (!min_age || now - c->age[e] >= min_age) &&
+		    (!min_age || region_older_than(c, e, now, min_age)) &&
 		    !old_may_have(c, entry_sector(c->meta, e))) {
 			/* (An older copy still cached must reach the origin or be freed first.) */
 			c->state[e] |= ST_WB;

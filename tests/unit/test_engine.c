@@ -317,6 +317,55 @@ static void test_reads_do_not_wake_threads(void **state)
 	rig_fini(&r);
 }
 
+static uint64_t dirty_blocks(struct wcache *wc)
+{
+	struct wc_stats s;
+
+	wcache_get_stats(wc, &s);
+	return s.dirty_blocks;
+}
+
+/*
+ * max_age with the watermarks out of the way: committed blocks stay dirty
+ * while young and are written back once older than max_age, also blocks
+ * recovered at open (aged from the open), and the origin then holds them.
+ */
+static void test_max_age_writes_back_old_blocks(void **state)
+{
+	struct rig r;
+	uint8_t *b = malloc(ORIGIN_BYTES);
+	int waited = 0;
+	(void)state;
+
+	rig_init(&r);
+	r.wc = open_rig(&r, 4096, "max_age 2000 high_watermark 100 low_watermark 100");
+	for (unsigned i = 0; i < 8; i++)
+		do_write(&r, (uint64_t)i * 3 * 4096, 4096, 10 + i, 0);
+	assert_int_equal(wcache_flush(r.wc), 0);
+	usleep(500000);
+	assert_int_equal(dirty_blocks(r.wc), 8);	/* young: kept */
+	while (dirty_blocks(r.wc) && waited++ < 80)
+		usleep(100000);
+	assert_int_equal(dirty_blocks(r.wc), 0);
+	assert_int_equal(dev_pread(r.origin, b, ORIGIN_BYTES, 0), 0);
+	assert_memory_equal(b, r.model, ORIGIN_BYTES);
+
+	/* Blocks valid at the next open age from the open. */
+	do_write(&r, 5 * 4096, 4096, 30, 0);
+	assert_int_equal(wcache_close(r.wc), 0);
+	r.wc = open_rig(&r, 4096, "max_age 2000 high_watermark 100 low_watermark 100");
+	assert_int_equal(dirty_blocks(r.wc), 1);
+	waited = 0;
+	while (dirty_blocks(r.wc) && waited++ < 80)
+		usleep(100000);
+	assert_int_equal(dirty_blocks(r.wc), 0);
+	assert_int_equal(dev_pread(r.origin, b, ORIGIN_BYTES, 0), 0);
+	assert_memory_equal(b, r.model, ORIGIN_BYTES);
+	assert_int_equal(wcache_close(r.wc), 0);
+	rig_fini(&r);
+	free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -327,6 +376,7 @@ int main(void)
 		cmocka_unit_test(test_discard_zeroes),
 		cmocka_unit_test(test_idle_does_not_spin),
 		cmocka_unit_test(test_reads_do_not_wake_threads),
+		cmocka_unit_test(test_max_age_writes_back_old_blocks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

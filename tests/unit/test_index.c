@@ -134,9 +134,11 @@ static struct wcache *mini_cache(uint64_t n)
 	memset(c->meta, 0xff, c->meta_bytes);
 	c->gran_dirty = calloc(c->nr_gran, 1);
 	c->state = calloc(n, 1);
-	c->age = calloc(n, sizeof(uint32_t));
+	c->region_age = calloc((n >> WC_AGE_SHIFT) + 1, sizeof(uint32_t));
+	c->region_used = calloc((n >> WC_AGE_SHIFT) + 1, sizeof(uint32_t));
 	c->free_bm = calloc((n + 63) / 64, 8);
-	c->pend_head = c->old_head = IDX_NONE;
+	assert_int_equal(elist_init(&c->pend, n), 0);
+	assert_int_equal(elist_init(&c->old, n), 0);
 	assert_int_equal(idx_init(&c->idx, n, c->meta), 0);
 	for (uint64_t i = 0; i < n; i++)
 		c->free_bm[i >> 6] |= 1ull << (i & 63);
@@ -151,7 +153,10 @@ static void mini_free(struct wcache *c)
 	free(c->meta);
 	free(c->gran_dirty);
 	free(c->state);
-	free(c->age);
+	free(c->region_age);
+	free(c->region_used);
+	elist_free(&c->pend);
+	elist_free(&c->old);
 	free(c->free_bm);
 	free(c);
 }
@@ -196,7 +201,9 @@ static void test_install_supersede_free(void **state)
 	install_entry(c, b, 10);
 	assert_int_equal(idx_lookup(&c->idx, 80), b);
 	assert_int_equal(c->nr_pend, 1);
-	assert_int_equal(c->pend_head, a);
+	assert_int_equal(c->pend.n, 1);
+	assert_int_equal(c->pend.v[0], a);
+	assert_int_equal(c->region_used[0], 1);	/* b installed, a freed */
 	assert_int_equal(entry_seq(c->meta, a), WC_SEQ_FREE);
 	assert_int_equal(entry_sector(c->meta, a), 80);
 	/* Committed copy replaced: kept as an old copy until GC. */
@@ -206,8 +213,10 @@ static void test_install_supersede_free(void **state)
 	assert_int_equal(idx_lookup(&c->idx, 80), d);
 	assert_true(c->state[b] & ST_OLD);
 	assert_true(old_may_have(c, 80));
-	assert_int_equal(c->nr_old, 1);
+	assert_int_equal(c->old.n, 1);
+	assert_int_equal(c->region_used[0], 2);	/* b (old) and d */
 	old_remove(c, b);
+	assert_int_equal(c->old.n, 0);
 	assert_false(old_may_have(c, 80));
 	assert_false(c->state[b] & ST_OLD);
 	mini_free(c);

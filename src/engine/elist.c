@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "common/bigalloc.h"
+#include "engine/elist.h"
+
+/* Hand pages back only when a list that has shrunk to empty had grown this far. */
+#define ELIST_RETURN_BYTES (1u << 20)
+
+int elist_init(struct elist *l, uint64_t cap)
+{
+	memset(l, 0, sizeof(*l));
+	l->v = big_alloc((cap ? cap : 1) * sizeof(uint32_t));
+	if (!l->v)
+		return -ENOMEM;
+	l->cap = cap;
+	return 0;
+}
+
+void elist_free(struct elist *l)
+{
+	big_free(l->v, (l->cap ? l->cap : 1) * sizeof(uint32_t));
+	l->v = NULL;
+}
+
+static void maybe_return_pages(struct elist *l)
+{
+	if (l->n || l->touched * sizeof(uint32_t) < ELIST_RETURN_BYTES)
+		return;
+	/* Anonymous private memory reads back as zeros after this; the contents do not matter. */
+	(void)madvise(l->v, l->touched * sizeof(uint32_t), MADV_DONTNEED);
+	l->touched = 0;
+}
+
+void elist_drop_front(struct elist *l, uint64_t k)
+{
+	WC_BUG_ON(k > l->n);
+	memmove(l->v, l->v + k, (l->n - k) * sizeof(uint32_t));
+	l->n -= k;
+	maybe_return_pages(l);
+}
+
+bool elist_remove(struct elist *l, uint32_t e)
+{
+	for (uint64_t i = 0; i < l->n; i++) {
+		if (l->v[i] == e) {
+			elist_remove_at(l, i);
+			maybe_return_pages(l);
+			return true;
+		}
+	}
+	return false;
+}

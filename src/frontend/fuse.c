@@ -63,6 +63,7 @@
 enum {
 	OPT_ALLOW_OTHER = 0x100,
 	OPT_FOS,
+	OPT_CACHE_IO,
 	OPT_TABLE = 0x200,	/* + index into table_opts[] */
 };
 
@@ -107,6 +108,8 @@ static const char fuse_usage[] =
 	"  -t, --threads N        at most N FUSE worker threads and N requests queued\n"
 	"                         in the kernel (default 64)\n"
 	"      --allow-other      let users other than the owner open the file\n"
+	"      --cache-io MODE    direct (O_DIRECT on a CACHE file, default) or buffered\n"
+	"                         (page cache; as safe, faster re-reads, RAM used twice)\n"
 	"      --flush-on-suspend write everything back when the server stops (the\n"
 	"                         flush_on_suspend message, sent at start)\n"
 	"  -s, --start-sector S   metadata starts S 512-byte sectors into CACHE (default 0)\n"
@@ -1059,6 +1062,7 @@ int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv)
 	lo[n++] = (struct option){ "threads", required_argument, NULL, 't' };
 	lo[n++] = (struct option){ "allow-other", no_argument, NULL, OPT_ALLOW_OTHER };
 	lo[n++] = (struct option){ "allow_other", no_argument, NULL, OPT_ALLOW_OTHER };
+	lo[n++] = (struct option){ "cache-io", required_argument, NULL, OPT_CACHE_IO };
 	lo[n++] = (struct option){ "flush-on-suspend", no_argument, NULL, OPT_FOS };
 	lo[n++] = (struct option){ "flush_on_suspend", no_argument, NULL, OPT_FOS };
 	lo[n++] = (struct option){ "start-sector", required_argument, NULL, 's' };
@@ -1112,6 +1116,13 @@ int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv)
 			break;
 		case OPT_FOS:
 			o->flush_on_suspend = true;
+			break;
+		case OPT_CACHE_IO:
+			if (strcmp(optarg, "direct") && strcmp(optarg, "buffered")) {
+				cli_usage_error(cmd, "--cache-io: '%s' is not direct or buffered", optarg);
+				goto usage;
+			}
+			o->cfg.cache_buffered = !strcmp(optarg, "buffered");
 			break;
 		case 's':
 			if (cli_opt_u64(cmd, "--start-sector", optarg, MAX_START_SECTOR,

@@ -62,6 +62,8 @@ run_rc 2 "$WCACHE" fuse a b c --high-watermark 200
 err_has "high_watermark"
 run_rc 2 "$WCACHE" fuse a b c --high_watermark 10 --low-watermark 20
 err_has "high_watermark 10 must be >= low_watermark 20"
+run_rc 2 "$WCACHE" fuse a b c --cache-io fast
+err_has "--cache-io: 'fast' is not direct or buffered"
 run_rc 2 "$WCACHE" fuse a b c --block-size 1000
 err_has "block-size: 1000 is invalid"
 run_rc 2 "$WCACHE" fuse a b c --threads 0
@@ -167,7 +169,16 @@ fz_wait_exit 10
 run_rc 1 "$WCACHE" fuse origin.img cache.img mnt
 err_has "Transport endpoint is not connected.*fusermount3 -u"
 timeout 20 umount mnt || fail "umount of the dead FUSE mount"
-fz_start origin.img cache.img mnt
+# Restart with the cache file in the page cache: no O_DIRECT (octal 040000)
+# on the server's descriptor, and the same data.
+fz_start origin.img cache.img mnt --cache-io buffered
+for f in /proc/"$FZ_PID"/fd/*; do
+	[[ $(readlink "$f") == "$TMPD/cache.img" ]] || continue
+	flags=$(awk '/^flags/ { print $2 }' "/proc/$FZ_PID/fdinfo/${f##*/}")
+	(((8#$flags & 8#40000) == 0)) || fail "--cache-io buffered: cache opened with O_DIRECT ($flags)"
+	found_cache_fd=1
+done
+[[ -n ${found_cache_fd:-} ]] || fail "the FUSE server has no descriptor open on cache.img"
 same_as_model mnt/disk "after kill -9 and restart"
 fz_stop
 info "ok"

@@ -68,9 +68,10 @@ out_has '^67108864$'
 info "cache-io: O_DIRECT on the cache file by default, the page cache with cache-io=buffered"
 # Under --run nbdkit forks: the server with the open cache is a child of the
 # process that runs the command. Read that descriptor's open flags (octal;
-# O_DIRECT is 040000) from /proc.
+# O_DIRECT is 040000) from /proc. (The command inherits nbdkit's environment:
+# under the sanitizer tree pgrep would hang with libasan preloaded.)
 # shellcheck disable=SC2016 # expands in the --run shell
-show_flags='for p in $(pgrep -P $PPID); do for f in /proc/$p/fd/*; do
+show_flags='unset LD_PRELOAD; for p in $(pgrep -P $PPID); do for f in /proc/$p/fd/*; do
 	[ "$(readlink "$f")" = "$CACHE_IMG" ] && awk "/^flags/ { print \$2 }" "/proc/$p/fdinfo/${f##*/}"
 done; done; true'
 export CACHE_IMG=$TMPD/cache.img

@@ -62,6 +62,7 @@ void unreserve_block(struct wcache *c, uint32_t e)
 	c->state[e] = 0;
 	c->free_bm[e >> 6] |= 1ull << (e & 63);
 	c->nr_free++;
+	pthread_cond_broadcast(&c->cond);	/* a write may be waiting for space */
 }
 
 void mark_entry_dirty(struct wcache *c, uint64_t e)

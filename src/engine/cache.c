@@ -182,7 +182,7 @@ static int check_report(struct wcache *c, const struct recover_report *r)
  * the recovery scan follows behind, so activation takes about as long as the
  * read instead of the read plus the scan.
  */
-#define META_CHUNK (8u << 20)
+uint64_t wc_meta_chunk = 8u << 20;	/* tests lower it to run this path on small caches */
 
 struct meta_reader {
 	struct wcache *c;
@@ -198,7 +198,7 @@ static void *meta_reader_main(void *arg)
 	struct wcache *c = mr->c;
 
 	for (uint64_t off = 0; off < c->meta_bytes;) {
-		uint64_t len = c->meta_bytes - off < META_CHUNK ? c->meta_bytes - off : META_CHUNK;
+		uint64_t len = c->meta_bytes - off < wc_meta_chunk ? c->meta_bytes - off : wc_meta_chunk;
 		int ret = dev_pread(c->cache, c->meta + off, len, c->base + off);
 
 		pthread_mutex_lock(&mr->lock);
@@ -230,15 +230,15 @@ static int read_and_scan(struct wcache *c, const struct wc_sb *sb, struct recove
 	int ret;
 
 	recover_begin(&c->idx, rep);
-	if (c->meta_bytes <= 2 * META_CHUNK ||
+	pthread_mutex_init(&mr.lock, NULL);
+	pthread_cond_init(&mr.cond, NULL);
+	if (c->meta_bytes <= 2 * wc_meta_chunk ||
 	    pthread_create(&th, NULL, meta_reader_main, &mr)) {
 		ret = dev_pread(c->cache, c->meta, c->meta_bytes, c->base);
 		if (!ret)
 			recover_range(c->meta, sb, origin_sectors, &c->idx, rep, 0, c->n_blocks);
-		return ret;
+		goto out;
 	}
-	pthread_mutex_init(&mr.lock, NULL);
-	pthread_cond_init(&mr.cond, NULL);
 	for (;;) {
 		uint64_t upto;
 
@@ -254,6 +254,7 @@ static int read_and_scan(struct wcache *c, const struct wc_sb *sb, struct recove
 		scanned = upto;
 	}
 	pthread_join(th, NULL);
+out:
 	pthread_mutex_destroy(&mr.lock);
 	pthread_cond_destroy(&mr.cond);
 	return ret;
@@ -316,7 +317,7 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 	c->origin_bytes = c->origin->size;
 	c->seq = c->disk_seq = sb.seq_count;
 
-	c->meta = big_alloc(c->meta_bytes);
+	c->meta = big_alloc(c->meta_bytes, true);
 	c->gran_dirty = calloc(c->nr_gran, 1);
 	c->state = calloc(c->n_blocks, 1);
 	c->region_age = calloc((c->n_blocks >> WC_AGE_SHIFT) + 1, sizeof(uint32_t));

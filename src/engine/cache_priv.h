@@ -169,6 +169,9 @@ int write_all_meta(struct wcache *c);		/* meta_mutex + lock held */
 void *wb_main(void *arg);
 int writeback_all(struct wcache *c);
 
+/* Activation reads metadata larger than 2 chunks of this many bytes in a helper thread. */
+extern uint64_t wc_meta_chunk;
+
 /* service thread in cache.c */
 void *svc_main(void *arg);
 

@@ -169,6 +169,7 @@ static void gc_old(struct wcache *c)
 			i++;
 		}
 	}
+	elist_trim(&c->old);
 }
 
 static int write_sb_region(struct wcache *c, uint64_t new_seq)

@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "common/bigalloc.h"
 #include "engine/elist.h"
@@ -13,7 +12,7 @@
 int elist_init(struct elist *l, uint64_t cap)
 {
 	memset(l, 0, sizeof(*l));
-	l->v = big_alloc((cap ? cap : 1) * sizeof(uint32_t));
+	l->v = big_alloc((cap ? cap : 1) * sizeof(uint32_t), false);
 	if (!l->v)
 		return -ENOMEM;
 	l->cap = cap;
@@ -26,12 +25,11 @@ void elist_free(struct elist *l)
 	l->v = NULL;
 }
 
-static void maybe_return_pages(struct elist *l)
+void elist_trim(struct elist *l)
 {
 	if (l->n || l->touched * sizeof(uint32_t) < ELIST_RETURN_BYTES)
 		return;
-	/* Anonymous private memory reads back as zeros after this; the contents do not matter. */
-	(void)madvise(l->v, l->touched * sizeof(uint32_t), MADV_DONTNEED);
+	big_release(l->v, l->touched * sizeof(uint32_t));
 	l->touched = 0;
 }
 
@@ -40,7 +38,7 @@ void elist_drop_front(struct elist *l, uint64_t k)
 	WC_BUG_ON(k > l->n);
 	memmove(l->v, l->v + k, (l->n - k) * sizeof(uint32_t));
 	l->n -= k;
-	maybe_return_pages(l);
+	elist_trim(l);
 }
 
 bool elist_remove(struct elist *l, uint32_t e)
@@ -48,7 +46,7 @@ bool elist_remove(struct elist *l, uint32_t e)
 	for (uint64_t i = 0; i < l->n; i++) {
 		if (l->v[i] == e) {
 			elist_remove_at(l, i);
-			maybe_return_pages(l);
+			elist_trim(l);
 			return true;
 		}
 	}

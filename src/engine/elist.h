@@ -41,6 +41,9 @@ static inline void elist_remove_at(struct elist *l, uint64_t i)
 /* Remove the first k elements, keeping the order of the rest. */
 void elist_drop_front(struct elist *l, uint64_t k);
 
+/* Hand the pages back if the list is empty after having grown large. */
+void elist_trim(struct elist *l);
+
 /* Remove e (present); false if absent. Linear. */
 bool elist_remove(struct elist *l, uint32_t e);
 

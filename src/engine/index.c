@@ -41,7 +41,7 @@ int idx_init(struct wc_index *ix, uint64_t max_entries, const uint8_t *meta)
 	while (ix->ebits < 32 && ((1ull << ix->ebits) - 1) < max_entries)
 		ix->ebits++;
 	ix->emask = ix->ebits == 32 ? UINT32_MAX : (uint32_t)((1ull << ix->ebits) - 1);
-	ix->slots = big_alloc(n * sizeof(uint32_t));
+	ix->slots = big_alloc(n * sizeof(uint32_t), true);
 	if (!ix->slots)
 		return -ENOMEM;
 	ix->nr_slots = n;

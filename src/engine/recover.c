@@ -9,7 +9,8 @@
 void recover_begin(struct wc_index *ix, struct recover_report *r)
 {
 	memset(r, 0, sizeof(*r));
-	idx_clear(ix);
+	if (ix->count)	/* a fresh index is empty already: skip clearing 5 B per block again */
+		idx_clear(ix);
 }
 
 void recover_scan(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sectors,

@@ -20,6 +20,7 @@
 
 #include "wcache.h"
 #include "dev/dev.h"
+#include "engine/cache_priv.h"
 
 #define ORIGIN_BYTES (8u << 20)
 #define CACHE_BYTES (1u << 20)
@@ -366,6 +367,95 @@ static void test_max_age_writes_back_old_blocks(void **state)
 	free(b);
 }
 
+/* A device that forwards to another but fails reads from byte fail_from on. */
+struct failing_dev {
+	struct wc_dev dev;
+	struct wc_dev *inner;
+	uint64_t fail_from;
+};
+
+static int fd_pread(struct wc_dev *d, void *buf, size_t len, uint64_t off)
+{
+	struct failing_dev *f = d->priv;
+
+	return off + len > f->fail_from ? -EIO : dev_pread(f->inner, buf, len, off);
+}
+
+static int fd_pwrite(struct wc_dev *d, const void *buf, size_t len, uint64_t off)
+{
+	return dev_pwrite(((struct failing_dev *)d->priv)->inner, buf, len, off);
+}
+
+static int fd_flush(struct wc_dev *d)
+{
+	return dev_flush(((struct failing_dev *)d->priv)->inner);
+}
+
+static void fd_close(struct wc_dev *d)
+{
+	struct failing_dev *f = d->priv;
+
+	dev_close(f->inner);
+	free(f);
+}
+
+static const struct wc_dev_ops failing_ops = {
+	.name = "failing", .pread = fd_pread, .pwrite = fd_pwrite, .flush = fd_flush,
+	.close = fd_close,
+};
+
+static struct wc_dev *failing_dev(struct wc_dev *inner, uint64_t fail_from)
+{
+	struct failing_dev *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->inner = inner;
+	f->fail_from = fail_from;
+	f->dev = *inner;	/* size, logical block, name */
+	f->dev.ops = &failing_ops;
+	f->dev.priv = f;
+	return &f->dev;
+}
+
+/*
+ * Activation of a large cache reads the metadata in a helper thread while the
+ * scan follows: run that path on a small cache with 4 KiB chunks (512-byte
+ * blocks: ~30 KiB of metadata), with data spread over every entry, and with a
+ * read error, which must fail the open, not hang it.
+ */
+static void test_open_reads_metadata_in_chunks(void **state)
+{
+	struct rig r;
+	struct wc_cfg cfg;
+	struct wc_dev *o, *c;
+	struct wcache *wc = (struct wcache *)1;
+	uint64_t saved = wc_meta_chunk;
+	(void)state;
+
+	rig_init(&r);
+	r.wc = open_rig(&r, 512, "high_watermark 100 low_watermark 100");
+	for (uint64_t off = 0; off < CACHE_BYTES - 64 * 1024; off += 64 * 1024 + 512)
+		do_write(&r, off, 1536, (unsigned)(off >> 9), 0);
+	assert_int_equal(wcache_close(r.wc), 0);
+
+	wc_meta_chunk = 4096;
+	r.wc = open_rig(&r, 512, "high_watermark 100 low_watermark 100");
+	check_all(&r);
+	assert_int_equal(wcache_close(r.wc), 0);
+
+	wcache_cfg_init(&cfg);
+	assert_int_equal(dev_fault_share(r.origin, &o), 0);
+	assert_int_equal(dev_fault_share(r.cache, &c), 0);
+	cfg.origin_dev = o;
+	cfg.cache_dev = c;
+	cfg.block_size = 512;
+	cfg.cache_dev = failing_dev(c, 3 * 4096);	/* the superblock reads, the 3rd chunk fails */
+	assert_int_equal(wcache_open(&cfg, &wc), -EIO);
+	assert_non_null(strstr(wcache_last_error(), "cannot read metadata"));
+	wc_meta_chunk = saved;
+	rig_fini(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -377,6 +467,7 @@ int main(void)
 		cmocka_unit_test(test_idle_does_not_spin),
 		cmocka_unit_test(test_reads_do_not_wake_threads),
 		cmocka_unit_test(test_max_age_writes_back_old_blocks),
+		cmocka_unit_test(test_open_reads_metadata_in_chunks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

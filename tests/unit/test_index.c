@@ -121,6 +121,33 @@ static void test_index_few_tag_bits(void **state)
 	run_random(cap, (uint32_t)(cap - N));
 }
 
+/*
+ * 2^24 entries: entry 0xFFFFFF is in use, so the entry field needs 25 bits;
+ * with 24, that entry under an all-ones tag would read as an empty slot. Try
+ * it under 20000 sectors (so under every tag value), then the random test.
+ */
+static void test_index_entry_field_boundary(void **state)
+{
+	const uint64_t cap = 1u << 24;
+	const uint32_t top = (uint32_t)cap - 1;
+	uint8_t *meta = calloc(1, 64 + 16 * cap);
+	struct wc_index ix;
+
+	(void)state;
+	assert_non_null(meta);
+	assert_int_equal(idx_init(&ix, cap, meta), 0);
+	for (uint64_t s = 0; s < 20000; s++) {
+		entry_set(meta, top, s * 8, 1);
+		idx_insert(&ix, top);
+		assert_int_equal(idx_lookup(&ix, s * 8), top);
+		assert_int_equal(idx_remove(&ix, top), 0);
+		assert_int_equal(idx_lookup(&ix, s * 8), IDX_NONE);
+	}
+	idx_free(&ix);
+	free(meta);
+	run_random(cap, (uint32_t)(cap - N));
+}
+
 static struct wcache *mini_cache(uint64_t n)
 {
 	struct wcache *c = calloc(1, sizeof(*c));
@@ -227,6 +254,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_index_random),
 		cmocka_unit_test(test_index_few_tag_bits),
+		cmocka_unit_test(test_index_entry_field_boundary),
 		cmocka_unit_test(test_alloc_cursor),
 		cmocka_unit_test(test_install_supersede_free),
 	};

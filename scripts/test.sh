@@ -7,7 +7,8 @@
 # Usage: scripts/test.sh [--quick]
 #   --quick  only the plain build and its "unit" label
 # Environment: CTEST_PARALLEL_LEVEL (ctest jobs, default 1), WC_SKIP_DEPS=1,
-#   WC_BUILD_DIR, WC_ASAN_BUILD_DIR, WC_CMAKE_ARGS (see scripts/build.sh).
+#   WC_BUILD_DIR, WC_ASAN_BUILD_DIR, WC_RELEASE_BUILD_DIR (compiled with -O3,
+#   not tested), WC_CMAKE_ARGS (see scripts/build.sh).
 # Tests run in the ASan tree see WC_SANITIZE=address,undefined in their
 # environment (e.g. to LD_PRELOAD libasan before loading a plugin into nbdkit).
 # The sanitizer tree skips the labels kernel, vm and bench: they drive whole
@@ -22,7 +23,7 @@ case "${1:-}" in
 "") ;;
 --quick) quick=1 ;;
 -h | --help)
-	sed -n '3,13s/^# \{0,1\}//p' "$0"
+	sed -n '3,15s/^# \{0,1\}//p' "$0"
 	exit 0
 	;;
 *)
@@ -33,6 +34,7 @@ esac
 
 build_dir=${WC_BUILD_DIR:-build}
 asan_dir=${WC_ASAN_BUILD_DIR:-build-asan}
+release_dir=${WC_RELEASE_BUILD_DIR:-build-release}
 results=()
 failed=0
 
@@ -83,7 +85,15 @@ else
 	skip "ctest ($build_dir): build failed"
 fi
 
+# A Release build (-O3) finds warnings the default -O2 build does not
+# (-Werror: e.g. maybe-uninitialized); it is compiled only, not tested.
+release_build() {
+	cmake -S "$root" -B "$root/$release_dir" -DCMAKE_BUILD_TYPE=Release >/dev/null &&
+		cmake --build "$root/$release_dir" -j "$(nproc 2>/dev/null || echo 2)"
+}
+
 if ((!quick)); then
+	step "build $release_dir (Release, compile only)" release_build
 	if step "build $asan_dir (address,undefined)" "$root/scripts/build.sh" --no-deps --asan-only; then
 		step "ctest ($asan_dir)" run_ctest_asan
 	else

@@ -125,7 +125,7 @@ static int full_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 
 static int op_write(char **a, int n)
 {
-	uint64_t off, len, src;
+	uint64_t off = 0, len = 0, src = 0;	/* (set by parse_u64; -O3 cannot tell) */
 	int fd, ret;
 
 	if (n != 5 || parse_u64(a[2], &off) || parse_u64(a[3], &len) || parse_u64(a[4], &src))
@@ -178,7 +178,7 @@ static int op_discard(char **a, int n)
 
 static int op_copy(char **a, int n)
 {
-	uint64_t dst_off, size, pos;
+	uint64_t dst_off = 0, size, pos;
 	int in, out, ret = 0;
 
 	if (n != 4 || parse_u64(a[3], &dst_off))

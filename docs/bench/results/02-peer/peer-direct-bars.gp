@@ -1,6 +1,6 @@
 set terminal pngcairo size 1000,560 noenhanced
-set output 'peer-bars.png'
-set title 'Peer: nbdkit cache filter (writeback) vs wcache, ext4'
+set output 'peer-direct-bars.png'
+set title 'Peer: nbdkit cache filter (writeback) vs wcache cache-io=direct, ext4'
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
@@ -10,4 +10,4 @@ set xtics rotate by -20 font ',9'
 set bmargin 7
 set grid ytics
 set key outside top center horizontal
-plot 'peer-bars.dat' using 2:xtic(1) title 'nbdkit file + cache filter', '' using 3 title 'wcache'
+plot 'peer-direct-bars.dat' using 2:xtic(1) title 'nbdkit file + cache filter', '' using 3 title 'wcache'

@@ -74,7 +74,7 @@ void mark_entry_dirty(struct wcache *c, uint64_t e)
 }
 
 /* An installed entry (valid or superseded) comes or goes: the region's max_age clock. */
-static void region_install(struct wcache *c, uint32_t e)
+void region_install(struct wcache *c, uint32_t e)
 {
 	uint64_t r = e >> WC_AGE_SHIFT;
 
@@ -89,11 +89,6 @@ static void region_uninstall(struct wcache *c, uint32_t e)
 	WC_BUG_ON(!c->region_used[r]);
 	if (!--c->region_used[r])
 		c->region_age[r] = 0;
-}
-
-void region_recovered(struct wcache *c, uint32_t e)
-{
-	region_install(c, e);
 }
 
 bool region_older_than(const struct wcache *c, uint32_t e, uint32_t now, uint32_t min_age)

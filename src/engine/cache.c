@@ -342,7 +342,7 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 			c->free_bm[i >> 6] |= 1ull << (i & 63);
 			c->nr_free++;
 		} else {
-			region_recovered(c, (uint32_t)i);	/* as if written at open */
+			region_install(c, (uint32_t)i);	/* as if written at open */
 		}
 	}
 	if (rep.changed && !cfg->read_only) {

@@ -151,8 +151,8 @@ void unreserve_block(struct wcache *c, uint32_t e);	/* never installed: back to 
 void install_entry(struct wcache *c, uint32_t e, uint64_t blk);
 void old_remove(struct wcache *c, uint32_t e);
 void old_forget(struct wcache *c, uint32_t e);	/* counters only: caller unlinked e */
-/* max_age regions: an entry valid at recovery; is e's region older than min_age s? */
-void region_recovered(struct wcache *c, uint32_t e);
+/* max_age regions: e was installed now (or found valid at recovery); is e's region older than min_age s? */
+void region_install(struct wcache *c, uint32_t e);
 bool region_older_than(const struct wcache *c, uint32_t e, uint32_t now, uint32_t min_age);
 /* May a superseded copy of this sector still exist? (Write-around must not race it.) */
 bool old_may_have(const struct wcache *c, uint64_t sector);

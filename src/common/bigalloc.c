@@ -4,7 +4,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "common/bigalloc.h"
+#include "bigalloc.h"
 
 #define HUGE_BYTES (2u << 20)
 #define PAGE_BYTES 4096u

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/log.h"
+#include "log.h"
 
 static wc_log_fn log_fn;
 static void *log_opaque;

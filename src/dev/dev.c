@@ -7,8 +7,8 @@
 #include <errno.h>
 #include <inttypes.h>
 
-#include "common/log.h"
-#include "dev/dev.h"
+#include "log.h"
+#include "dev.h"
 
 static int dev_check_range(struct wc_dev *dev, const char *what, uint64_t len, uint64_t off)
 {

@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/log.h"
-#include "dev/dev.h"
+#include "log.h"
+#include "dev.h"
 
 #define FAULT_SECTOR 512
 

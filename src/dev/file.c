@@ -19,8 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/log.h"
-#include "dev/dev.h"
+#include "log.h"
+#include "dev.h"
 
 #define BOUNCE_MAX_BYTES (1u << 20)	/* larger unaligned requests go in chunks */
 #define BOUNCE_ALIGN 4096

@@ -28,8 +28,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/log.h"
-#include "dev/dev.h"
+#include "log.h"
+#include "dev.h"
 
 #define NBD_MAX_CONNS		4
 #define NBD_MAX_REQ_BYTES	(32u << 20)	/* cap on one read/write command */

@@ -8,8 +8,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "common/log.h"
-#include "dev/dev.h"
+#include "log.h"
+#include "dev.h"
 
 /* Length of the scheme if uri starts with "scheme://" (RFC 3986 characters), else 0. */
 static size_t uri_scheme_len(const char *uri)

@@ -8,8 +8,8 @@
  */
 #include <string.h>
 
-#include "common/log.h"
-#include "engine/cache_priv.h"
+#include "log.h"
+#include "cache_priv.h"
 
 static bool is_free(const struct wcache *c, uint64_t e)
 {

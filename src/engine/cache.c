@@ -10,10 +10,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/bigalloc.h"
-#include "common/log.h"
-#include "engine/cache_priv.h"
-#include "engine/recover.h"
+#include "bigalloc.h"
+#include "log.h"
+#include "cache_priv.h"
+#include "recover.h"
 
 uint64_t now_ns(void)
 {

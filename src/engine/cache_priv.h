@@ -24,10 +24,10 @@
 #include <stdint.h>
 
 #include "wcache.h"
-#include "dev/dev.h"
-#include "engine/elist.h"
-#include "engine/index.h"
-#include "engine/meta.h"
+#include "dev.h"
+#include "elist.h"
+#include "index.h"
+#include "meta.h"
 
 /* Per-entry state byte (c->state[i], lock). */
 #define ST_WB		0x01	/* under writeback */

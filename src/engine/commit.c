@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/log.h"
-#include "engine/cache_priv.h"
+#include "log.h"
+#include "cache_priv.h"
 
 struct meta_run {
 	uint64_t off, len;

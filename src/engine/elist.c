@@ -3,8 +3,8 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "common/bigalloc.h"
-#include "engine/elist.h"
+#include "bigalloc.h"
+#include "elist.h"
 
 /* Hand pages back only when a list that has shrunk to empty had grown this far. */
 #define ELIST_RETURN_BYTES (1u << 20)

@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "common/log.h"
+#include "log.h"
 
 struct elist {
 	uint32_t *v;

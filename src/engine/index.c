@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/bigalloc.h"
-#include "engine/index.h"
-#include "engine/meta.h"
+#include "bigalloc.h"
+#include "index.h"
+#include "meta.h"
 
 static uint64_t home_slot(const struct wc_index *ix, uint64_t sector)
 {

@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/log.h"
-#include "dev/dev.h"
-#include "engine/meta.h"
-#include "engine/recover.h"
+#include "log.h"
+#include "dev.h"
+#include "meta.h"
+#include "recover.h"
 
 static void fill_sb_info(struct wc_sb_info *o, const struct wc_sb *sb, uint64_t base)
 {

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/log.h"
-#include "engine/cache_priv.h"
+#include "log.h"
+#include "cache_priv.h"
 
 #define MAX_RUN_BLOCKS	256u
 #define MAX_SEGS	64u

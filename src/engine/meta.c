@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/log.h"
-#include "dev/dev.h"
-#include "engine/meta.h"
+#include "log.h"
+#include "dev.h"
+#include "meta.h"
 
 void sb_encode(uint8_t *buf, const struct wc_sb *sb)
 {

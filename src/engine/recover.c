@@ -2,7 +2,7 @@
 /* Recovery scan: rebuild the index from on-disk entries (see recover.h). */
 #include <string.h>
 
-#include "engine/recover.h"
+#include "recover.h"
 
 #define RECOVER_PREFETCH 16
 

@@ -10,8 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/index.h"
-#include "engine/meta.h"
+#include "index.h"
+#include "meta.h"
 
 struct recover_report {
 	uint64_t nr_valid;		/* winners, in the index */

@@ -5,9 +5,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/log.h"
-#include "engine/cache_priv.h"
-#include "engine/table.h"
+#include "log.h"
+#include "cache_priv.h"
+#include "table.h"
 
 void wcache_get_stats(struct wcache *c, struct wc_stats *st)
 {

@@ -14,8 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/log.h"
-#include "engine/table.h"
+#include "log.h"
+#include "table.h"
 
 enum opt_id {
 	OPT_START_SECTOR,

@@ -15,8 +15,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/log.h"
-#include "engine/cache_priv.h"
+#include "log.h"
+#include "cache_priv.h"
 
 #define WB_BATCH_MAX	65536u	/* flush/cleaner: one sorted pass over this many blocks */
 #define WB_BATCH_WM	4096u	/* watermark writeback: free space sooner */

@@ -47,7 +47,7 @@
 
 #include <fuse_lowlevel.h>
 
-#include "cli/cli.h"
+#include "cli.h"
 #include "control.h"
 
 #define FZ_DISK_NAME	"disk"

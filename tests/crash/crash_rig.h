@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "wcache.h"
-#include "dev/dev.h"
+#include "dev.h"
 
 #define SECT 512u
 

@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dev/dev.h"
+#include "dev.h"
 #include "wcache.h"
 
 #define SECT 512u

@@ -21,7 +21,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "dev/dev.h"
+#include "dev.h"
 #include "wcache.h"
 
 static char tmpdir[256];

@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #include "wcache.h"
-#include "dev/dev.h"
-#include "engine/cache_priv.h"
+#include "dev.h"
+#include "cache_priv.h"
 
 #define ORIGIN_BYTES (8u << 20)
 #define CACHE_BYTES (1u << 20)

@@ -14,7 +14,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "dev/dev.h"
+#include "dev.h"
 #include "wcache.h"
 
 #define DEV_BYTES (64 * 1024)

@@ -13,9 +13,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "engine/cache_priv.h"
-#include "engine/index.h"
-#include "engine/meta.h"
+#include "cache_priv.h"
+#include "index.h"
+#include "meta.h"
 
 #define N 5000
 

@@ -14,9 +14,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "dev/dev.h"
-#include "engine/meta.h"
-#include "engine/recover.h"
+#include "dev.h"
+#include "meta.h"
+#include "recover.h"
 
 static void test_sb_layout(void **state)
 {

@@ -29,7 +29,7 @@
 #include <cmocka.h>
 
 #include "wcache.h"
-#include "dev/dev.h"
+#include "dev.h"
 
 #define NWRITERS 4
 #define NREADERS 2

@@ -17,7 +17,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "dev/dev.h"
+#include "dev.h"
 #include "wcache.h"
 
 #ifndef WC_WITH_NBD

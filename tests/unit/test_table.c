@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "wcache.h"
-#include "engine/table.h"
+#include "table.h"
 
 /* One valued or flag option, described by where it lives in struct wc_cfg. */
 struct opt_case {

@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "dev.h"
+#include "fault.h"
 
 #define FAULT_SECTOR 512
 

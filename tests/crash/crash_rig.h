@@ -16,6 +16,7 @@
 
 #include "wcache.h"
 #include "dev.h"
+#include "fault.h"
 
 #define SECT 512u
 

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "dev.h"
+#include "fault.h"
 #include "wcache.h"
 
 #define SECT 512u

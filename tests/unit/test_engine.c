@@ -20,6 +20,7 @@
 
 #include "wcache.h"
 #include "dev.h"
+#include "fault.h"
 #include "cache_priv.h"
 
 #define ORIGIN_BYTES (8u << 20)

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "dev.h"
+#include "fault.h"
 #include "wcache.h"
 
 #define DEV_BYTES (64 * 1024)

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "dev.h"
+#include "fault.h"
 #include "meta.h"
 #include "recover.h"
 

@@ -30,6 +30,7 @@
 
 #include "wcache.h"
 #include "dev.h"
+#include "fault.h"
 
 #define NWRITERS 4
 #define NREADERS 2

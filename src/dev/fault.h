@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fault device, for tests only: a RAM disk with a volatile write cache
+ * that can lose, tear or reorder unflushed writes at a chosen operation.
+ * Production code never includes this header.
+ */
+#ifndef WC_FAULT_H
+#define WC_FAULT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dev.h"
+
+/*
+ * Fault device (tests only): wraps a RAM image that models a disk with a
+ * volatile write cache. Writes since the last completed flush are "unstable";
+ * fault_crash() simulates a power cut. The engine cannot tell it is under test.
+ * Reads see the volatile view (every completed write). A discard zeroes its
+ * range and is an unstable write like any other. RANDOM_SUBSET and TEAR apply
+ * their surviving writes in a random order (seeded), so an older overlapping
+ * write may land over a newer one; TEAR pieces are the 512-byte-aligned sector
+ * pieces of each write. All state (data, counters, fault settings) belongs to
+ * the storage and is shared by handles from dev_fault_share().
+ */
+enum fault_crash_mode {
+	FAULT_DROP_ALL,		/* every unflushed write is lost */
+	FAULT_KEEP_ALL,		/* every unflushed write survived */
+	FAULT_RANDOM_SUBSET,	/* each unflushed write survives with p=1/2 (reordering) */
+	FAULT_TEAR,		/* random subset, and each survivor is torn per 512-byte sector */
+};
+
+struct fault_dev_state;
+
+/* Create a fault device of size bytes. */
+int dev_fault_open(uint64_t size, struct wc_dev **out);
+/* Operation counter: every pread/pwrite/flush/discard increments it. */
+uint64_t fault_ops(struct wc_dev *dev);
+/*
+ * Arm a crash at operation number n (counted from now by fault_ops): that op and
+ * every later write/flush fail with -EIO and change nothing ("power is gone").
+ * n = 0 disarms. Reads and discards fail with -EIO too once power is gone; n = 1
+ * means the very next op. Cleared by fault_crash() and fault_heal().
+ */
+void fault_arm_crash(struct wc_dev *dev, uint64_t n);
+/* Fail writes (pwrite) number >= n (1-based, counted from now) with -EIO; 0 disarms. */
+void fault_fail_writes_from(struct wc_dev *dev, uint64_t n);
+/* Fail every op of kind ("pread","pwrite","flush","discard") while on. */
+void fault_set_error(struct wc_dev *dev, const char *op, bool on);
+/*
+ * Apply the power cut to the durable image per mode/seed and reset to a healthy device.
+ * Afterwards reads see the durable image, and the armed crash, fail_writes_from and
+ * set_error settings are all cleared.
+ */
+void fault_crash(struct wc_dev *dev, enum fault_crash_mode mode, uint64_t seed);
+/*
+ * Make the device healthy again (after a crash) without changing its contents.
+ * Clears the armed crash, fail_writes_from and set_error; unstable writes stay unstable.
+ */
+void fault_heal(struct wc_dev *dev);
+/*
+ * Bytes of the durable image (what survives a FAULT_DROP_ALL crash), for checks.
+ * Read without the lock: call it while no I/O is in flight. Valid until the last handle closes.
+ */
+const uint8_t *fault_durable(struct wc_dev *dev);
+/* A second handle sharing the same storage; storage is freed when the last handle closes. */
+int dev_fault_share(struct wc_dev *dev, struct wc_dev **out);
+
+#endif

@@ -2,26 +2,64 @@
 /*
  * Block device abstraction used by the engine: a small ops table and a
  * dispatch layer (dev.c) that checks ranges and NULL hooks. Backends know
- * nothing of caching. All calls are synchronous and thread-safe.
+ * nothing of caching. Every call is thread-safe.
+ *
+ * Two ways to do I/O: synchronous calls (dev_pread ...), and asynchronous
+ * requests (struct wc_io, dev_submit) that complete through a callback, so
+ * that one thread can keep many requests in flight. A backend implements
+ * either or both; dev.c supplies the missing side (a synchronous call waits
+ * for a submitted request; a submitted request on a backend without submit
+ * runs synchronously in the submitting thread).
  */
 #ifndef WC_DEV_H
 #define WC_DEV_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
 
 struct wc_dev;
+struct wc_io;
+
+enum wc_io_op { WC_IO_READ, WC_IO_WRITE, WC_IO_FLUSH, WC_IO_DISCARD };
+
+/*
+ * Called exactly once per request with 0 or -errno, from any thread (a
+ * backend's completion thread, or the submitter before dev_submit returns).
+ * It may submit more requests to any device, but must not wait for I/O.
+ */
+typedef void (*wc_io_done_fn)(struct wc_io *io, int result);
+
+/* One asynchronous request. Owned by the caller; untouched by the device after done(). */
+struct wc_io {
+	enum wc_io_op op;
+	void *buf;		/* READ: destination, WRITE: source; need not be aligned */
+	uint64_t len, off;	/* FLUSH: ignored */
+	wc_io_done_fn done;
+	void *opaque;		/* for the caller */
+	struct wc_io *next;	/* free for the backend while the request is in flight */
+	uint64_t dev_priv[2];	/* likewise */
+};
 
 struct wc_dev_ops {
 	const char *name;
-	/* Read/write exactly len bytes at off; return 0 or -errno. Buffers need not be aligned. */
+	/*
+	 * Read/write exactly len bytes at off; return 0 or -errno. Buffers need
+	 * not be aligned. Optional when submit is set (dev.c waits for a request).
+	 */
 	int (*pread)(struct wc_dev *dev, void *buf, size_t len, uint64_t off);
 	int (*pwrite)(struct wc_dev *dev, const void *buf, size_t len, uint64_t off);
 	/* Make completed writes durable. NULL: no volatile cache. */
 	int (*flush)(struct wc_dev *dev);
 	/* Optional: deallocate; reads after discard return unspecified data. NULL: no-op. */
 	int (*discard)(struct wc_dev *dev, uint64_t len, uint64_t off);
+	/*
+	 * Optional: start n requests (already range-checked, non-empty); each
+	 * ends with io->done. Requests in one call may run and complete in any
+	 * order; a FLUSH covers the writes completed before it was submitted.
+	 */
+	void (*submit)(struct wc_dev *dev, struct wc_io **ios, unsigned n);
 	/* Releases everything, including dev itself (backends usually embed it in theirs). */
 	void (*close)(struct wc_dev *dev);
 };
@@ -45,6 +83,33 @@ int dev_pwrite(struct wc_dev *dev, const void *buf, size_t len, uint64_t off);
 int dev_flush(struct wc_dev *dev);
 int dev_discard(struct wc_dev *dev, uint64_t len, uint64_t off);
 void dev_close(struct wc_dev *dev);
+
+/*
+ * Submit n requests. Each one ends with io->done exactly once, possibly
+ * before this returns (out-of-range requests fail with -EINVAL at once,
+ * empty ones succeed at once). Batching lets a backend issue them together.
+ */
+void dev_submit(struct wc_dev *dev, struct wc_io **ios, unsigned n);
+
+/* Does the backend run submitted requests concurrently (not in the submitter)? */
+bool dev_is_async(const struct wc_dev *dev);
+
+/*
+ * Completion counter for callers that submit a group of requests and wait
+ * for all of them: wc_io_wait_init (on the stack is fine), then set io->done = wc_io_wait_done and
+ * io->opaque = the group, one wc_io_wait_add per request, and
+ * wc_io_wait_end to wait; returns the first error (0 if none).
+ */
+struct wc_io_wait {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned pending;
+	int err;
+};
+void wc_io_wait_init(struct wc_io_wait *w);
+void wc_io_wait_add(struct wc_io_wait *w, unsigned n);
+void wc_io_wait_done(struct wc_io *io, int result);
+int wc_io_wait_end(struct wc_io_wait *w);
 
 /* Open flags for dev_file_open. */
 enum {

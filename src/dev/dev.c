@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "log.h"
@@ -44,6 +45,13 @@ static int dev_run_sync(struct wc_dev *dev, struct wc_io *io)
 	return -EINVAL;
 }
 
+void dev_io_end(struct wc_io *io, int result)
+{
+	if (result && io->msg && io->msg_len)
+		snprintf(io->msg, io->msg_len, "%s", wcache_last_error());
+	io->done(io, result);
+}
+
 static const char *const io_op_names[] = { "read", "write", "flush", "discard" };
 
 void dev_submit(struct wc_dev *dev, struct wc_io **ios, unsigned n)
@@ -66,11 +74,11 @@ void dev_submit(struct wc_dev *dev, struct wc_io **ios, unsigned n)
 			continue;
 		}
 		if (ret) {
-			io->done(io, ret);
+			dev_io_end(io, ret);
 			continue;
 		}
 		if (!dev->ops->submit) {
-			io->done(io, dev_run_sync(dev, io));
+			dev_io_end(io, dev_run_sync(dev, io));
 			continue;
 		}
 		ios[keep++] = io;	/* compact in place: the caller's array is ours until we return */
@@ -124,8 +132,9 @@ int wc_io_wait_end(struct wc_io_wait *w)
 static int dev_wait_one(struct wc_dev *dev, enum wc_io_op op, void *buf, uint64_t len, uint64_t off)
 {
 	struct wc_io_wait w;
+	char msg[512] = "";
 	struct wc_io io = { .op = op, .buf = buf, .len = len, .off = off,
-			    .done = wc_io_wait_done, .opaque = &w };
+			    .done = wc_io_wait_done, .opaque = &w, .msg = msg, .msg_len = sizeof(msg) };
 	struct wc_io *p = &io;
 	int ret;
 
@@ -133,7 +142,9 @@ static int dev_wait_one(struct wc_dev *dev, enum wc_io_op op, void *buf, uint64_
 	wc_io_wait_add(&w, 1);
 	dev->ops->submit(dev, &p, 1);
 	ret = wc_io_wait_end(&w);
-	if (ret)
+	if (ret && msg[0])
+		wc_err(ret, "%s", msg);
+	else if (ret)
 		wc_err(ret, "%s: %s of %" PRIu64 " bytes at offset %" PRIu64 " failed: %s",
 		       dev->name, io_op_names[op], len, off, strerror(-ret));
 	return ret;

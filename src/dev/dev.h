@@ -38,6 +38,8 @@ struct wc_io {
 	uint64_t len, off;	/* FLUSH: ignored */
 	wc_io_done_fn done;
 	void *opaque;		/* for the caller */
+	char *msg;		/* optional: receives the failure text (see dev_io_end) */
+	size_t msg_len;
 	struct wc_io *next;	/* free for the backend while the request is in flight */
 	uint64_t dev_priv[2];	/* likewise */
 };
@@ -90,6 +92,13 @@ void dev_close(struct wc_dev *dev);
  * empty ones succeed at once). Batching lets a backend issue them together.
  */
 void dev_submit(struct wc_dev *dev, struct wc_io **ios, unsigned n);
+
+/*
+ * For backends: end a request. On failure the calling thread's
+ * wcache_last_error() text is copied to io->msg (the completing thread is
+ * rarely the one that waits), then io->done runs.
+ */
+void dev_io_end(struct wc_io *io, int result);
 
 /* Does the backend run submitted requests concurrently (not in the submitter)? */
 bool dev_is_async(const struct wc_dev *dev);

@@ -2,19 +2,23 @@
 /*
  * NBD origin backend (libnbd): any NBD server can be the slow origin.
  *
- * Design: a small pool of connections, each used by one thread at a time
- * (4 when the server advertises multi-conn, else 1 behind the pool lock).
- * The engine already calls us synchronously from several threads, so a
- * pool gives parallelism with plain blocking code; one shared handle with
- * an AIO completion loop would need its own thread and hand-off queue for
- * little gain. Each command is issued with the AIO call and waited for with
- * nbd_poll(), only so that a server that stops answering times out
- * (WC_NBD_TIMEOUT_MS, default 60 s without progress) instead of hanging.
+ * Design: up to 4 connections (when the server advertises multi-conn, else
+ * 1), each with any number of commands in flight. Requests arrive through
+ * the asynchronous interface (dev_submit; the synchronous calls wait for a
+ * request, see dev.c), go to the least busy live connection, and are issued
+ * with libnbd's AIO calls. Each connection has a thread that polls its
+ * socket outside libnbd's handle lock (nbd_poll would hold it and block
+ * every submitter), drives libnbd's state machine and ends completed
+ * requests; a server silent for WC_NBD_TIMEOUT_MS (default 60 s) while
+ * commands are in flight counts as a lost connection.
  *
  * Requests are split at the server's maximum block size (cap 32 MiB) and
  * edges not aligned to its minimum block size are read-modify-written.
- * A dropped connection fails the call in progress with -EIO; later calls
- * reconnect, at most one attempt per call, 100 ms doubling to 5 s apart.
+ * Edges are rare (the engine writes whole blocks) and the rmw path waits
+ * in the submitter, so it must not be reached from a completion callback.
+ * A dropped connection fails the commands in flight on it with -EIO; later
+ * requests reconnect, at most one attempt per request, 100 ms doubling to
+ * 5 s apart.
  * If a connection dies while writes are not yet flushed, the next flush
  * fails once: the old server may have lost them (the engine then writes
  * the blocks back again instead of freeing them).
@@ -26,7 +30,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "dev.h"
@@ -44,15 +51,50 @@ enum nbd_op { OP_READ, OP_WRITE, OP_TRIM, OP_FLUSH };
 
 static const char *const op_names[] = { "read", "write", "trim", "flush" };
 
+struct nbd_conn;
+
+/* One NBD command: a request, or one piece of a request split at max_bytes. */
+struct nbd_cmd {
+	struct nbd_cmd *prev, *next;	/* conn->qlock: in flight or done */
+	struct nbd_conn *c;
+	struct wc_io *io;		/* the request it is part of (NULL: none) */
+	enum nbd_op op;
+	uint64_t len, off;
+	uint64_t flush_gen;		/* OP_FLUSH: write_gen when it was submitted */
+	int err;			/* positive errno */
+	bool dead;			/* failed because the connection is gone */
+};
+
+struct nbd_cmd_list {
+	struct nbd_cmd *head;
+};
+
 struct nbd_conn {
-	struct nbd_handle *h;	/* NULL while disconnected; owner only */
-	unsigned gen;		/* d->lock: pool generation it was connected in */
-	bool busy;		/* d->lock */
-	/* Capabilities of the current connection (owner only). */
+	struct nbd_dev *d;
+	/*
+	 * lock keeps h alive while a submitter issues commands on it: only
+	 * the connection's own thread closes h, and only holding lock.
+	 * Completion callbacks run inside libnbd (handle lock held) and take
+	 * only qlock, so the two never nest the other way round.
+	 */
+	pthread_mutex_t lock;
+	struct nbd_handle *h;	/* lock; NULL while disconnected */
+	unsigned gen;		/* lock: pool generation it was connected in */
+	bool connecting;	/* lock: a submitter is connecting this slot */
+	/* Capabilities of the current connection (lock). */
 	uint32_t min_bytes, max_bytes;
-	bool can_flush, can_trim;
-	uint8_t *bounce;	/* min_bytes, when min_bytes > 1 */
-	bool broken;		/* a command may still be in flight: close, never reuse */
+	bool can_flush, can_trim, multi_conn;
+
+	pthread_mutex_t qlock;
+	struct nbd_cmd_list inflight;	/* qlock: issued, libnbd owns the buffer */
+	struct nbd_cmd_list done;	/* qlock: completed, to be ended by the thread */
+	unsigned nr_inflight;		/* qlock */
+	uint64_t last_progress_ns;	/* qlock */
+	bool stop;			/* qlock */
+
+	int evfd;		/* wakes the thread: new commands, new handle, stop */
+	pthread_t thread;
+	bool thread_started;
 };
 
 struct nbd_dev {
@@ -60,13 +102,19 @@ struct nbd_dev {
 	char *uri;
 	bool rdonly;
 	unsigned timeout_ms;	/* 0: wait forever */
-	/* Partial-block writes hold rmw exclusively, all other writes shared. */
-	pthread_rwlock_t rmw;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;	/* a connection became free */
+	pthread_cond_t cond;	/* rmw exclusion changes */
 	unsigned nr_conns;	/* lock: connections in use (shrinks if multi-conn goes away) */
 	unsigned gen;		/* lock: bumped when a connection dies; older ones are stale */
+	unsigned rr;		/* lock: round-robin start */
 	struct nbd_conn conns[NBD_MAX_CONNS];
+	/*
+	 * Partial-block writes (servers with a minimum block size only) run
+	 * alone: whole-block writes in flight are counted, and an rmw waits
+	 * for them to drain and holds new ones off. lock.
+	 */
+	unsigned whole_writes;
+	bool rmw_busy;
 	/* Outage state, lock. */
 	bool down;		/* warned; cleared (with an info line) on reconnect */
 	uint64_t down_since_ns, next_try_ns, backoff_ns;
@@ -75,6 +123,9 @@ struct nbd_dev {
 	uint64_t flushed_gen;	/* write_gen covered by the last successful flush */
 	bool lost;		/* a connection died with unflushed writes; next flush fails */
 };
+
+/* The connection thread currently running (completion context), if any. */
+static __thread struct nbd_conn *cur_loop;
 
 static struct nbd_dev *to_nbd(struct wc_dev *dev)
 {
@@ -115,64 +166,36 @@ static bool conn_is_dead(struct nbd_handle *h, int err)
 	       err == ESHUTDOWN || err == EPIPE || err == ECONNRESET || err == ETIMEDOUT;
 }
 
-/*
- * Wait for one command; 0 or a positive errno (ETIMEDOUT when the server
- * stalls). If we give up while the command is still in flight, c->broken is
- * set: the connection must be closed before the caller's buffer is reused.
- */
-static int conn_wait(struct nbd_dev *d, struct nbd_conn *c, int64_t cookie)
+static void list_add(struct nbd_cmd_list *l, struct nbd_cmd *k)
 {
-	uint64_t last = now_ns();
+	k->prev = NULL;
+	k->next = l->head;
+	if (l->head)
+		l->head->prev = k;
+	l->head = k;
+}
 
-	for (;;) {
-		int r = nbd_aio_command_completed(c->h, (uint64_t)cookie);
+static void list_del(struct nbd_cmd_list *l, struct nbd_cmd *k)
+{
+	if (k->prev)
+		k->prev->next = k->next;
+	else
+		l->head = k->next;
+	if (k->next)
+		k->next->prev = k->prev;
+	k->prev = k->next = NULL;
+}
 
-		if (r == 1)
-			return 0;
-		if (r < 0)
-			return nbd_err();	/* the command is retired */
-		r = nbd_poll(c->h, NBD_POLL_MS);
-		if (r < 0 && nbd_get_errno() == EINTR)
-			continue;
-		if (r < 0) {
-			c->broken = true;
-			return nbd_err();
-		}
-		if (r > 0) {
-			last = now_ns();
-		} else if (d->timeout_ms && now_ns() - last >= d->timeout_ms * 1000000ull) {
-			c->broken = true;
-			return ETIMEDOUT;
-		}
+static void conn_wake(struct nbd_conn *c)
+{
+	uint64_t one = 1;
+
+	if (write(c->evfd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is already non-zero, the thread will wake. */
 	}
 }
 
-/* One NBD command on c; 0 or a positive errno. */
-static int conn_cmd(struct nbd_dev *d, struct nbd_conn *c, enum nbd_op op, void *buf,
-		    uint64_t len, uint64_t off)
-{
-	int64_t cookie = -1;
-
-	switch (op) {
-	case OP_READ:
-		cookie = nbd_aio_pread(c->h, buf, len, off, NBD_NULL_COMPLETION, 0);
-		break;
-	case OP_WRITE:
-		cookie = nbd_aio_pwrite(c->h, buf, len, off, NBD_NULL_COMPLETION, 0);
-		break;
-	case OP_TRIM:
-		cookie = nbd_aio_trim(c->h, len, off, NBD_NULL_COMPLETION, 0);
-		break;
-	case OP_FLUSH:
-		cookie = nbd_aio_flush(c->h, NBD_NULL_COMPLETION, 0);
-		break;
-	}
-	if (cookie < 0)
-		return nbd_err();
-	return conn_wait(d, c, cookie);
-}
-
-/* Connect to d->uri and wait (bounded by the timeout) until ready; 0 or a positive errno. */
+/* Connect h to d->uri and wait (bounded by the timeout) until ready; 0 or a positive errno. */
 static int handle_connect(struct nbd_dev *d, struct nbd_handle *h)
 {
 	uint64_t start = now_ns();
@@ -193,14 +216,16 @@ static int handle_connect(struct nbd_dev *d, struct nbd_handle *h)
 }
 
 /*
- * Open a connection for slot c and read the export's limits. On the first
- * connection (d->dev.size == 0) the size is taken; later ones must match it.
- * Returns 0 or -errno with a message naming the URI.
+ * Open a connection for slot c (not yet visible to its thread) and read
+ * the export's limits. On the first connection (d->dev.size == 0) the size
+ * is taken; later ones must match it. Returns 0 or -errno with a message
+ * naming the URI; on success the handle is installed in c.
  */
 static int conn_open(struct nbd_dev *d, struct nbd_conn *c)
 {
 	struct nbd_handle *h = nbd_create();
 	int64_t size, min, max;
+	unsigned gen;
 	int err, ret;
 
 	if (!h)
@@ -242,32 +267,26 @@ static int conn_open(struct nbd_dev *d, struct nbd_conn *c)
 	max &= ~(min - 1);
 	if (max < min)
 		max = min;
-	free(c->bounce);
-	c->bounce = NULL;
-	if (min > 1 && !(c->bounce = malloc(min))) {
-		ret = wc_err(-ENOMEM, "%s: out of memory", d->uri);
-		goto out_close;
-	}
+	if (!d->dev.size)
+		d->dev.size = (uint64_t)size;
+	pthread_mutex_lock(&d->lock);
+	gen = d->gen;
+	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_lock(&c->lock);
 	c->h = h;
-	c->broken = false;
+	c->gen = gen;
+	c->multi_conn = nbd_can_multi_conn(h) == 1;
 	c->min_bytes = (uint32_t)min;
 	c->max_bytes = (uint32_t)max;
 	c->can_flush = nbd_can_flush(h) == 1;
 	c->can_trim = nbd_can_trim(h) == 1;
-	if (!d->dev.size)
-		d->dev.size = (uint64_t)size;
+	pthread_mutex_unlock(&c->lock);
+	conn_wake(c);
 	return 0;
 
 out_close:
 	nbd_close(h);
 	return ret;
-}
-
-static void conn_close(struct nbd_conn *c)
-{
-	if (c->h)
-		nbd_close(c->h);
-	c->h = NULL;
 }
 
 /* Start (or continue) an outage: warn once, make every other connection stale. lock held. */
@@ -284,53 +303,17 @@ static void pool_down_locked(struct nbd_dev *d, const char *why)
 	       why);
 }
 
-/* Take a free connection, waiting if all are busy. */
-static struct nbd_conn *pool_get(struct nbd_dev *d)
-{
-	struct nbd_conn *c = NULL;
-	bool stale;
-
-	pthread_mutex_lock(&d->lock);
-	for (;;) {
-		for (unsigned i = 0; i < d->nr_conns; i++) {
-			struct nbd_conn *x = &d->conns[i];
-
-			if (x->busy)
-				continue;
-			if (!c || (x->h && x->gen == d->gen && !(c->h && c->gen == d->gen)))
-				c = x;
-		}
-		if (c)
-			break;
-		pthread_cond_wait(&d->cond, &d->lock);
-	}
-	c->busy = true;
-	stale = c->h && c->gen != d->gen;
-	pthread_mutex_unlock(&d->lock);
-	if (stale)
-		conn_close(c);
-	return c;
-}
-
-static void pool_put(struct nbd_dev *d, struct nbd_conn *c)
-{
-	pthread_mutex_lock(&d->lock);
-	c->busy = false;
-	pthread_cond_signal(&d->cond);
-	pthread_mutex_unlock(&d->lock);
-}
-
 /*
- * Make sure c is connected: one reconnect attempt at most, and during an
- * outage only when the backoff allows one. Returns 0 or -EIO with a message.
+ * Connect slot c: during an outage only when the backoff allows an attempt.
+ * The caller has claimed the slot (c->connecting). Returns 0 or -errno with
+ * a message (-EIO, or -EROFS).
  */
-static int conn_ensure(struct nbd_dev *d, struct nbd_conn *c)
+static int conn_connect(struct nbd_dev *d, struct nbd_conn *c)
 {
 	uint64_t now = now_ns();
+	unsigned new_gen = 0;
 	int ret;
 
-	if (c->h)
-		return 0;
 	pthread_mutex_lock(&d->lock);
 	if (d->down && now < d->next_try_ns) {
 		uint64_t ms = (d->next_try_ns - now + 999999) / 1000000;
@@ -357,66 +340,434 @@ static int conn_ensure(struct nbd_dev *d, struct nbd_conn *c)
 			d->backoff_ns *= 2;
 		}
 	} else {
-		c->gen = d->gen;
 		if (d->down) {
 			d->down = false;
 			wc_log(WC_LOG_INFO, "%s: reconnected to the NBD server after %.1f s", d->uri,
 			       (double)(now_ns() - d->down_since_ns) / 1e9);
 		}
-		if (d->nr_conns > 1 && nbd_can_multi_conn(c->h) != 1) {
-			/* Busy connections past the first finish their request, then idle. */
+		if (d->nr_conns > 1 && !c->multi_conn) {
+			/* Other connections finish their commands, then close. */
 			d->nr_conns = 1;
-			d->gen++;
-			c->gen = d->gen;
+			new_gen = ++d->gen;
 			wc_log(WC_LOG_WARN, "%s: server no longer supports multi-conn; using one "
 			       "connection", d->uri);
 		}
 	}
 	pthread_mutex_unlock(&d->lock);
+	if (new_gen) {
+		/* (Never c->lock inside d->lock: submitters take them the other way.) */
+		pthread_mutex_lock(&c->lock);
+		c->gen = new_gen;
+		pthread_mutex_unlock(&c->lock);
+	}
 	if (ret && ret != -EROFS)
 		ret = -EIO;	/* the message from conn_open stays */
 	return ret;
 }
 
 /*
- * A command failed with err on c: if the connection is gone, drop it and
- * start an outage. Returns the -errno for the caller, with a message.
+ * A connection for new commands, returned with c->lock held and c->h set:
+ * the least busy live one, or a freshly (re)connected slot. Returns NULL
+ * with -errno in *err and a message when none can be had.
  */
-static int conn_failed(struct nbd_dev *d, struct nbd_conn *c, enum nbd_op op, int err,
-		       uint64_t len, uint64_t off)
+static struct nbd_conn *conn_get(struct nbd_dev *d, int *err)
 {
-	const char *why = err == ETIMEDOUT ? "server stopped responding" : strerror(err);
-	char reason[128];
+	for (unsigned tries = 0; tries < 8; tries++) {
+		struct nbd_conn *best = NULL, *idle = NULL;
+		unsigned best_load = 0, n, gen, start;
 
-	if (!c->broken && !conn_is_dead(c->h, err))
-		return wc_err(-err, "%s: %s of %" PRIu64 " bytes at offset %" PRIu64
-			      " failed: %s", d->uri, op_names[op], len, off, strerror(err));
-	snprintf(reason, sizeof(reason), "%s during %s", why, op_names[op]);
-	conn_close(c);
-	pthread_mutex_lock(&d->lock);
-	/* A flush that fails reports the loss itself; anything else leaves it for the next flush. */
-	if (op != OP_FLUSH && c->can_flush && d->write_gen != d->flushed_gen)
-		d->lost = true;
-	pool_down_locked(d, reason);
-	pthread_mutex_unlock(&d->lock);
-	return wc_err(-EIO, "%s: %s of %" PRIu64 " bytes at offset %" PRIu64
-		      " failed: connection lost (%s)", d->uri, op_names[op], len, off, why);
+		pthread_mutex_lock(&d->lock);
+		n = d->nr_conns;
+		gen = d->gen;
+		start = d->rr++;
+		pthread_mutex_unlock(&d->lock);
+		for (unsigned i = 0; i < n; i++) {
+			struct nbd_conn *c = &d->conns[(start + i) % n];
+			bool live, free_slot;
+			unsigned load;
+
+			pthread_mutex_lock(&c->lock);
+			live = c->h && c->gen == gen;
+			free_slot = !c->h && !c->connecting;
+			pthread_mutex_unlock(&c->lock);
+			if (!live) {
+				if (free_slot && !idle)
+					idle = c;
+				continue;
+			}
+			pthread_mutex_lock(&c->qlock);
+			load = c->nr_inflight;
+			pthread_mutex_unlock(&c->qlock);
+			if (!best || load < best_load) {
+				best = c;
+				best_load = load;
+				if (!load)
+					break;
+			}
+		}
+		if (best) {
+			pthread_mutex_lock(&best->lock);
+			if (best->h && best->gen == gen)
+				return best;
+			pthread_mutex_unlock(&best->lock);
+			continue;	/* it died meanwhile: look again */
+		}
+		if (!idle)
+			break;
+		pthread_mutex_lock(&idle->lock);
+		if (idle->connecting || idle->h) {
+			pthread_mutex_unlock(&idle->lock);
+			continue;
+		}
+		idle->connecting = true;
+		pthread_mutex_unlock(&idle->lock);
+		*err = conn_connect(d, idle);
+		pthread_mutex_lock(&idle->lock);
+		idle->connecting = false;
+		if (!*err && idle->h)
+			return idle;
+		pthread_mutex_unlock(&idle->lock);
+		if (*err)
+			return NULL;
+	}
+	*err = wc_err(-EIO, "%s: NBD server unreachable; reconnecting", d->uri);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- completion */
+
+/* dev_priv[0] flag: a whole-block write counted in d->whole_writes. */
+#define PIECES_COUNTED	(1ull << 63)
+
+/* libnbd's completion callback: runs inside libnbd, so it only queues. */
+static int cmd_callback(void *opaque, int *error)
+{
+	struct nbd_cmd *k = opaque;
+	struct nbd_conn *c = k->c;
+
+	pthread_mutex_lock(&c->qlock);
+	k->err = *error;
+	list_del(&c->inflight, k);
+	c->nr_inflight--;
+	list_add(&c->done, k);
+	pthread_mutex_unlock(&c->qlock);
+	if (cur_loop != c)
+		conn_wake(c);
+	return 1;	/* retire the command */
 }
 
 /*
- * Read (rd) or write (wr) [off, off + len) on c: whole minimum blocks go
- * straight to the server in chunks of at most max_bytes; partial blocks go
- * through the bounce buffer (read, patch, write). 0 or a positive errno;
- * fail_op, fail_len and fail_off describe the command that failed.
+ * Finish one command on the connection thread: account it, and end its
+ * request when it was the last piece. No lock held.
  */
-static int conn_span(struct nbd_dev *d, struct nbd_conn *c, uint8_t *rd, const uint8_t *wr,
-		     uint64_t len, uint64_t off, enum nbd_op *fail_op, uint64_t *fail_len,
-		     uint64_t *fail_off)
+static void cmd_end(struct nbd_dev *d, struct nbd_cmd *k)
 {
-	uint64_t m = c->min_bytes;
-	int err = 0;
+	struct wc_io *io = k->io;
+	int ret = 0;
 
-	while (len && !err) {
+	if (k->err && k->dead) {
+		const char *why = k->err == ETIMEDOUT ? "server stopped responding" :
+							 strerror(k->err);
+
+		ret = wc_err(-EIO, "%s: %s of %" PRIu64 " bytes at offset %" PRIu64
+			     " failed: connection lost (%s)", d->uri, op_names[k->op], k->len,
+			     k->off, why);
+	} else if (k->err) {
+		ret = wc_err(-k->err, "%s: %s of %" PRIu64 " bytes at offset %" PRIu64
+			     " failed: %s", d->uri, op_names[k->op], k->len, k->off,
+			     strerror(k->err));
+	} else if (k->op == OP_WRITE || k->op == OP_TRIM) {
+		pthread_mutex_lock(&d->lock);
+		d->write_gen++;
+		pthread_mutex_unlock(&d->lock);
+	} else if (k->op == OP_FLUSH) {
+		pthread_mutex_lock(&d->lock);
+		if (k->flush_gen > d->flushed_gen)
+			d->flushed_gen = k->flush_gen;
+		pthread_mutex_unlock(&d->lock);
+	}
+	free(k);
+	if (!io)
+		return;
+	/* dev_priv[0]: pieces outstanding; dev_priv[1]: first error (as -errno). */
+	if (ret && !io->dev_priv[1]) {
+		io->dev_priv[1] = (uint64_t)(int64_t)ret;
+		if (io->msg && io->msg_len)
+			snprintf(io->msg, io->msg_len, "%s", wcache_last_error());
+	}
+	if (--io->dev_priv[0] & ~PIECES_COUNTED)
+		return;
+	if (io->dev_priv[0] & PIECES_COUNTED) {
+		pthread_mutex_lock(&d->lock);
+		if (d->whole_writes && !--d->whole_writes)
+			pthread_cond_broadcast(&d->cond);
+		pthread_mutex_unlock(&d->lock);
+	}
+	io->done(io, (int)(int64_t)io->dev_priv[1]);
+}
+
+/* End every command on c's done list. */
+static void conn_drain_done(struct nbd_conn *c)
+{
+	for (;;) {
+		struct nbd_cmd *k;
+
+		pthread_mutex_lock(&c->qlock);
+		k = c->done.head;
+		if (k)
+			list_del(&c->done, k);
+		pthread_mutex_unlock(&c->qlock);
+		if (!k)
+			return;
+		cmd_end(c->d, k);
+	}
+}
+
+/*
+ * The connection is gone (err: why) or stale: close it and fail what was
+ * in flight. Connection thread only.
+ */
+static void conn_teardown(struct nbd_conn *c, int err, bool quiet)
+{
+	struct nbd_dev *d = c->d;
+	bool had_cmds;
+	char reason[128];
+
+	pthread_mutex_lock(&c->lock);
+	if (c->h)
+		nbd_close(c->h);	/* libnbd lets go of every buffer */
+	c->h = NULL;
+	pthread_mutex_unlock(&c->lock);
+
+	pthread_mutex_lock(&c->qlock);
+	had_cmds = c->inflight.head != NULL;
+	while (c->inflight.head) {
+		struct nbd_cmd *k = c->inflight.head;
+
+		list_del(&c->inflight, k);
+		k->err = err;
+		k->dead = true;
+		list_add(&c->done, k);
+	}
+	c->nr_inflight = 0;
+	pthread_mutex_unlock(&c->qlock);
+	if (quiet && !had_cmds)
+		return;
+	snprintf(reason, sizeof(reason), "%s",
+		 err == ETIMEDOUT ? "server stopped responding" : strerror(err));
+	pthread_mutex_lock(&d->lock);
+	/* A flush that fails reports the loss itself; anything else leaves it for the next flush. */
+	if (d->write_gen != d->flushed_gen)
+		d->lost = true;
+	pool_down_locked(d, reason);
+	pthread_mutex_unlock(&d->lock);
+}
+
+/*
+ * Connection thread: polls the socket (and the wake-up eventfd) outside
+ * libnbd's handle lock, lets libnbd move its state machine, ends
+ * completed commands, and notices dead or silent servers.
+ */
+static void *conn_main(void *arg)
+{
+	struct nbd_conn *c = arg;
+	struct nbd_dev *d = c->d;
+
+	cur_loop = c;
+	for (;;) {
+		struct pollfd p[2] = { { .fd = c->evfd, .events = POLLIN } };
+		struct nbd_handle *h;
+		unsigned nfds = 1, gen;
+		bool busy, stop;
+		int r, timeout;
+
+		pthread_mutex_lock(&d->lock);
+		gen = d->gen;
+		pthread_mutex_unlock(&d->lock);
+		pthread_mutex_lock(&c->lock);
+		h = c->h;
+		if (h && c->gen != gen && !c->connecting) {
+			pthread_mutex_lock(&c->qlock);
+			busy = c->nr_inflight;
+			pthread_mutex_unlock(&c->qlock);
+			if (!busy) {
+				/* Stale and idle: nobody will use it again. */
+				pthread_mutex_unlock(&c->lock);
+				conn_teardown(c, ENOTCONN, true);
+				continue;
+			}
+		}
+		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_lock(&c->qlock);
+		busy = c->nr_inflight;
+		stop = c->stop && !busy && !c->done.head;
+		pthread_mutex_unlock(&c->qlock);
+		if (stop)
+			break;
+		if (h) {
+			unsigned dir = nbd_aio_get_direction(h);
+
+			p[1].fd = nbd_aio_get_fd(h);
+			p[1].events = (short)((dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
+					      (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0));
+			if (p[1].fd >= 0)
+				nfds = 2;
+		}
+		timeout = busy ? NBD_POLL_MS : -1;
+		r = poll(p, nfds, timeout);
+		if (r < 0 && errno != EINTR) {
+			wc_log(WC_LOG_ERROR, "%s: poll: %s", d->uri, strerror(errno));
+			sleep(1);
+		}
+		if (r > 0 && (p[0].revents & POLLIN)) {
+			uint64_t v;
+
+			if (read(c->evfd, &v, sizeof(v)) < 0) {
+				/* EAGAIN: someone else drained it. */
+			}
+		}
+		if (r > 0 && nfds == 2 && p[1].revents) {
+			int nr = 0, e = 0;
+
+			if (p[1].revents & (POLLIN | POLLHUP))
+				nr = nbd_aio_notify_read(h);
+			else if (p[1].revents & POLLOUT)
+				nr = nbd_aio_notify_write(h);
+			else
+				nr = -1;
+			if (nr < 0)
+				e = nbd_err();
+			pthread_mutex_lock(&c->qlock);
+			c->last_progress_ns = now_ns();
+			pthread_mutex_unlock(&c->qlock);
+			if (nr < 0 || conn_is_dead(h, 0))
+				conn_teardown(c, e && e != EIO ? e : ENOTCONN, false);
+		} else if (busy && d->timeout_ms) {
+			uint64_t last;
+
+			pthread_mutex_lock(&c->qlock);
+			last = c->last_progress_ns;
+			pthread_mutex_unlock(&c->qlock);
+			if (now_ns() - last >= d->timeout_ms * 1000000ull)
+				conn_teardown(c, ETIMEDOUT, false);
+		}
+		conn_drain_done(c);
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- submission */
+
+/*
+ * Issue one command on c (c->lock held, c->h set). A command libnbd
+ * refuses goes straight to the done list, for the thread to end.
+ */
+static void cmd_issue(struct nbd_conn *c, struct nbd_cmd *k, void *buf)
+{
+	nbd_completion_callback cb = { .callback = cmd_callback, .user_data = k };
+	int64_t cookie = -1;
+	bool was_idle;
+
+	k->c = c;
+	pthread_mutex_lock(&c->qlock);
+	was_idle = !c->nr_inflight;
+	if (was_idle)
+		c->last_progress_ns = now_ns();
+	list_add(&c->inflight, k);
+	c->nr_inflight++;
+	pthread_mutex_unlock(&c->qlock);
+	switch (k->op) {
+	case OP_READ:
+		cookie = nbd_aio_pread(c->h, buf, k->len, k->off, cb, 0);
+		break;
+	case OP_WRITE:
+		cookie = nbd_aio_pwrite(c->h, buf, k->len, k->off, cb, 0);
+		break;
+	case OP_TRIM:
+		cookie = nbd_aio_trim(c->h, k->len, k->off, cb, 0);
+		break;
+	case OP_FLUSH:
+		cookie = nbd_aio_flush(c->h, cb, 0);
+		break;
+	}
+	if (cookie < 0) {
+		int e = nbd_err();
+
+		pthread_mutex_lock(&c->qlock);
+		list_del(&c->inflight, k);
+		c->nr_inflight--;
+		k->err = e;
+		k->dead = conn_is_dead(c->h, e);
+		list_add(&c->done, k);
+		pthread_mutex_unlock(&c->qlock);
+		conn_wake(c);
+		return;
+	}
+	if (was_idle || (nbd_aio_get_direction(c->h) & LIBNBD_AIO_DIRECTION_WRITE))
+		conn_wake(c);
+}
+
+static struct nbd_cmd *cmd_new(struct wc_io *io, enum nbd_op op, uint64_t len, uint64_t off)
+{
+	struct nbd_cmd *k = calloc(1, sizeof(*k));
+
+	if (k) {
+		k->io = io;
+		k->op = op;
+		k->len = len;
+		k->off = off;
+	}
+	return k;
+}
+
+/*
+ * Synchronous command for the rare read-modify-write path: waits, so it is
+ * never used from a completion. 0 or -errno with a message.
+ */
+static int sync_cmd(struct nbd_dev *d, enum nbd_op op, void *buf, uint64_t len, uint64_t off)
+{
+	char msg[512] = "";
+	struct wc_io_wait w;
+	struct wc_io io = { .done = wc_io_wait_done, .opaque = &w, .msg = msg,
+			    .msg_len = sizeof(msg) };
+	struct nbd_conn *c;
+	struct nbd_cmd *k;
+	int ret;
+
+	c = conn_get(d, &ret);
+	if (!c)
+		return ret;
+	k = cmd_new(&io, op, len, off);
+	if (!k) {
+		pthread_mutex_unlock(&c->lock);
+		return wc_err(-ENOMEM, "%s: out of memory", d->uri);
+	}
+	io.dev_priv[0] = 1;
+	wc_io_wait_init(&w);
+	wc_io_wait_add(&w, 1);
+	cmd_issue(c, k, buf);
+	pthread_mutex_unlock(&c->lock);
+	ret = wc_io_wait_end(&w);
+	if (ret)
+		wc_err(ret, "%s", msg[0] ? msg : strerror(-ret));
+	return ret;
+}
+
+/*
+ * Read or write [off, off + len) when it is not aligned to the server's
+ * minimum block size: whole blocks straight, edges through a bounce block
+ * (read, patch, write). Runs in the submitter and waits.
+ */
+static int rw_unaligned(struct nbd_dev *d, struct wc_io *io, uint32_t m, uint32_t max)
+{
+	uint8_t *p = io->buf, *bounce = malloc(m);
+	uint64_t off = io->off, len = io->len;
+	bool wr = io->op == WC_IO_WRITE;
+	int ret = 0;
+
+	if (!bounce)
+		return wc_err(-ENOMEM, "%s: out of memory", d->uri);
+	while (len && !ret) {
 		uint64_t boff = off & (m - 1), n;
 
 		if (boff || len < m) {
@@ -424,161 +775,200 @@ static int conn_span(struct nbd_dev *d, struct nbd_conn *c, uint8_t *rd, const u
 			uint64_t blen = d->dev.size - start < m ? d->dev.size - start : m;
 
 			n = m - boff < len ? m - boff : len;
-			*fail_op = OP_READ;
-			*fail_len = blen;
-			*fail_off = start;
-			err = conn_cmd(d, c, OP_READ, c->bounce, blen, start);
-			if (!err && rd) {
-				memcpy(rd, c->bounce + boff, n);
-			} else if (!err) {
-				memcpy(c->bounce + boff, wr, n);
-				*fail_op = OP_WRITE;
-				err = conn_cmd(d, c, OP_WRITE, c->bounce, blen, start);
+			ret = sync_cmd(d, OP_READ, bounce, blen, start);
+			if (!ret && !wr) {
+				memcpy(p, bounce + boff, n);
+			} else if (!ret) {
+				memcpy(bounce + boff, p, n);
+				ret = sync_cmd(d, OP_WRITE, bounce, blen, start);
 			}
 		} else {
-			n = len & ~(m - 1);
-			if (n > c->max_bytes)
-				n = c->max_bytes;
-			*fail_op = rd ? OP_READ : OP_WRITE;
-			*fail_len = n;
-			*fail_off = off;
-			err = conn_cmd(d, c, *fail_op, rd ? (void *)rd : (void *)wr, n, off);
+			n = len & ~(uint64_t)(m - 1);
+			if (n > max)
+				n = max;
+			ret = sync_cmd(d, wr ? OP_WRITE : OP_READ, p, n, off);
 		}
-		if (rd)
-			rd += n;
-		else
-			wr += n;
+		p += n;
 		off += n;
 		len -= n;
 	}
-	return err;
-}
-
-static int nbd_rw(struct wc_dev *dev, uint8_t *rd, const uint8_t *wr, size_t len, uint64_t off)
-{
-	struct nbd_dev *d = to_nbd(dev);
-	struct nbd_conn *c = pool_get(d);
-	uint64_t flen = len, foff = off;
-	enum nbd_op fop = rd ? OP_READ : OP_WRITE;
-	bool excl = false;
-	int ret, err;
-
-	ret = conn_ensure(d, c);
-	if (ret)
-		goto out_put;
-	if (wr) {
-		excl = c->min_bytes > 1 && ((off | len) & (c->min_bytes - 1));
-		if (excl)
-			pthread_rwlock_wrlock(&d->rmw);
-		else
-			pthread_rwlock_rdlock(&d->rmw);
-	}
-	err = conn_span(d, c, rd, wr, len, off, &fop, &flen, &foff);
-	if (wr)
-		pthread_rwlock_unlock(&d->rmw);
-	if (err) {
-		ret = conn_failed(d, c, fop, err, flen, foff);
-	} else if (wr) {
-		pthread_mutex_lock(&d->lock);
-		d->write_gen++;
-		pthread_mutex_unlock(&d->lock);
-	}
-out_put:
-	pool_put(d, c);
+	free(bounce);
 	return ret;
 }
 
-static int nbd_dev_pread(struct wc_dev *dev, void *buf, size_t len, uint64_t off)
+/* Start one request; on an immediate failure it is ended here. */
+static void nbd_submit_one(struct nbd_dev *d, struct wc_io *io)
 {
-	return nbd_rw(dev, buf, NULL, len, off);
-}
-
-static int nbd_dev_pwrite(struct wc_dev *dev, const void *buf, size_t len, uint64_t off)
-{
-	if (to_nbd(dev)->rdonly)
-		return wc_err(-EROFS, "%s: write to a device opened read-only", dev->name);
-	return nbd_rw(dev, NULL, buf, len, off);
-}
-
-static int nbd_dev_flush(struct wc_dev *dev)
-{
-	struct nbd_dev *d = to_nbd(dev);
-	struct nbd_conn *c = pool_get(d);
-	uint64_t gen;
-	int ret, err = 0;
-
-	ret = conn_ensure(d, c);
-	if (ret)
-		goto out_put;
-	pthread_mutex_lock(&d->lock);
-	gen = d->write_gen;
-	if (d->lost) {
-		d->lost = false;
-		ret = wc_err(-EIO, "%s: flush failed: the connection to the NBD server was lost "
-			     "before earlier writes were flushed", d->uri);
-	}
-	pthread_mutex_unlock(&d->lock);
-	if (ret)
-		goto out_put;
-	/* With multi-conn, a flush on one connection covers writes completed on all. */
-	if (c->can_flush)
-		err = conn_cmd(d, c, OP_FLUSH, NULL, 0, 0);
-	if (err) {
-		ret = conn_failed(d, c, OP_FLUSH, err, 0, 0);
-	} else {
-		pthread_mutex_lock(&d->lock);
-		if (gen > d->flushed_gen)
-			d->flushed_gen = gen;
-		pthread_mutex_unlock(&d->lock);
-	}
-out_put:
-	pool_put(d, c);
-	return ret;
-}
-
-/* Trim the whole minimum blocks inside the range; no-op if the server cannot trim. */
-static int nbd_dev_discard(struct wc_dev *dev, uint64_t len, uint64_t off)
-{
-	struct nbd_dev *d = to_nbd(dev);
+	static const enum nbd_op ops[] = { OP_READ, OP_WRITE, OP_FLUSH, OP_TRIM };
+	enum nbd_op op = ops[io->op];
+	struct nbd_cmd *first = NULL, **tail = &first;
+	uint64_t start = io->off, end = io->off + io->len, step, n = 0;
 	struct nbd_conn *c;
-	uint64_t start, end;
-	int ret, err = 0;
+	bool counted = false;
+	int ret = 0;
 
-	if (d->rdonly)
-		return wc_err(-EROFS, "%s: discard on a device opened read-only", dev->name);
-	c = pool_get(d);
-	ret = conn_ensure(d, c);
-	if (ret || !c->can_trim)
-		goto out_put;
-	start = (off + c->min_bytes - 1) & ~(uint64_t)(c->min_bytes - 1);
-	end = (off + len) & ~(uint64_t)(c->min_bytes - 1);
-	while (start < end && !err) {
-		uint64_t n = end - start < NBD_TRIM_CHUNK_BYTES ? end - start : NBD_TRIM_CHUNK_BYTES;
-
-		err = conn_cmd(d, c, OP_TRIM, NULL, n, start);
-		if (err)
-			ret = conn_failed(d, c, OP_TRIM, err, n, start);
-		start += n;
+	if (d->rdonly && (op == OP_WRITE || op == OP_TRIM)) {
+		ret = wc_err(-EROFS, "%s: %s on a device opened read-only", d->dev.name,
+			     op == OP_WRITE ? "write" : "discard");
+		goto fail;
 	}
-	if (!ret) {
+	c = conn_get(d, &ret);
+	if (!c)
+		goto fail;
+	if ((op == OP_READ || op == OP_WRITE) && c->min_bytes > 1 &&
+	    ((io->off | io->len) & (c->min_bytes - 1))) {
+		uint32_t m = c->min_bytes, max = c->max_bytes;
+
+		pthread_mutex_unlock(&c->lock);
+		if (op == OP_WRITE) {
+			pthread_mutex_lock(&d->lock);
+			while (d->rmw_busy)
+				pthread_cond_wait(&d->cond, &d->lock);
+			d->rmw_busy = true;
+			while (d->whole_writes)
+				pthread_cond_wait(&d->cond, &d->lock);
+			pthread_mutex_unlock(&d->lock);
+		}
+		ret = rw_unaligned(d, io, m, max);
+		if (op == OP_WRITE) {
+			pthread_mutex_lock(&d->lock);
+			d->rmw_busy = false;
+			pthread_cond_broadcast(&d->cond);
+			pthread_mutex_unlock(&d->lock);
+		}
+		dev_io_end(io, ret);
+		return;
+	}
+	if (op == OP_TRIM) {
+		/* Only the whole minimum blocks inside the range; nothing if the server cannot trim. */
+		start = (start + c->min_bytes - 1) & ~(uint64_t)(c->min_bytes - 1);
+		end &= ~(uint64_t)(c->min_bytes - 1);
+		if (!c->can_trim || start >= end) {
+			pthread_mutex_unlock(&c->lock);
+			dev_io_end(io, 0);
+			return;
+		}
+	}
+	if (op == OP_FLUSH) {
+		struct nbd_cmd *k;
+
 		pthread_mutex_lock(&d->lock);
-		d->write_gen++;
+		if (d->lost) {
+			d->lost = false;
+			ret = wc_err(-EIO, "%s: flush failed: the connection to the NBD server was "
+				     "lost before earlier writes were flushed", d->uri);
+		}
 		pthread_mutex_unlock(&d->lock);
+		if (ret || !c->can_flush) {
+			pthread_mutex_unlock(&c->lock);
+			dev_io_end(io, ret);
+			return;
+		}
+		k = cmd_new(io, OP_FLUSH, 0, 0);
+		if (!k) {
+			pthread_mutex_unlock(&c->lock);
+			ret = wc_err(-ENOMEM, "%s: out of memory", d->uri);
+			goto fail;
+		}
+		/* With multi-conn, a flush on one connection covers writes completed on all. */
+		pthread_mutex_lock(&d->lock);
+		k->flush_gen = d->write_gen;
+		pthread_mutex_unlock(&d->lock);
+		io->dev_priv[0] = 1;
+		io->dev_priv[1] = 0;
+		cmd_issue(c, k, NULL);
+		pthread_mutex_unlock(&c->lock);
+		return;
 	}
-out_put:
-	pool_put(d, c);
-	return ret;
+	if (op == OP_WRITE && c->min_bytes > 1) {
+		counted = true;
+		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_lock(&d->lock);
+		while (d->rmw_busy)
+			pthread_cond_wait(&d->cond, &d->lock);
+		d->whole_writes++;
+		pthread_mutex_unlock(&d->lock);
+		/* The connection may have changed while we waited: take one again. */
+		c = conn_get(d, &ret);
+		if (!c) {
+			pthread_mutex_lock(&d->lock);
+			if (!--d->whole_writes)
+				pthread_cond_broadcast(&d->cond);
+			pthread_mutex_unlock(&d->lock);
+			goto fail;
+		}
+	}
+	step = op == OP_TRIM ? NBD_TRIM_CHUNK_BYTES : c->max_bytes;
+	for (uint64_t o = start; o < end; o += step) {
+		struct nbd_cmd *k = cmd_new(io, op, end - o < step ? end - o : step, o);
+
+		if (!k) {
+			while (first) {
+				struct nbd_cmd *x = first;
+
+				first = x->next;
+				free(x);
+			}
+			pthread_mutex_unlock(&c->lock);
+			if (counted) {
+				pthread_mutex_lock(&d->lock);
+				if (!--d->whole_writes)
+					pthread_cond_broadcast(&d->cond);
+				pthread_mutex_unlock(&d->lock);
+			}
+			ret = wc_err(-ENOMEM, "%s: out of memory", d->uri);
+			goto fail;
+		}
+		*tail = k;
+		tail = &k->next;
+		n++;
+	}
+	/* Every piece is counted before the first can complete. */
+	io->dev_priv[0] = n | (counted ? PIECES_COUNTED : 0);
+	io->dev_priv[1] = 0;
+	while (first) {
+		struct nbd_cmd *k = first;
+
+		first = k->next;
+		k->next = NULL;
+		cmd_issue(c, k, op == OP_TRIM ? NULL : (uint8_t *)io->buf + (k->off - io->off));
+	}
+	pthread_mutex_unlock(&c->lock);
+	return;
+
+fail:
+	dev_io_end(io, ret);
+}
+
+static void nbd_dev_submit(struct wc_dev *dev, struct wc_io **ios, unsigned n)
+{
+	struct nbd_dev *d = to_nbd(dev);
+
+	for (unsigned i = 0; i < n; i++)
+		nbd_submit_one(d, ios[i]);
 }
 
 static void nbd_free(struct nbd_dev *d)
 {
 	for (unsigned i = 0; i < NBD_MAX_CONNS; i++) {
-		conn_close(&d->conns[i]);
-		free(d->conns[i].bounce);
+		struct nbd_conn *c = &d->conns[i];
+
+		if (c->thread_started) {
+			pthread_mutex_lock(&c->qlock);
+			c->stop = true;
+			pthread_mutex_unlock(&c->qlock);
+			conn_wake(c);
+			pthread_join(c->thread, NULL);
+		}
+		if (c->h)
+			nbd_close(c->h);
+		if (c->evfd >= 0)
+			close(c->evfd);
+		pthread_mutex_destroy(&c->qlock);
+		pthread_mutex_destroy(&c->lock);
 	}
 	pthread_cond_destroy(&d->cond);
 	pthread_mutex_destroy(&d->lock);
-	pthread_rwlock_destroy(&d->rmw);
 	free(d->uri);
 	free(d);
 }
@@ -590,10 +980,7 @@ static void nbd_dev_close(struct wc_dev *dev)
 
 static const struct wc_dev_ops nbd_ops = {
 	.name = "nbd",
-	.pread = nbd_dev_pread,
-	.pwrite = nbd_dev_pwrite,
-	.flush = nbd_dev_flush,
-	.discard = nbd_dev_discard,
+	.submit = nbd_dev_submit,
 	.close = nbd_dev_close,
 };
 
@@ -622,9 +1009,22 @@ int dev_nbd_open(const char *uri, unsigned flags, struct wc_dev **out)
 		free(d);
 		return wc_err(-ENOMEM, "%s: out of memory", uri);
 	}
-	pthread_rwlock_init(&d->rmw, NULL);
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
+	for (unsigned i = 0; i < NBD_MAX_CONNS; i++)
+		d->conns[i].evfd = -1;
+	for (unsigned i = 0; i < NBD_MAX_CONNS; i++) {
+		struct nbd_conn *c = &d->conns[i];
+
+		c->d = d;
+		pthread_mutex_init(&c->lock, NULL);
+		pthread_mutex_init(&c->qlock, NULL);
+		c->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (c->evfd < 0) {
+			ret = wc_err(-errno, "%s: eventfd: %s", uri, strerror(errno));
+			goto out_free;
+		}
+	}
 	d->rdonly = flags & DEV_RDONLY;
 	d->timeout_ms = timeout_from_env();
 	d->dev.ops = &nbd_ops;
@@ -643,6 +1043,16 @@ int dev_nbd_open(const char *uri, unsigned flags, struct wc_dev **out)
 		ret = conn_open(d, &d->conns[i]);
 		if (ret)
 			goto out_free;
+	}
+	for (unsigned i = 0; i < NBD_MAX_CONNS; i++) {
+		struct nbd_conn *c = &d->conns[i];
+
+		ret = -pthread_create(&c->thread, NULL, conn_main, c);
+		if (ret) {
+			wc_err(ret, "%s: cannot start a connection thread: %s", uri, strerror(-ret));
+			goto out_free;
+		}
+		c->thread_started = true;
 	}
 	d->dev.logical_block = d->conns[0].min_bytes > 512 ? d->conns[0].min_bytes : 512;
 	wc_log(WC_LOG_DEBUG, "%s: NBD export of %" PRIu64 " bytes, %u connection(s), block "

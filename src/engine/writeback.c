@@ -2,7 +2,9 @@
 /*
  * Writeback: copy committed dirty blocks to the origin, oldest first (a
  * clock hand following the allocation cursor), sorted by sector and
- * coalesced into runs of up to 256 blocks, several runs in flight. A block
+ * coalesced into runs of up to 256 blocks. Runs are asynchronous (cache
+ * reads, then one origin write, chained by completion callbacks), as many
+ * in flight as writeback_jobs blocks allow, the kernel's bound. A block
  * is freed only after the origin is flushed (invariant 3), and the free is
  * made durable before the block can be reused (commit.c).
  * Batches run one after another, so an older copy of a sector is always on
@@ -11,6 +13,7 @@
  * and writeback retries with backoff (a remote origin may come back).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,24 +25,38 @@
 #define WB_BATCH_WM	4096u	/* watermark writeback: free space sooner */
 #define WB_BATCH_MIN	1024u	/* below this, runs get short and the origin seeks */
 #define WB_RUN_MAX	256u
-#define WB_THREADS	4
 
 struct wb_item {
 	uint64_t blk;
 	uint32_t e;
 };
 
-struct wb_run {
-	uint64_t i0, n;
+/*
+ * One batch in flight: runs are started while the blocks in flight stay
+ * within writeback_jobs, and each run ends on a device's completion thread.
+ */
+struct wb_pipe {
+	struct wcache *c;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* a run ended */
+	uint64_t blocks_in_flight;	/* lock */
+	uint64_t runs_in_flight;	/* lock */
+	int err;			/* lock: first failure */
+	char msg[256];			/* lock: its text */
 };
 
-struct wb_batch {
-	struct wcache *c;
-	struct wb_item *items;
-	struct wb_run *runs;
-	uint64_t nr_runs;
-	atomic_uint_fast64_t next;
+/* One run: contiguous origin blocks, read from the cache, then one origin write. */
+struct wb_run {
+	struct wb_pipe *p;
+	const struct wb_item *it;
+	uint64_t n;
+	uint8_t *buf;
+	atomic_uint reads_left;
 	atomic_int err;
+	char msg[256];
+	struct wc_io write;
+	unsigned nr_reads;
+	struct wc_io reads[];		/* one per physically contiguous piece in the cache */
 };
 
 static int cmp_item(const void *a, const void *b)
@@ -49,59 +66,169 @@ static int cmp_item(const void *a, const void *b)
 	return x->blk < y->blk ? -1 : x->blk > y->blk;
 }
 
-static int copy_run(struct wcache *c, const struct wb_item *it, uint64_t n, uint8_t *buf)
+static void run_end(struct wb_run *r, int err, const char *msg)
 {
-	uint64_t off = it[0].blk << c->bs_shift, len = n << c->bs_shift;
-	uint64_t i = 0;
-	int ret = 0;
+	struct wb_pipe *p = r->p;
 
-	/* Read physically contiguous cache blocks with one request each. */
-	while (i < n && !ret) {
+	pthread_mutex_lock(&p->lock);
+	if (err && !p->err) {
+		p->err = err;
+		snprintf(p->msg, sizeof(p->msg), "%s", msg && *msg ? msg : strerror(-err));
+	}
+	p->blocks_in_flight -= r->n;
+	p->runs_in_flight--;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	free(r->buf);
+	free(r);
+}
+
+static void run_write_done(struct wc_io *io, int result)
+{
+	struct wb_run *r = io->opaque;
+
+	run_end(r, result, r->msg);
+}
+
+static void run_read_done(struct wc_io *io, int result)
+{
+	struct wb_run *r = io->opaque;
+	struct wcache *c = r->p->c;
+	uint64_t off, len;
+	struct wc_io *w = &r->write;
+
+	if (result) {
+		int zero = 0;
+
+		if (atomic_compare_exchange_strong(&r->err, &zero, result))
+			snprintf(r->msg, sizeof(r->msg), "%s", io->msg ? io->msg : "");
+	}
+	if (atomic_fetch_sub(&r->reads_left, 1) != 1)
+		return;
+	if (atomic_load(&r->err)) {
+		run_end(r, atomic_load(&r->err), r->msg);
+		return;
+	}
+	off = r->it[0].blk << c->bs_shift;
+	len = r->n << c->bs_shift;
+	if (off >= c->origin_bytes) {
+		run_end(r, 0, NULL);
+		return;
+	}
+	if (len > c->origin_bytes - off)
+		len = c->origin_bytes - off;
+	*w = (struct wc_io){ .op = WC_IO_WRITE, .buf = r->buf, .len = len, .off = off,
+			     .done = run_write_done, .opaque = r, .msg = r->msg,
+			     .msg_len = sizeof(r->msg) };
+	dev_submit(c->origin, &w, 1);
+}
+
+/* Start one run: its cache reads now, its origin write when they are done. */
+static int run_start(struct wb_pipe *p, const struct wb_item *it, uint64_t n)
+{
+	struct wcache *c = p->c;
+	struct wc_io *ios[WB_RUN_MAX];
+	unsigned nr = 0;
+	struct wb_run *r;
+
+	for (uint64_t i = 0; i < n; nr++) {
 		uint64_t k = 1;
 
 		while (i + k < n && it[i + k].e == it[i].e + k)
 			k++;
-		ret = dev_pread(c->cache, buf + (i << c->bs_shift), k << c->bs_shift,
-				blk_off(c, it[i].e));
 		i += k;
 	}
-	if (ret)
-		return wc_err(ret, "writeback: reading the cache device failed: %s", strerror(-ret));
-	if (off >= c->origin_bytes)
-		return 0;
-	if (len > c->origin_bytes - off)
-		len = c->origin_bytes - off;
-	ret = dev_pwrite(c->origin, buf, len, off);
-	if (ret)
-		wc_err(ret, "writeback: writing the origin failed: %s", strerror(-ret));
-	return ret;
+	r = calloc(1, sizeof(*r) + nr * sizeof(r->reads[0]));
+	if (!r || !(r->buf = malloc((size_t)n << c->bs_shift))) {
+		free(r);
+		return -ENOMEM;
+	}
+	r->p = p;
+	r->it = it;
+	r->n = n;
+	r->nr_reads = nr;
+	atomic_init(&r->reads_left, nr);
+	atomic_init(&r->err, 0);
+	nr = 0;
+	for (uint64_t i = 0; i < n; nr++) {
+		uint64_t k = 1;
+
+		while (i + k < n && it[i + k].e == it[i].e + k)
+			k++;
+		r->reads[nr] = (struct wc_io){ .op = WC_IO_READ, .buf = r->buf + (i << c->bs_shift),
+					       .len = k << c->bs_shift, .off = blk_off(c, it[i].e),
+					       .done = run_read_done, .opaque = r };
+		ios[nr] = &r->reads[nr];
+		i += k;
+	}
+	dev_submit(c->cache, ios, nr);
+	return 0;
 }
 
-static void *wb_worker(void *arg)
+/*
+ * Copy a sorted batch to the origin: runs of up to WB_RUN_MAX adjacent
+ * blocks, as many in flight as writeback_jobs allows (at least one run),
+ * then one origin flush. Returns 0 or -errno.
+ */
+static int run_batch(struct wcache *c, struct wb_item *items, uint64_t n)
 {
-	struct wb_batch *b = arg;
-	struct wcache *c = b->c;
-	uint8_t *buf = malloc((size_t)WB_RUN_MAX << c->bs_shift);
+	uint64_t budget = c->cfg.writeback_jobs, nr_runs = 0;
+	struct wb_pipe p = { .c = c };
+	int ret;
 
-	if (!buf) {
-		atomic_store(&b->err, -ENOMEM);
-		return NULL;
-	}
-	for (;;) {
-		uint64_t r = atomic_fetch_add(&b->next, 1);
-		int ret;
+	qsort(items, n, sizeof(*items), cmp_item);
+	pthread_mutex_init(&p.lock, NULL);
+	pthread_cond_init(&p.cond, NULL);
+	for (uint64_t i = 0; i < n;) {
+		uint64_t k = 1;
 
-		if (r >= b->nr_runs || atomic_load(&b->err))
-			break;
-		ret = copy_run(c, b->items + b->runs[r].i0, b->runs[r].n, buf);
-		if (ret) {
-			int zero = 0;
-
-			atomic_compare_exchange_strong(&b->err, &zero, ret);
+		while (i + k < n && k < WB_RUN_MAX && items[i + k - 1].blk + 1 == items[i + k].blk)
+			k++;
+		pthread_mutex_lock(&p.lock);
+		while (!p.err && p.runs_in_flight && budget && p.blocks_in_flight + k > budget)
+			pthread_cond_wait(&p.cond, &p.lock);
+		ret = p.err;
+		if (!ret) {
+			p.blocks_in_flight += k;
+			p.runs_in_flight++;
 		}
+		pthread_mutex_unlock(&p.lock);
+		if (ret)
+			break;
+		ret = run_start(&p, items + i, k);
+		if (ret) {
+			pthread_mutex_lock(&p.lock);
+			p.blocks_in_flight -= k;
+			p.runs_in_flight--;
+			if (!p.err) {
+				p.err = ret;
+				snprintf(p.msg, sizeof(p.msg), "out of memory");
+			}
+			pthread_mutex_unlock(&p.lock);
+			break;
+		}
+		nr_runs++;
+		i += k;
 	}
-	free(buf);
-	return NULL;
+	pthread_mutex_lock(&p.lock);
+	while (p.runs_in_flight)
+		pthread_cond_wait(&p.cond, &p.lock);
+	ret = p.err;
+	pthread_mutex_unlock(&p.lock);
+	pthread_cond_destroy(&p.cond);
+	pthread_mutex_destroy(&p.lock);
+	if (ret) {
+		wc_err(ret, "writeback: %s", p.msg);
+	} else {
+		/* Origin copies must be durable before the cache forgets the blocks. */
+		ret = dev_flush(c->origin);
+		if (ret)
+			wc_err(ret, "writeback: flushing the origin failed: %s", strerror(-ret));
+	}
+	pthread_mutex_lock(&c->lock);
+	c->st.writeback_runs += nr_runs;
+	pthread_mutex_unlock(&c->lock);
+	return ret;
 }
 
 /* Is writeback wanted now? lock held. */
@@ -138,50 +265,6 @@ static uint64_t select_batch(struct wcache *c, struct wb_item *items, uint64_t m
 	c->wb_cursor = e;
 	c->nr_wb += n;
 	return n;
-}
-
-static int run_batch(struct wcache *c, struct wb_item *items, uint64_t n)
-{
-	struct wb_batch b = { .c = c, .items = items };
-	pthread_t th[WB_THREADS];
-	unsigned nth;
-	int ret;
-
-	qsort(items, n, sizeof(*items), cmp_item);
-	b.runs = malloc(sizeof(*b.runs) * n);
-	if (!b.runs)
-		return -ENOMEM;
-	for (uint64_t i = 0; i < n; i++) {
-		struct wb_run *r = b.nr_runs ? &b.runs[b.nr_runs - 1] : NULL;
-
-		if (r && r->n < WB_RUN_MAX && items[r->i0 + r->n - 1].blk + 1 == items[i].blk)
-			r->n++;
-		else
-			b.runs[b.nr_runs++] = (struct wb_run){ i, 1 };
-	}
-	atomic_init(&b.next, 0);
-	atomic_init(&b.err, 0);
-	nth = b.nr_runs < WB_THREADS ? (unsigned)b.nr_runs : WB_THREADS;
-	if (c->cfg.writeback_jobs && c->cfg.writeback_jobs <= WB_RUN_MAX)
-		nth = 1;	/* a small in-flight budget: one run at a time */
-	for (unsigned i = 1; i < nth; i++)
-		if (pthread_create(&th[i], NULL, wb_worker, &b))
-			nth = i;
-	wb_worker(&b);
-	for (unsigned i = 1; i < nth; i++)
-		pthread_join(th[i], NULL);
-	ret = atomic_load(&b.err);
-	if (!ret) {
-		/* Origin copies must be durable before the cache forgets the blocks. */
-		ret = dev_flush(c->origin);
-		if (ret)
-			wc_err(ret, "writeback: flushing the origin failed: %s", strerror(-ret));
-	}
-	pthread_mutex_lock(&c->lock);
-	c->st.writeback_runs += b.nr_runs;
-	pthread_mutex_unlock(&c->lock);
-	free(b.runs);
-	return ret;
 }
 
 static void finish_batch(struct wcache *c, struct wb_item *items, uint64_t n, int err)

@@ -646,10 +646,10 @@ static void assert_cfg_equal(const struct wc_cfg *a, const struct wc_cfg *b)
 static void format_ok(const struct wc_cfg *cfg, const char *want)
 {
 	char buf[512];
-	int ret = table_format_line(cfg, buf, sizeof(buf));
+	int ret = wc_table_format_line(cfg, buf, sizeof(buf));
 
 	if (ret < 0)
-		fail_msg("table_format_line: %d (%s)", ret, wcache_last_error());
+		fail_msg("wc_table_format_line: %d (%s)", ret, wcache_last_error());
 	assert_string_equal(buf, want);
 	assert_int_equal(ret, (int)strlen(want));
 }
@@ -672,7 +672,7 @@ static void test_format_line(void **state)
 			"cleaner metadata_only pause_writeback 100");
 
 	/* Round trip: parsing the line gives the same config, and the same line again. */
-	assert_true(table_format_line(&cfg, buf, sizeof(buf)) > 0);
+	assert_true(wc_table_format_line(&cfg, buf, sizeof(buf)) > 0);
 	parse_ok(&again, buf);
 	assert_cfg_equal(&again, &cfg);
 
@@ -696,7 +696,7 @@ static void test_format_line(void **state)
 	assert_int_equal(wcache_cfg_set(&cfg, "writeback-jobs", "4294967295"), 0);
 	assert_int_equal(wcache_cfg_set(&cfg, "start_sector", "36028797018963967"), 0);
 	assert_int_equal(wcache_cfg_set(&cfg, "metadata_only", NULL), 0);
-	assert_true(table_format_line(&cfg, buf, sizeof(buf)) > 0);
+	assert_true(wc_table_format_line(&cfg, buf, sizeof(buf)) > 0);
 	assert_string_equal(buf, "s /o /c 4096 5 start_sector 36028797018963967 "
 				 "writeback_jobs 4294967295 metadata_only");
 	parse_ok(&again, buf);
@@ -717,16 +717,16 @@ static void test_format_line_buffer(void **state)
 	(void)state;
 	parse_ok(&cfg, want);
 	memset(buf, 'Z', sizeof(buf));
-	assert_int_equal(table_format_line(&cfg, buf, n + 1), (int)n);
+	assert_int_equal(wc_table_format_line(&cfg, buf, n + 1), (int)n);
 	assert_string_equal(buf, want);
 	assert_int_equal(buf[n + 1], 'Z');
 
 	memset(buf, 'Z', sizeof(buf));
-	assert_int_equal(table_format_line(&cfg, buf, n), -ERANGE);
+	assert_int_equal(wc_table_format_line(&cfg, buf, n), -ERANGE);
 	assert_err_contains("needs 24 bytes");
 	assert_int_equal(buf[n], 'Z');		/* nothing written past len */
-	assert_int_equal(table_format_line(&cfg, buf, 5), -ERANGE);
-	assert_int_equal(table_format_line(&cfg, NULL, 0), -ERANGE);
+	assert_int_equal(wc_table_format_line(&cfg, buf, 5), -ERANGE);
+	assert_int_equal(wc_table_format_line(&cfg, NULL, 0), -ERANGE);
 }
 
 int main(void)

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "dev.h"
 
@@ -81,14 +82,6 @@ static struct nbd_dev *to_nbd(struct wc_dev *dev)
 	return dev->priv;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* errno of the last libnbd failure on this thread (EIO when it gave none). */
 static int nbd_err(void)
 {
@@ -122,7 +115,7 @@ static bool conn_is_dead(struct nbd_handle *h, int err)
  */
 static int conn_wait(struct nbd_dev *d, struct nbd_conn *c, int64_t cookie)
 {
-	uint64_t last = now_ns();
+	uint64_t last = wc_now_ns();
 
 	for (;;) {
 		int r = nbd_aio_command_completed(c->h, (uint64_t)cookie);
@@ -139,8 +132,8 @@ static int conn_wait(struct nbd_dev *d, struct nbd_conn *c, int64_t cookie)
 			return nbd_err();
 		}
 		if (r > 0) {
-			last = now_ns();
-		} else if (d->timeout_ms && now_ns() - last >= d->timeout_ms * 1000000ull) {
+			last = wc_now_ns();
+		} else if (d->timeout_ms && wc_now_ns() - last >= d->timeout_ms * 1000000ull) {
 			c->broken = true;
 			return ETIMEDOUT;
 		}
@@ -175,7 +168,7 @@ static int conn_cmd(struct nbd_dev *d, struct nbd_conn *c, enum nbd_op op, void 
 /* Connect to d->uri and wait (bounded by the timeout) until ready; 0 or a positive errno. */
 static int handle_connect(struct nbd_dev *d, struct nbd_handle *h)
 {
-	uint64_t start = now_ns();
+	uint64_t start = wc_now_ns();
 
 	if (nbd_aio_connect_uri(h, d->uri) < 0)
 		return nbd_err();
@@ -184,7 +177,7 @@ static int handle_connect(struct nbd_dev *d, struct nbd_handle *h)
 
 		if (r < 0)
 			return nbd_err();
-		if (r == 0 && d->timeout_ms && now_ns() - start >= d->timeout_ms * 1000000ull)
+		if (r == 0 && d->timeout_ms && wc_now_ns() - start >= d->timeout_ms * 1000000ull)
 			return ETIMEDOUT;
 	}
 	if (nbd_aio_is_ready(h) != 1)
@@ -277,7 +270,7 @@ static void pool_down_locked(struct nbd_dev *d, const char *why)
 	if (d->down)
 		return;
 	d->down = true;
-	d->down_since_ns = now_ns();
+	d->down_since_ns = wc_now_ns();
 	d->next_try_ns = 0;
 	d->backoff_ns = NBD_BACKOFF_MIN_NS;
 	wc_log(WC_LOG_WARN, "%s: connection to the NBD server lost (%s); reconnecting", d->uri,
@@ -326,7 +319,7 @@ static void pool_put(struct nbd_dev *d, struct nbd_conn *c)
  */
 static int conn_ensure(struct nbd_dev *d, struct nbd_conn *c)
 {
-	uint64_t now = now_ns();
+	uint64_t now = wc_now_ns();
 	int ret;
 
 	if (c->h)
@@ -361,7 +354,7 @@ static int conn_ensure(struct nbd_dev *d, struct nbd_conn *c)
 		if (d->down) {
 			d->down = false;
 			wc_log(WC_LOG_INFO, "%s: reconnected to the NBD server after %.1f s", d->uri,
-			       (double)(now_ns() - d->down_since_ns) / 1e9);
+			       (double)(wc_now_ns() - d->down_since_ns) / 1e9);
 		}
 		if (d->nr_conns > 1 && nbd_can_multi_conn(c->h) != 1) {
 			/* Busy connections past the first finish their request, then idle. */

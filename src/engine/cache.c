@@ -15,14 +15,6 @@
 #include "cache_priv.h"
 #include "recover.h"
 
-uint64_t wc_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 uint32_t wc_now_age(const struct wcache *c)
 {
 	return (uint32_t)((wc_now_ns() - c->open_ns) / 1000000000ull);
@@ -88,9 +80,7 @@ static void *svc_main(void *arg)
 		}
 		if (c->txn_dirty && c->txn_start_ns + ac_ns - t < wait_ns)
 			wait_ns = c->txn_start_ns + ac_ns - t;
-		t += wait_ns;
-		ts.tv_sec = (time_t)(t / 1000000000ull);
-		ts.tv_nsec = (long)(t % 1000000000ull);
+		ts = wc_deadline_ts(t + wait_ns);
 		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -379,15 +369,8 @@ int wcache_open(const struct wc_cfg *cfg, struct wcache **out)
 	pthread_mutex_init(&c->meta_mutex, NULL);
 	for (int i = 0; i < WC_NR_STRIPES; i++)
 		pthread_mutex_init(&c->stripe[i], NULL);
-	{
-		/* Timed waits compute deadlines from CLOCK_MONOTONIC (wc_now_ns). */
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&c->cond, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	/* Timed waits compute deadlines from CLOCK_MONOTONIC (wc_now_ns). */
+	wc_cond_init_monotonic(&c->cond);
 	atomic_init(&c->error, 0);
 	atomic_init(&c->origin_dirty, false);
 

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "wcache.h"
+#include "clock.h"
 #include "dev.h"
 #include "elist.h"
 #include "index.h"
@@ -123,7 +124,6 @@ struct wcache {
 };
 
 /* cache.c */
-uint64_t wc_now_ns(void);
 uint32_t wc_now_age(const struct wcache *c);
 void wc_set_error(struct wcache *c, int err, const char *what);
 static inline int wc_get_error(struct wcache *c)

@@ -136,10 +136,7 @@ static int wait_for_space(struct wcache *c)
 			break;
 		}
 		t += 50000000ull;
-		if (t > deadline)
-			t = deadline;
-		ts.tv_sec = (time_t)(t / 1000000000ull);
-		ts.tv_nsec = (long)(t % 1000000000ull);
+		ts = wc_deadline_ts(t < deadline ? t : deadline);
 		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 	}
 	c->st.full_wait_ns += wc_now_ns() - t0;

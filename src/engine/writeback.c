@@ -211,11 +211,8 @@ static void finish_batch(struct wcache *c, struct wb_item *items, uint64_t n, in
 
 static void timed_wait(struct wcache *c, uint64_t ns)
 {
-	struct timespec ts;
-	uint64_t t = wc_now_ns() + ns;
+	struct timespec ts = wc_deadline_ts(wc_now_ns() + ns);
 
-	ts.tv_sec = (time_t)(t / 1000000000ull);
-	ts.tv_nsec = (long)(t % 1000000000ull);
 	pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 }
 

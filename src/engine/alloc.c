@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "cache_priv.h"
+#include "engine.h"
 
 static bool is_free(const struct wcache *c, uint64_t e)
 {
@@ -65,7 +65,8 @@ void wc_unreserve_block(struct wcache *c, uint32_t e)
 	pthread_cond_broadcast(&c->cond);	/* a write may be waiting for space */
 }
 
-void wc_mark_entry_dirty(struct wcache *c, uint64_t e)
+/* Entry e changed in the RAM metadata: its granule goes out with the next metadata write. */
+static void mark_entry_dirty(struct wcache *c, uint64_t e)
 {
 	uint64_t g = (WC_SB_BYTES + e * WC_ENTRY_BYTES) / WC_GRANULE_BYTES;
 
@@ -101,7 +102,7 @@ bool wc_region_older_than(const struct wcache *c, uint32_t e, uint32_t now, uint
 void wc_free_entry(struct wcache *c, uint32_t e)
 {
 	entry_set(c->meta, e, entry_sector(c->meta, e), WC_SEQ_FREE);
-	wc_mark_entry_dirty(c, e);
+	mark_entry_dirty(c, e);
 	c->state[e] = ST_PEND | (c->state[e] & ST_WR_MASK);
 	region_uninstall(c, e);
 	wc_elist_push(&c->pend, e);
@@ -144,7 +145,7 @@ void wc_install_entry(struct wcache *c, uint32_t e, uint64_t blk)
 	uint32_t prev = wc_idx_lookup(&c->idx, sector);
 
 	entry_set(c->meta, e, sector, c->seq);
-	wc_mark_entry_dirty(c, e);
+	mark_entry_dirty(c, e);
 	c->state[e] = 0;
 	wc_region_install(c, e);
 	if (prev == IDX_NONE) {

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Open (devices, format, recovery), close, the service thread (autocommit,
- * max_age ticks) and small shared helpers. See cache_priv.h for the locking
- * rules and commit.c for the on-disk ordering.
+ * The top of the engine: open (devices, format, recovery), close, and the
+ * threads (the service thread for autocommit lives here). See engine.h for
+ * the locking rules and commit.c for the on-disk ordering.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,43 +12,8 @@
 
 #include "bigalloc.h"
 #include "log.h"
-#include "cache_priv.h"
+#include "engine.h"
 #include "recover.h"
-
-uint32_t wc_now_age(const struct wcache *c)
-{
-	return (uint32_t)((wc_now_ns() - c->open_ns) / 1000000000ull);
-}
-
-void wc_set_error(struct wcache *c, int err, const char *what)
-{
-	int zero = 0;
-
-	if (atomic_compare_exchange_strong(&c->error, &zero, err)) {
-		wc_log(WC_LOG_ERROR, "%s failed: %s; cache is now in error state (writes fail, "
-		       "reads continue; reopen to clear)", what, strerror(-err));
-		pthread_cond_broadcast(&c->cond);
-	}
-}
-
-uint64_t wc_free_high(const struct wcache *c)
-{
-	unsigned h = c->cleaner ? 100 : c->cfg.high_watermark;
-
-	return (c->n_blocks * (100 - h) + 50) / 100;
-}
-
-uint64_t wc_free_low(const struct wcache *c)
-{
-	unsigned l = c->cleaner ? 100 : c->cfg.low_watermark;
-
-	return (c->n_blocks * (100 - l) + 50) / 100;
-}
-
-void wc_kick_writeback(struct wcache *c)
-{
-	pthread_cond_broadcast(&c->cond);
-}
 
 uint64_t wcache_size(const struct wcache *c)
 {

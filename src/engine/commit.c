@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "cache_priv.h"
+#include "engine.h"
 
 struct meta_run {
 	uint64_t off, len;

@@ -2,7 +2,7 @@
 /*
  * The I/O paths: read, write (aligned blocks and read-modify-write of
  * partial blocks), write-zeroes, discard, flush. Device I/O happens with
- * c->lock dropped; see cache_priv.h for the visibility and reuse rules.
+ * c->lock dropped; see engine.h for the visibility and reuse rules.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "log.h"
-#include "cache_priv.h"
+#include "engine.h"
 
 #define MAX_RUN_BLOCKS	256u
 #define MAX_SEGS	64u

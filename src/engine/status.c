@@ -6,7 +6,7 @@
 #include <strings.h>
 
 #include "log.h"
-#include "cache_priv.h"
+#include "engine.h"
 #include "table.h"
 
 void wcache_get_stats(struct wcache *c, struct wc_stats *st)

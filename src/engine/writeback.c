@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "log.h"
-#include "cache_priv.h"
+#include "engine.h"
 
 #define WB_BATCH_MAX	65536u	/* flush/cleaner: one sorted pass over this many blocks */
 #define WB_BATCH_WM	4096u	/* watermark writeback: free space sooner */

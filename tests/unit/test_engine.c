@@ -21,7 +21,7 @@
 #include "wcache.h"
 #include "dev.h"
 #include "fault.h"
-#include "cache_priv.h"
+#include "engine.h"
 
 #define ORIGIN_BYTES (8u << 20)
 #define CACHE_BYTES (1u << 20)

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "cache_priv.h"
+#include "engine.h"
 #include "index.h"
 #include "meta.h"
 

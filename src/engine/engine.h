@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Private state of an open cache, shared by the engine modules.
+ * The engine's internal header: the body of struct wcache (the state of an
+ * open cache) and the functions the engine modules call in one another,
+ * grouped by the file that defines them. Only src/engine/ and white-box
+ * tests include it; everything above the engine sees include/wcache.h.
  *
  * Lock order: c->stripe[i] -> c->meta_mutex -> c->lock. c->lock (the index
  * lock, like the kernel's wc->lock) guards everything marked "lock"; it is
@@ -15,8 +18,8 @@
  * and every read or in-place write that might still touch them has ended
  * (an epoch grace period).
  */
-#ifndef WC_CACHE_PRIV_H
-#define WC_CACHE_PRIV_H
+#ifndef WC_ENGINE_H
+#define WC_ENGINE_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -123,13 +126,7 @@ struct wcache {
 	bool threads_started;
 };
 
-/* cache.c */
-uint32_t wc_now_age(const struct wcache *c);
-void wc_set_error(struct wcache *c, int err, const char *what);
-static inline int wc_get_error(struct wcache *c)
-{
-	return atomic_load_explicit(&c->error, memory_order_acquire);
-}
+/* Byte offset of cache block e on the cache device; is entry e committed (lock)? */
 static inline uint64_t blk_off(const struct wcache *c, uint32_t e)
 {
 	return c->data_off + ((uint64_t)e << c->bs_shift);
@@ -138,7 +135,19 @@ static inline bool committed(const struct wcache *c, uint32_t e)
 {
 	return entry_seq(c->meta, e) < c->disk_seq;
 }
-void wc_mark_entry_dirty(struct wcache *c, uint64_t e);
+
+/* state.c: used by every module; takes no lock, does no I/O */
+/* The first error wins; logged once, wakes every waiter. */
+void wc_set_error(struct wcache *c, int err, const char *what);
+static inline int wc_get_error(struct wcache *c)
+{
+	return atomic_load_explicit(&c->error, memory_order_acquire);
+}
+uint32_t wc_now_age(const struct wcache *c);	/* whole seconds since open */
+/*
+ * Watermarks in blocks (lock): writeback starts when at most free_high are
+ * free or on their way to free, and goes on until more than free_low are.
+ */
 uint64_t wc_free_high(const struct wcache *c);
 uint64_t wc_free_low(const struct wcache *c);
 void wc_kick_writeback(struct wcache *c);

@@ -14,6 +14,8 @@
 #include "log.h"
 #include "engine.h"
 #include "recover.h"
+#include "table.h"
+#include "testing.h"
 
 uint64_t wcache_size(const struct wcache *c)
 {
@@ -75,22 +77,19 @@ static void free_cache(struct wcache *c)
 	free(c);
 }
 
+/* Open the devices by path unless the caller gave them (wc_open_devs). */
 static int open_devices(struct wcache *c, const struct wc_cfg *cfg)
 {
 	unsigned fl = cfg->read_only ? DEV_RDONLY : DEV_EXCL;
 	int ret;
 
-	if (cfg->cache_dev) {
-		c->cache = cfg->cache_dev;
-	} else {
+	if (!c->cache) {
 		ret = dev_open_uri(cfg->cache_path, fl | (cfg->cache_buffered ? DEV_NO_DIRECT : 0),
 				   &c->cache);
 		if (ret)
 			return ret;
 	}
-	if (cfg->origin_dev) {
-		c->origin = cfg->origin_dev;
-	} else {
+	if (!c->origin) {
 		ret = dev_open_uri(cfg->origin_path, fl, &c->origin);
 		if (ret)
 			return ret;
@@ -314,16 +313,20 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 	return 0;
 }
 
-int wcache_open(const struct wc_cfg *cfg, struct wcache **out)
+/* cfg is valid; origin and cache are NULL (open by path) or owned from here on. */
+static int open_cache(const struct wc_cfg *cfg, struct wc_dev *origin, struct wc_dev *cache,
+		      struct wcache **out)
 {
-	struct wcache *c;
-	int ret = wcache_cfg_validate(cfg);
+	struct wcache *c = calloc(1, sizeof(*c));
+	int ret;
 
-	if (ret)
-		return ret;
-	c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		dev_close(origin);
+		dev_close(cache);
 		return -ENOMEM;
+	}
+	c->origin = origin;
+	c->cache = cache;
 	c->cfg = *cfg;
 	if (!c->cfg.full_wait_ms)
 		c->cfg.full_wait_ms = 30000;
@@ -373,6 +376,32 @@ int wcache_open(const struct wc_cfg *cfg, struct wcache **out)
 	}
 	*out = c;
 	return 0;
+}
+
+int wcache_open(const struct wc_cfg *cfg, struct wcache **out)
+{
+	int ret = wcache_cfg_validate(cfg);
+
+	if (ret)
+		return ret;
+	return open_cache(cfg, NULL, NULL, out);
+}
+
+int wc_open_devs(const struct wc_cfg *cfg, struct wc_dev *origin, struct wc_dev *cache,
+		 struct wcache **out)
+{
+	int ret;
+
+	if (!origin || !cache)
+		ret = wc_err(-EINVAL, "wc_open_devs: both devices must be given");
+	else
+		ret = wc_table_validate(cfg, false);
+	if (ret) {
+		dev_close(origin);
+		dev_close(cache);
+		return ret;
+	}
+	return open_cache(cfg, origin, cache, out);
 }
 
 int wcache_open_table(const char *table, struct wcache **out)

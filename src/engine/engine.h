@@ -178,7 +178,4 @@ int wc_write_all_meta(struct wcache *c);		/* meta_mutex + lock held */
 void *wc_wb_main(void *arg);
 int wc_writeback_all(struct wcache *c);
 
-/* Activation reads metadata larger than 2 chunks of this many bytes in a helper thread. */
-extern uint64_t wc_meta_chunk;
-
 #endif

@@ -387,11 +387,11 @@ int wcache_cfg_set(struct wc_cfg *cfg, const char *name, const char *value)
 	return 0;
 }
 
-static int check_path(const char *arg, const char *path, size_t size, const struct wc_dev *dev)
+static int check_path(const char *arg, const char *path, size_t size, bool need)
 {
 	if (!memchr(path, '\0', size))
 		return wc_err(-EINVAL, "%s: path is not terminated (max %zu bytes)", arg, size - 1);
-	if (!dev && !*path)
+	if (need && !*path)
 		return wc_err(-EINVAL, "%s: no device path given", arg);
 	return 0;
 }
@@ -406,14 +406,19 @@ static int check_max(const char *arg, uint64_t v, uint64_t max)
 
 int wcache_cfg_validate(const struct wc_cfg *cfg)
 {
+	return wc_table_validate(cfg, true);
+}
+
+int wc_table_validate(const struct wc_cfg *cfg, bool need_paths)
+{
 	int ret;
 
 	if (!cfg)
 		return wc_err(-EINVAL, "config: none given");
-	ret = check_path("origin", cfg->origin_path, sizeof(cfg->origin_path), cfg->origin_dev);
+	ret = check_path("origin", cfg->origin_path, sizeof(cfg->origin_path), need_paths);
 	if (ret < 0)
 		return ret;
-	ret = check_path("cache", cfg->cache_path, sizeof(cfg->cache_path), cfg->cache_dev);
+	ret = check_path("cache", cfg->cache_path, sizeof(cfg->cache_path), need_paths);
 	if (ret < 0)
 		return ret;
 	/* 0 = take the block size from the superblock (4096 when formatting). */

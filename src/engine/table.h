@@ -7,6 +7,7 @@
 #ifndef WC_TABLE_H
 #define WC_TABLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,12 @@
  * Returns 0 or -EINVAL (message in wcache_last_error()).
  */
 int wc_table_parse_u64(const char *arg, const char *s, uint64_t max, uint64_t *out);
+
+/*
+ * wcache_cfg_validate() is this with need_paths. Without it, empty paths
+ * pass: the devices come from the caller (wc_open_devs).
+ */
+int wc_table_validate(const struct wc_cfg *cfg, bool need_paths);
 
 /*
  * Write "s ORIGIN CACHE BS N opts..." with only the explicitly set options

@@ -62,8 +62,6 @@ enum wc_format_mode {
 struct wc_cfg {
 	char origin_path[4096];		/* path of the origin (file or block device) */
 	char cache_path[4096];		/* path of the cache device */
-	struct wc_dev *origin_dev;	/* if non-NULL, used instead of origin_path (owned after open) */
-	struct wc_dev *cache_dev;	/* if non-NULL, used instead of cache_path (owned after open) */
 	uint32_t block_size;		/* bytes, power of two, 512..4096; 0 = from the superblock */
 	uint64_t start_sector;		/* 512-byte sectors into the cache device */
 	unsigned high_watermark;	/* percent */

@@ -18,7 +18,7 @@
 #endif
 
 #ifdef WC_HEAP_ONLY
-void *big_alloc(size_t bytes, bool huge)
+void *wc_big_alloc(size_t bytes, bool huge)
 {
 	size_t len = ((bytes ? bytes : 1) + PAGE_BYTES - 1) & ~(size_t)(PAGE_BYTES - 1);
 	void *p = aligned_alloc(PAGE_BYTES, len);
@@ -29,19 +29,19 @@ void *big_alloc(size_t bytes, bool huge)
 	return p;
 }
 
-void big_free(void *p, size_t bytes)
+void wc_big_free(void *p, size_t bytes)
 {
 	(void)bytes;
 	free(p);
 }
 
-void big_release(void *p, size_t bytes)
+void wc_big_release(void *p, size_t bytes)
 {
 	(void)p;
 	(void)bytes;
 }
 #else
-void *big_alloc(size_t bytes, bool huge)
+void *wc_big_alloc(size_t bytes, bool huge)
 {
 	size_t len = bytes ? bytes : 1;
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -54,13 +54,13 @@ void *big_alloc(size_t bytes, bool huge)
 	return p;
 }
 
-void big_free(void *p, size_t bytes)
+void wc_big_free(void *p, size_t bytes)
 {
 	if (p)
 		munmap(p, bytes ? bytes : 1);
 }
 
-void big_release(void *p, size_t bytes)
+void wc_big_release(void *p, size_t bytes)
 {
 	/* Private anonymous memory reads back as zeros afterwards. */
 	(void)madvise(p, bytes, MADV_DONTNEED);

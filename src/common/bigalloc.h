@@ -13,9 +13,9 @@
 #include <stddef.h>
 
 /* Zeroed, page-aligned; NULL on failure. */
-void *big_alloc(size_t bytes, bool huge);
-void big_free(void *p, size_t bytes);
+void *wc_big_alloc(size_t bytes, bool huge);
+void wc_big_free(void *p, size_t bytes);
 /* Give the first bytes of p back to the system; their contents become undefined. */
-void big_release(void *p, size_t bytes);
+void wc_big_release(void *p, size_t bytes);
 
 #endif

@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "dev.h"
 
@@ -132,14 +133,6 @@ static struct nbd_dev *to_nbd(struct wc_dev *dev)
 	return dev->priv;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* errno of the last libnbd failure on this thread (EIO when it gave none). */
 static int nbd_err(void)
 {
@@ -198,7 +191,7 @@ static void conn_wake(struct nbd_conn *c)
 /* Connect h to d->uri and wait (bounded by the timeout) until ready; 0 or a positive errno. */
 static int handle_connect(struct nbd_dev *d, struct nbd_handle *h)
 {
-	uint64_t start = now_ns();
+	uint64_t start = wc_now_ns();
 
 	if (nbd_aio_connect_uri(h, d->uri) < 0)
 		return nbd_err();
@@ -207,7 +200,7 @@ static int handle_connect(struct nbd_dev *d, struct nbd_handle *h)
 
 		if (r < 0)
 			return nbd_err();
-		if (r == 0 && d->timeout_ms && now_ns() - start >= d->timeout_ms * 1000000ull)
+		if (r == 0 && d->timeout_ms && wc_now_ns() - start >= d->timeout_ms * 1000000ull)
 			return ETIMEDOUT;
 	}
 	if (nbd_aio_is_ready(h) != 1)
@@ -296,7 +289,7 @@ static void pool_down_locked(struct nbd_dev *d, const char *why)
 	if (d->down)
 		return;
 	d->down = true;
-	d->down_since_ns = now_ns();
+	d->down_since_ns = wc_now_ns();
 	d->next_try_ns = 0;
 	d->backoff_ns = NBD_BACKOFF_MIN_NS;
 	wc_log(WC_LOG_WARN, "%s: connection to the NBD server lost (%s); reconnecting", d->uri,
@@ -310,7 +303,7 @@ static void pool_down_locked(struct nbd_dev *d, const char *why)
  */
 static int conn_connect(struct nbd_dev *d, struct nbd_conn *c)
 {
-	uint64_t now = now_ns();
+	uint64_t now = wc_now_ns();
 	unsigned new_gen = 0;
 	int ret;
 
@@ -343,7 +336,7 @@ static int conn_connect(struct nbd_dev *d, struct nbd_conn *c)
 		if (d->down) {
 			d->down = false;
 			wc_log(WC_LOG_INFO, "%s: reconnected to the NBD server after %.1f s", d->uri,
-			       (double)(now_ns() - d->down_since_ns) / 1e9);
+			       (double)(wc_now_ns() - d->down_since_ns) / 1e9);
 		}
 		if (d->nr_conns > 1 && !c->multi_conn) {
 			/* Other connections finish their commands, then close. */
@@ -638,7 +631,7 @@ static void *conn_main(void *arg)
 			if (nr < 0)
 				e = nbd_err();
 			pthread_mutex_lock(&c->qlock);
-			c->last_progress_ns = now_ns();
+			c->last_progress_ns = wc_now_ns();
 			pthread_mutex_unlock(&c->qlock);
 			if (nr < 0 || conn_is_dead(h, 0))
 				conn_teardown(c, e && e != EIO ? e : ENOTCONN, false);
@@ -648,7 +641,7 @@ static void *conn_main(void *arg)
 			pthread_mutex_lock(&c->qlock);
 			last = c->last_progress_ns;
 			pthread_mutex_unlock(&c->qlock);
-			if (now_ns() - last >= d->timeout_ms * 1000000ull)
+			if (wc_now_ns() - last >= d->timeout_ms * 1000000ull)
 				conn_teardown(c, ETIMEDOUT, false);
 		}
 		conn_drain_done(c);
@@ -672,7 +665,7 @@ static void cmd_issue(struct nbd_conn *c, struct nbd_cmd *k, void *buf)
 	pthread_mutex_lock(&c->qlock);
 	was_idle = !c->nr_inflight;
 	if (was_idle)
-		c->last_progress_ns = now_ns();
+		c->last_progress_ns = wc_now_ns();
 	list_add(&c->inflight, k);
 	c->nr_inflight++;
 	pthread_mutex_unlock(&c->qlock);

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "cache_priv.h"
+#include "engine.h"
 
 static bool is_free(const struct wcache *c, uint64_t e)
 {
@@ -23,7 +23,7 @@ static void take(struct wcache *c, uint64_t e)
 	c->state[e] = ST_RSVD;
 }
 
-uint32_t alloc_block(struct wcache *c)
+uint32_t wc_alloc_block(struct wcache *c)
 {
 	uint64_t nw = (c->n_blocks + 63) / 64;
 	uint64_t w = c->free_cursor >> 6;
@@ -48,7 +48,7 @@ uint32_t alloc_block(struct wcache *c)
 	return IDX_NONE;
 }
 
-bool alloc_next_if_free(struct wcache *c, uint32_t e)
+bool wc_alloc_next_if_free(struct wcache *c, uint32_t e)
 {
 	if (e >= c->n_blocks || !is_free(c, e))
 		return false;
@@ -57,7 +57,7 @@ bool alloc_next_if_free(struct wcache *c, uint32_t e)
 	return true;
 }
 
-void unreserve_block(struct wcache *c, uint32_t e)
+void wc_unreserve_block(struct wcache *c, uint32_t e)
 {
 	c->state[e] = 0;
 	c->free_bm[e >> 6] |= 1ull << (e & 63);
@@ -65,7 +65,8 @@ void unreserve_block(struct wcache *c, uint32_t e)
 	pthread_cond_broadcast(&c->cond);	/* a write may be waiting for space */
 }
 
-void mark_entry_dirty(struct wcache *c, uint64_t e)
+/* Entry e changed in the RAM metadata: its granule goes out with the next metadata write. */
+static void mark_entry_dirty(struct wcache *c, uint64_t e)
 {
 	uint64_t g = (WC_SB_BYTES + e * WC_ENTRY_BYTES) / WC_GRANULE_BYTES;
 
@@ -74,12 +75,12 @@ void mark_entry_dirty(struct wcache *c, uint64_t e)
 }
 
 /* An installed entry (valid or superseded) comes or goes: the region's max_age clock. */
-void region_install(struct wcache *c, uint32_t e)
+void wc_region_install(struct wcache *c, uint32_t e)
 {
 	uint64_t r = e >> WC_AGE_SHIFT;
 
 	if (!c->region_used[r]++)
-		c->region_age[r] = now_age(c) + 1;
+		c->region_age[r] = wc_now_age(c) + 1;
 }
 
 static void region_uninstall(struct wcache *c, uint32_t e)
@@ -91,20 +92,20 @@ static void region_uninstall(struct wcache *c, uint32_t e)
 		c->region_age[r] = 0;
 }
 
-bool region_older_than(const struct wcache *c, uint32_t e, uint32_t now, uint32_t min_age)
+bool wc_region_older_than(const struct wcache *c, uint32_t e, uint32_t now, uint32_t min_age)
 {
 	uint32_t a = c->region_age[e >> WC_AGE_SHIFT];
 
 	return a && now - (a - 1) >= min_age;
 }
 
-void free_entry(struct wcache *c, uint32_t e)
+void wc_free_entry(struct wcache *c, uint32_t e)
 {
 	entry_set(c->meta, e, entry_sector(c->meta, e), WC_SEQ_FREE);
 	mark_entry_dirty(c, e);
 	c->state[e] = ST_PEND | (c->state[e] & ST_WR_MASK);
 	region_uninstall(c, e);
-	elist_push(&c->pend, e);
+	wc_elist_push(&c->pend, e);
 	c->nr_pend++;
 }
 
@@ -113,7 +114,7 @@ static unsigned old_bucket(uint64_t sector)
 	return (unsigned)((sector * 0x9E3779B97F4A7C15ull) >> 54) % WC_OLD_BUCKETS;
 }
 
-bool old_may_have(const struct wcache *c, uint64_t sector)
+bool wc_old_may_have(const struct wcache *c, uint64_t sector)
 {
 	return c->old.n && c->old_hash[old_bucket(sector)];
 }
@@ -121,36 +122,36 @@ bool old_may_have(const struct wcache *c, uint64_t sector)
 static void old_add(struct wcache *c, uint32_t e)
 {
 	c->state[e] |= ST_OLD;
-	elist_push(&c->old, e);
+	wc_elist_push(&c->old, e);
 	c->old_hash[old_bucket(entry_sector(c->meta, e))]++;
 }
 
-void old_remove(struct wcache *c, uint32_t e)
+void wc_old_remove(struct wcache *c, uint32_t e)
 {
-	WC_BUG_ON(!elist_remove(&c->old, e));
-	old_forget(c, e);
+	WC_BUG_ON(!wc_elist_remove(&c->old, e));
+	wc_old_forget(c, e);
 }
 
-void old_forget(struct wcache *c, uint32_t e)
+void wc_old_forget(struct wcache *c, uint32_t e)
 {
 	c->old_hash[old_bucket(entry_sector(c->meta, e))]--;
 	c->state[e] &= (uint8_t)~ST_OLD;
 }
 
 /* Put the data-filled reserved block e in service as the newest copy of blk. */
-void install_entry(struct wcache *c, uint32_t e, uint64_t blk)
+void wc_install_entry(struct wcache *c, uint32_t e, uint64_t blk)
 {
 	uint64_t sector = blk * c->bs_sect;
-	uint32_t prev = idx_lookup(&c->idx, sector);
+	uint32_t prev = wc_idx_lookup(&c->idx, sector);
 
 	entry_set(c->meta, e, sector, c->seq);
 	mark_entry_dirty(c, e);
 	c->state[e] = 0;
-	region_install(c, e);
+	wc_region_install(c, e);
 	if (prev == IDX_NONE) {
-		idx_insert(&c->idx, e);
+		wc_idx_insert(&c->idx, e);
 	} else {
-		idx_replace(&c->idx, prev, e);
+		wc_idx_replace(&c->idx, prev, e);
 		if (entry_seq(c->meta, prev) != c->seq || (c->state[prev] & ST_WB)) {
 			/*
 			 * Keep the old copy until the new one is committed (GC in commit).
@@ -159,19 +160,19 @@ void install_entry(struct wcache *c, uint32_t e, uint64_t blk)
 			 */
 			old_add(c, prev);
 		} else {
-			free_entry(c, prev);	/* uncommitted: invalid after a crash anyway */
+			wc_free_entry(c, prev);	/* uncommitted: invalid after a crash anyway */
 			c->nr_uncommitted -= c->nr_uncommitted > 0;
 		}
 	}
 	if (!c->txn_dirty) {
 		c->txn_dirty = true;
-		c->txn_start_ns = now_ns();
+		c->txn_start_ns = wc_now_ns();
 	}
 	c->nr_uncommitted++;
 	c->st.writes_allocate++;
 }
 
-uint64_t io_enter(struct wcache *c)
+uint64_t wc_io_enter(struct wcache *c)
 {
 	uint64_t ep = c->io_epoch;
 
@@ -179,7 +180,7 @@ uint64_t io_enter(struct wcache *c)
 	return ep;
 }
 
-void io_exit(struct wcache *c, uint64_t ep)
+void wc_io_exit(struct wcache *c, uint64_t ep)
 {
 	/*
 	 * Only a grace period waits for this. Waking every sleeper of c->cond

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Open (devices, format, recovery), close, the service thread (autocommit,
- * max_age ticks) and small shared helpers. See cache_priv.h for the locking
- * rules and commit.c for the on-disk ordering.
+ * The top of the engine: open (devices, format, recovery), close, and the
+ * threads (the service thread for autocommit lives here). See engine.h for
+ * the locking rules and commit.c for the on-disk ordering.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,51 +12,10 @@
 
 #include "bigalloc.h"
 #include "log.h"
-#include "cache_priv.h"
+#include "engine.h"
 #include "recover.h"
-
-uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-uint32_t now_age(const struct wcache *c)
-{
-	return (uint32_t)((now_ns() - c->open_ns) / 1000000000ull);
-}
-
-void set_error(struct wcache *c, int err, const char *what)
-{
-	int zero = 0;
-
-	if (atomic_compare_exchange_strong(&c->error, &zero, err)) {
-		wc_log(WC_LOG_ERROR, "%s failed: %s; cache is now in error state (writes fail, "
-		       "reads continue; reopen to clear)", what, strerror(-err));
-		pthread_cond_broadcast(&c->cond);
-	}
-}
-
-uint64_t free_high(const struct wcache *c)
-{
-	unsigned h = c->cleaner ? 100 : c->cfg.high_watermark;
-
-	return (c->n_blocks * (100 - h) + 50) / 100;
-}
-
-uint64_t free_low(const struct wcache *c)
-{
-	unsigned l = c->cleaner ? 100 : c->cfg.low_watermark;
-
-	return (c->n_blocks * (100 - l) + 50) / 100;
-}
-
-void kick_writeback(struct wcache *c)
-{
-	pthread_cond_broadcast(&c->cond);
-}
+#include "table.h"
+#include "testing.h"
 
 uint64_t wcache_size(const struct wcache *c)
 {
@@ -68,29 +27,27 @@ uint32_t wcache_block_size(const struct wcache *c)
 	return c->bs;
 }
 
-void *svc_main(void *arg)
+static void *svc_main(void *arg)
 {
 	struct wcache *c = arg;
 
 	pthread_mutex_lock(&c->lock);
 	while (!c->stopping) {
 		uint64_t ac_ns = (uint64_t)c->cfg.autocommit_ms * 1000000ull;
-		uint64_t wait_ns = 1000000000ull, t = now_ns();
+		uint64_t wait_ns = 1000000000ull, t = wc_now_ns();
 		struct timespec ts;
 
 		if (c->want_commit || (c->txn_dirty && t - c->txn_start_ns >= ac_ns)) {
 			c->want_commit = false;
 			pthread_mutex_unlock(&c->lock);
-			if (!get_error(c))
-				commit(c, false);
+			if (!wc_get_error(c))
+				wc_commit(c, false);
 			pthread_mutex_lock(&c->lock);
 			continue;
 		}
 		if (c->txn_dirty && c->txn_start_ns + ac_ns - t < wait_ns)
 			wait_ns = c->txn_start_ns + ac_ns - t;
-		t += wait_ns;
-		ts.tv_sec = (time_t)(t / 1000000000ull);
-		ts.tv_nsec = (long)(t % 1000000000ull);
+		ts = wc_deadline_ts(t + wait_ns);
 		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -103,14 +60,14 @@ static void free_cache(struct wcache *c)
 		dev_close(c->cache);
 	if (c->origin)
 		dev_close(c->origin);
-	idx_free(&c->idx);
-	big_free(c->meta, c->meta_bytes);
+	wc_idx_free(&c->idx);
+	wc_big_free(c->meta, c->meta_bytes);
 	free(c->gran_dirty);
 	free(c->state);
 	free(c->region_age);
 	free(c->region_used);
-	elist_free(&c->pend);
-	elist_free(&c->old);
+	wc_elist_free(&c->pend);
+	wc_elist_free(&c->old);
 	free(c->free_bm);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->meta_mutex);
@@ -120,22 +77,19 @@ static void free_cache(struct wcache *c)
 	free(c);
 }
 
+/* Open the devices by path unless the caller gave them (wc_open_devs). */
 static int open_devices(struct wcache *c, const struct wc_cfg *cfg)
 {
 	unsigned fl = cfg->read_only ? DEV_RDONLY : DEV_EXCL;
 	int ret;
 
-	if (cfg->cache_dev) {
-		c->cache = cfg->cache_dev;
-	} else {
+	if (!c->cache) {
 		ret = dev_open_uri(cfg->cache_path, fl | (cfg->cache_buffered ? DEV_NO_DIRECT : 0),
 				   &c->cache);
 		if (ret)
 			return ret;
 	}
-	if (cfg->origin_dev) {
-		c->origin = cfg->origin_dev;
-	} else {
+	if (!c->origin) {
 		ret = dev_open_uri(cfg->origin_path, fl, &c->origin);
 		if (ret)
 			return ret;
@@ -229,14 +183,14 @@ static int read_and_scan(struct wcache *c, const struct wc_sb *sb, struct recove
 	pthread_t th;
 	int ret;
 
-	recover_begin(&c->idx, rep);
+	wc_recover_begin(&c->idx, rep);
 	pthread_mutex_init(&mr.lock, NULL);
 	pthread_cond_init(&mr.cond, NULL);
 	if (c->meta_bytes <= 2 * wc_meta_chunk ||
 	    pthread_create(&th, NULL, meta_reader_main, &mr)) {
 		ret = dev_pread(c->cache, c->meta, c->meta_bytes, c->base);
 		if (!ret)
-			recover_range(c->meta, sb, origin_sectors, &c->idx, rep, 0, c->n_blocks);
+			wc_recover_range(c->meta, sb, origin_sectors, &c->idx, rep, 0, c->n_blocks);
 		goto out;
 	}
 	for (;;) {
@@ -250,7 +204,7 @@ static int read_and_scan(struct wcache *c, const struct wc_sb *sb, struct recove
 		pthread_mutex_unlock(&mr.lock);
 		if (ret || scanned == c->n_blocks)
 			break;
-		recover_range(c->meta, sb, origin_sectors, &c->idx, rep, scanned, upto);
+		wc_recover_range(c->meta, sb, origin_sectors, &c->idx, rep, scanned, upto);
 		scanned = upto;
 	}
 	pthread_join(th, NULL);
@@ -289,20 +243,21 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 			return wc_err(ret, "cannot flush the devices before recovery (%s, %s): %s",
 				      c->cache->name, c->origin->name, strerror(-ret));
 	}
-	ret = meta_read_sb(c->cache, c->base, &sb);
+	ret = wc_meta_read_sb(c->cache, c->base, &sb);
 	if (ret)
 		return ret;
 	if (cfg->format == WC_FORMAT_YES || (sb.magic == 0 && sb.version == 0)) {
 		if (cfg->read_only || cfg->format == WC_FORMAT_NO)
 			return wc_err(-ENODATA, "%s: cache device is not formatted (first 8 bytes are zero)",
 				      c->cache->name);
-		ret = meta_format(c->cache, c->base, cfg->block_size ? cfg->block_size : 4096, &sb);
+		ret = wc_meta_format(c->cache, c->base, cfg->block_size ? cfg->block_size : 4096,
+				     &sb);
 		if (ret)
 			return ret;
 		wc_log(WC_LOG_INFO, "formatted %s: %llu blocks of %u bytes", c->cache->name,
 		       (unsigned long long)sb.n_blocks, sb.block_size);
 	}
-	ret = sb_validate(&sb, cfg->block_size, usable);
+	ret = wc_sb_validate(&sb, cfg->block_size, usable);
 	if (ret)
 		return wc_err(ret, "%s: %s", c->cache->name, wcache_last_error());
 
@@ -311,23 +266,24 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 	c->bs_sect = c->bs / 512;
 	c->bs_shift = (unsigned)__builtin_ctz(c->bs);
 	c->n_blocks = sb.n_blocks;
-	c->meta_bytes = meta_bytes_for(sb.n_blocks, c->bs);
+	c->meta_bytes = wc_meta_bytes_for(sb.n_blocks, c->bs);
 	c->data_off = c->base + c->meta_bytes;
 	c->nr_gran = (c->meta_bytes + WC_GRANULE_BYTES - 1) / WC_GRANULE_BYTES;
 	c->origin_bytes = c->origin->size;
 	c->seq = c->disk_seq = sb.seq_count;
 
-	c->meta = big_alloc(c->meta_bytes, true);
+	c->meta = wc_big_alloc(c->meta_bytes, true);
 	c->gran_dirty = calloc(c->nr_gran, 1);
 	c->state = calloc(c->n_blocks, 1);
 	c->region_age = calloc((c->n_blocks >> WC_AGE_SHIFT) + 1, sizeof(uint32_t));
 	c->region_used = calloc((c->n_blocks >> WC_AGE_SHIFT) + 1, sizeof(uint32_t));
 	c->free_bm = calloc((c->n_blocks + 63) / 64, sizeof(uint64_t));
 	if (!c->meta || !c->gran_dirty || !c->state || !c->region_age || !c->region_used ||
-	    !c->free_bm || elist_init(&c->pend, c->n_blocks) || elist_init(&c->old, c->n_blocks))
+	    !c->free_bm || wc_elist_init(&c->pend, c->n_blocks) ||
+	    wc_elist_init(&c->old, c->n_blocks))
 		return wc_err(-ENOMEM, "out of memory for %llu cache blocks",
 			      (unsigned long long)c->n_blocks);
-	ret = idx_init(&c->idx, c->n_blocks, c->meta);
+	ret = wc_idx_init(&c->idx, c->n_blocks, c->meta);
 	if (ret)
 		return wc_err(ret, "out of memory for the index");
 	ret = read_and_scan(c, &sb, &rep);
@@ -342,12 +298,12 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 			c->free_bm[i >> 6] |= 1ull << (i & 63);
 			c->nr_free++;
 		} else {
-			region_install(c, (uint32_t)i);	/* as if written at open */
+			wc_region_install(c, (uint32_t)i);	/* as if written at open */
 		}
 	}
 	if (rep.changed && !cfg->read_only) {
 		/* Make the repairs durable before any block is reused. */
-		ret = write_all_meta(c);
+		ret = wc_write_all_meta(c);
 		if (!ret)
 			ret = dev_flush(c->cache);
 		if (ret)
@@ -357,35 +313,32 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 	return 0;
 }
 
-int wcache_open(const struct wc_cfg *cfg, struct wcache **out)
+/* cfg is valid; origin and cache are NULL (open by path) or owned from here on. */
+static int open_cache(const struct wc_cfg *cfg, struct wc_dev *origin, struct wc_dev *cache,
+		      struct wcache **out)
 {
-	struct wcache *c;
-	int ret = wcache_cfg_validate(cfg);
+	struct wcache *c = calloc(1, sizeof(*c));
+	int ret;
 
-	if (ret)
-		return ret;
-	c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		dev_close(origin);
+		dev_close(cache);
 		return -ENOMEM;
+	}
+	c->origin = origin;
+	c->cache = cache;
 	c->cfg = *cfg;
 	if (!c->cfg.full_wait_ms)
 		c->cfg.full_wait_ms = 30000;
 	c->read_only = cfg->read_only;
 	c->cleaner = cfg->cleaner;
-	c->open_ns = now_ns();
+	c->open_ns = wc_now_ns();
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->meta_mutex, NULL);
 	for (int i = 0; i < WC_NR_STRIPES; i++)
 		pthread_mutex_init(&c->stripe[i], NULL);
-	{
-		/* Timed waits compute deadlines from CLOCK_MONOTONIC (now_ns). */
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&c->cond, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	/* Timed waits compute deadlines from CLOCK_MONOTONIC (wc_now_ns). */
+	wc_cond_init_monotonic(&c->cond);
 	atomic_init(&c->error, 0);
 	atomic_init(&c->origin_dirty, false);
 
@@ -406,7 +359,7 @@ int wcache_open(const struct wc_cfg *cfg, struct wcache **out)
 		return wc_err(ret, "%s", keep);
 	}
 	if (!c->read_only) {
-		if (pthread_create(&c->wb_thread, NULL, wb_main, c)) {
+		if (pthread_create(&c->wb_thread, NULL, wc_wb_main, c)) {
 			free_cache(c);
 			return wc_err(-EAGAIN, "cannot start the writeback thread");
 		}
@@ -423,6 +376,32 @@ int wcache_open(const struct wc_cfg *cfg, struct wcache **out)
 	}
 	*out = c;
 	return 0;
+}
+
+int wcache_open(const struct wc_cfg *cfg, struct wcache **out)
+{
+	int ret = wcache_cfg_validate(cfg);
+
+	if (ret)
+		return ret;
+	return open_cache(cfg, NULL, NULL, out);
+}
+
+int wc_open_devs(const struct wc_cfg *cfg, struct wc_dev *origin, struct wc_dev *cache,
+		 struct wcache **out)
+{
+	int ret;
+
+	if (!origin || !cache)
+		ret = wc_err(-EINVAL, "wc_open_devs: both devices must be given");
+	else
+		ret = wc_table_validate(cfg, false);
+	if (ret) {
+		dev_close(origin);
+		dev_close(cache);
+		return ret;
+	}
+	return open_cache(cfg, origin, cache, out);
 }
 
 int wcache_open_table(const char *table, struct wcache **out)
@@ -449,8 +428,8 @@ int wcache_close(struct wcache *c)
 		pthread_mutex_lock(&c->lock);
 		fos = c->flush_on_suspend;
 		pthread_mutex_unlock(&c->lock);
-		if (fos && !get_error(c))
-			ret = writeback_all(c);
+		if (fos && !wc_get_error(c))
+			ret = wc_writeback_all(c);
 		pthread_mutex_lock(&c->lock);
 		c->stopping = true;
 		pthread_cond_broadcast(&c->cond);
@@ -459,10 +438,10 @@ int wcache_close(struct wcache *c)
 			pthread_join(c->wb_thread, NULL);
 			pthread_join(c->svc_thread, NULL);
 		}
-		r = commit(c, false);
+		r = wc_commit(c, false);
 		if (!ret)
 			ret = r;
-		r = get_error(c);
+		r = wc_get_error(c);
 		if (!ret)
 			ret = r;
 	}

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "cache_priv.h"
+#include "engine.h"
 
 struct meta_run {
 	uint64_t off, len;
@@ -74,7 +74,7 @@ static int write_dirty_meta(struct wcache *c)
 	return ret;
 }
 
-int write_all_meta(struct wcache *c)
+int wc_write_all_meta(struct wcache *c)
 {
 	memset(c->gran_dirty, 1, c->nr_gran);
 	c->meta_dirty = true;
@@ -95,7 +95,7 @@ static void io_grace(struct wcache *c)
 	c->grace_waiters--;
 }
 
-int persist_and_release(struct wcache *c)
+int wc_persist_and_release(struct wcache *c)
 {
 	/*
 	 * The frees listed now are all in the snapshot written next; frees made
@@ -116,8 +116,8 @@ int persist_and_release(struct wcache *c)
 	}
 	if (ret) {
 		/* Error state from now on; these blocks are never reused. */
-		set_error(c, ret, "writing metadata");
-		elist_drop_front(&c->pend, n);
+		wc_set_error(c, ret, "writing metadata");
+		wc_elist_drop_front(&c->pend, n);
 		return ret;
 	}
 	if (!n)
@@ -131,18 +131,18 @@ int persist_and_release(struct wcache *c)
 		c->nr_free++;
 		c->nr_pend--;
 	}
-	elist_drop_front(&c->pend, n);
+	wc_elist_drop_front(&c->pend, n);
 	pthread_cond_broadcast(&c->cond);
 	return 0;
 }
 
-int sync_frees(struct wcache *c)
+int wc_sync_frees(struct wcache *c)
 {
 	int ret;
 
 	pthread_mutex_lock(&c->meta_mutex);
 	pthread_mutex_lock(&c->lock);
-	ret = persist_and_release(c);
+	ret = wc_persist_and_release(c);
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->meta_mutex);
 	return ret;
@@ -159,17 +159,18 @@ static void gc_old(struct wcache *c)
 
 	while (i < c->old.n) {
 		uint32_t e = c->old.v[i];
-		uint32_t cur = idx_lookup(&c->idx, entry_sector(c->meta, e));
+		uint32_t cur = wc_idx_lookup(&c->idx, entry_sector(c->meta, e));
 
 		if ((cur == IDX_NONE || committed(c, cur)) && !(c->state[e] & (ST_WB | ST_WR_MASK))) {
-			elist_remove_at(&c->old, i);	/* the last one moves to i: look at i again */
-			old_forget(c, e);
-			free_entry(c, e);
+			/* The last one moves to i: look at i again. */
+			wc_elist_remove_at(&c->old, i);
+			wc_old_forget(c, e);
+			wc_free_entry(c, e);
 		} else {
 			i++;
 		}
 	}
-	elist_trim(&c->old);
+	wc_elist_trim(&c->old);
 }
 
 static int write_sb_region(struct wcache *c, uint64_t new_seq)
@@ -197,7 +198,7 @@ static int write_sb_region(struct wcache *c, uint64_t new_seq)
 	return ret;
 }
 
-int commit(struct wcache *c, bool force)
+int wc_commit(struct wcache *c, bool force)
 {
 	uint64_t called_at, num, new_seq = 0;
 	bool bump, overwrote, wrote_meta;
@@ -209,7 +210,7 @@ int commit(struct wcache *c, bool force)
 
 	pthread_mutex_lock(&c->meta_mutex);
 	pthread_mutex_lock(&c->lock);
-	ret = get_error(c);
+	ret = wc_get_error(c);
 	if (ret)
 		goto out;
 	if (c->commit_done > called_at && !force)
@@ -241,7 +242,7 @@ int commit(struct wcache *c, bool force)
 			atomic_store(&c->origin_dirty, true);
 	}
 	if (ret) {
-		set_error(c, ret, "commit");
+		wc_set_error(c, ret, "commit");
 		goto out;
 	}
 	if (bump)
@@ -249,7 +250,7 @@ int commit(struct wcache *c, bool force)
 	c->commit_done = num;
 	c->st.commits++;
 	gc_old(c);
-	ret = persist_and_release(c);
+	ret = wc_persist_and_release(c);
 out:
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->meta_mutex);

@@ -21,10 +21,10 @@ struct elist {
 };
 
 /* Room for cap entries. 0 or -ENOMEM (address space). */
-int elist_init(struct elist *l, uint64_t cap);
-void elist_free(struct elist *l);
+int wc_elist_init(struct elist *l, uint64_t cap);
+void wc_elist_free(struct elist *l);
 
-static inline void elist_push(struct elist *l, uint32_t e)
+static inline void wc_elist_push(struct elist *l, uint32_t e)
 {
 	WC_BUG_ON(l->n >= l->cap);
 	l->v[l->n++] = e;
@@ -33,18 +33,18 @@ static inline void elist_push(struct elist *l, uint32_t e)
 }
 
 /* Remove the element at i; the last one takes its place. */
-static inline void elist_remove_at(struct elist *l, uint64_t i)
+static inline void wc_elist_remove_at(struct elist *l, uint64_t i)
 {
 	l->v[i] = l->v[--l->n];
 }
 
 /* Remove the first k elements, keeping the order of the rest. */
-void elist_drop_front(struct elist *l, uint64_t k);
+void wc_elist_drop_front(struct elist *l, uint64_t k);
 
 /* Hand the pages back if the list is empty after having grown large. */
-void elist_trim(struct elist *l);
+void wc_elist_trim(struct elist *l);
 
 /* Remove e (present); false if absent. Linear. */
-bool elist_remove(struct elist *l, uint32_t e);
+bool wc_elist_remove(struct elist *l, uint32_t e);
 
 #endif

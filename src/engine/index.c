@@ -26,7 +26,7 @@ static uint32_t tag_of(const struct wc_index *ix, uint64_t sector)
 	return (uint32_t)((sector * 0xC2B2AE3D27D4EB4Full) >> (64 - (32 - ix->ebits))) << ix->ebits;
 }
 
-int idx_init(struct wc_index *ix, uint64_t max_entries, const uint8_t *meta)
+int wc_idx_init(struct wc_index *ix, uint64_t max_entries, const uint8_t *meta)
 {
 	/* Load factor at most 0.8: ~5 bytes per block. */
 	uint64_t n = max_entries + max_entries / 4 + 16;
@@ -41,22 +41,22 @@ int idx_init(struct wc_index *ix, uint64_t max_entries, const uint8_t *meta)
 	while (ix->ebits < 32 && ((1ull << ix->ebits) - 1) < max_entries)
 		ix->ebits++;
 	ix->emask = ix->ebits == 32 ? UINT32_MAX : (uint32_t)((1ull << ix->ebits) - 1);
-	ix->slots = big_alloc(n * sizeof(uint32_t), true);
+	ix->slots = wc_big_alloc(n * sizeof(uint32_t), true);
 	if (!ix->slots)
 		return -ENOMEM;
 	ix->nr_slots = n;
 	ix->meta = meta;
-	idx_clear(ix);
+	wc_idx_clear(ix);
 	return 0;
 }
 
-void idx_free(struct wc_index *ix)
+void wc_idx_free(struct wc_index *ix)
 {
-	big_free(ix->slots, ix->nr_slots * sizeof(uint32_t));
+	wc_big_free(ix->slots, ix->nr_slots * sizeof(uint32_t));
 	ix->slots = NULL;
 }
 
-void idx_clear(struct wc_index *ix)
+void wc_idx_clear(struct wc_index *ix)
 {
 	memset(ix->slots, 0xff, ix->nr_slots * sizeof(uint32_t));
 	ix->count = 0;
@@ -79,19 +79,19 @@ static uint64_t find_slot(const struct wc_index *ix, uint64_t sector)
 	return s;
 }
 
-void idx_prefetch(const struct wc_index *ix, uint64_t sector)
+void wc_idx_prefetch(const struct wc_index *ix, uint64_t sector)
 {
 	__builtin_prefetch(&ix->slots[home_slot(ix, sector)], 1);
 }
 
-uint32_t idx_lookup(const struct wc_index *ix, uint64_t sector)
+uint32_t wc_idx_lookup(const struct wc_index *ix, uint64_t sector)
 {
 	uint32_t v = ix->slots[find_slot(ix, sector)];
 
 	return v == IDX_NONE ? IDX_NONE : v & ix->emask;
 }
 
-void idx_insert(struct wc_index *ix, uint32_t e)
+void wc_idx_insert(struct wc_index *ix, uint32_t e)
 {
 	uint64_t sector = entry_sector(ix->meta, e);
 
@@ -99,7 +99,7 @@ void idx_insert(struct wc_index *ix, uint32_t e)
 	ix->count++;
 }
 
-void idx_replace(struct wc_index *ix, uint32_t e_old, uint32_t e_new)
+void wc_idx_replace(struct wc_index *ix, uint32_t e_old, uint32_t e_new)
 {
 	uint64_t s = find_slot(ix, entry_sector(ix->meta, e_old));
 
@@ -107,7 +107,7 @@ void idx_replace(struct wc_index *ix, uint32_t e_old, uint32_t e_new)
 	ix->slots[s] = (ix->slots[s] & ~ix->emask) | e_new;
 }
 
-int idx_remove(struct wc_index *ix, uint32_t e)
+int wc_idx_remove(struct wc_index *ix, uint32_t e)
 {
 	uint64_t s = find_slot(ix, entry_sector(ix->meta, e));
 	uint64_t j;
@@ -135,7 +135,7 @@ int idx_remove(struct wc_index *ix, uint32_t e)
 	return 0;
 }
 
-double idx_bytes_per_block(const struct wc_index *ix, uint64_t n_blocks)
+double wc_idx_bytes_per_block(const struct wc_index *ix, uint64_t n_blocks)
 {
 	return n_blocks ? (double)(ix->nr_slots * sizeof(uint32_t)) / (double)n_blocks : 0;
 }

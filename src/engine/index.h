@@ -26,23 +26,23 @@ struct wc_index {
 };
 
 /* Capacity for up to max_entries (must be < 2^32 - 1). Returns 0 or -ENOMEM. */
-int idx_init(struct wc_index *ix, uint64_t max_entries, const uint8_t *meta);
-void idx_free(struct wc_index *ix);
-void idx_clear(struct wc_index *ix);
+int wc_idx_init(struct wc_index *ix, uint64_t max_entries, const uint8_t *meta);
+void wc_idx_free(struct wc_index *ix);
+void wc_idx_clear(struct wc_index *ix);
 
 /* Entry caching sector, or IDX_NONE. */
-uint32_t idx_lookup(const struct wc_index *ix, uint64_t sector);
+uint32_t wc_idx_lookup(const struct wc_index *ix, uint64_t sector);
 /* Insert e (its sector must not be present). */
-void idx_insert(struct wc_index *ix, uint32_t e);
+void wc_idx_insert(struct wc_index *ix, uint32_t e);
 /* Replace the entry for the same sector as e_old with e_new (same key). */
-void idx_replace(struct wc_index *ix, uint32_t e_old, uint32_t e_new);
+void wc_idx_replace(struct wc_index *ix, uint32_t e_old, uint32_t e_new);
 /* Remove e (present). Returns 0, or -ENOENT if e is not the indexed entry for its sector. */
-int idx_remove(struct wc_index *ix, uint32_t e);
+int wc_idx_remove(struct wc_index *ix, uint32_t e);
 
 /* Start loading the slot where a lookup of sector begins (bulk inserts). */
-void idx_prefetch(const struct wc_index *ix, uint64_t sector);
+void wc_idx_prefetch(const struct wc_index *ix, uint64_t sector);
 
 /* Bytes of RAM used per indexed block at capacity (for reports). */
-double idx_bytes_per_block(const struct wc_index *ix, uint64_t n_blocks);
+double wc_idx_bytes_per_block(const struct wc_index *ix, uint64_t n_blocks);
 
 #endif

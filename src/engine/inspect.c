@@ -21,8 +21,8 @@ static void fill_sb_info(struct wc_sb_info *o, const struct wc_sb *sb, uint64_t 
 	o->block_size = sb->block_size;
 	o->n_blocks = sb->n_blocks;
 	o->seq_count = sb->seq_count;
-	if (block_size_valid(sb->block_size) && sb->n_blocks) {
-		o->meta_bytes = meta_bytes_for(sb->n_blocks, sb->block_size);
+	if (wc_block_size_valid(sb->block_size) && sb->n_blocks) {
+		o->meta_bytes = wc_meta_bytes_for(sb->n_blocks, sb->block_size);
 		o->data_offset = base + o->meta_bytes;
 	}
 }
@@ -44,18 +44,18 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 		return wc_err(-EINVAL, "%s: start_sector %llu is beyond the device (%llu bytes)",
 			      dev->name, (unsigned long long)start_sector,
 			      (unsigned long long)dev->size);
-	ret = meta_read_sb(dev, base, &sb);
+	ret = wc_meta_read_sb(dev, base, &sb);
 	if (ret)
 		return ret;
 	fill_sb_info(&out->sb, &sb, base);
-	ret = sb_validate(&sb, 0, dev->size - base);
+	ret = wc_sb_validate(&sb, 0, dev->size - base);
 	if (ret == -ENODATA) {
 		out->blank = true;
 		return wc_err(-ENODATA, "%s: not formatted (first 8 bytes are zero)", dev->name);
 	}
 	if (ret)
 		return wc_err(ret, "%s: %s", dev->name, wcache_last_error());
-	meta_bytes = meta_bytes_for(sb.n_blocks, sb.block_size);
+	meta_bytes = wc_meta_bytes_for(sb.n_blocks, sb.block_size);
 	meta = malloc(meta_bytes);
 	pristine = malloc(meta_bytes);
 	if (!meta || !pristine) {
@@ -69,10 +69,10 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 		goto out;
 	}
 	memcpy(pristine, meta, meta_bytes);
-	ret = idx_init(&ix, sb.n_blocks, meta);
+	ret = wc_idx_init(&ix, sb.n_blocks, meta);
 	if (ret)
 		goto out;
-	recover_scan(meta, &sb, (origin_bytes + 511) / 512, &ix, &rep);
+	wc_recover_scan(meta, &sb, (origin_bytes + 511) / 512, &ix, &rep);
 	out->nr_valid = rep.nr_valid;
 	out->nr_free = rep.nr_free;
 	out->nr_uncommitted = rep.nr_uncommitted;
@@ -85,7 +85,7 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 
 		if (e.seq_count == WC_SEQ_FREE)
 			continue;
-		valid = e.seq_count < sb.seq_count && idx_lookup(&ix, e.original_sector) == i;
+		valid = e.seq_count < sb.seq_count && wc_idx_lookup(&ix, e.original_sector) == i;
 		ret = cb(&e, valid, opaque);
 		if (ret)
 			goto out;
@@ -103,7 +103,7 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 		ret = rep.nr_valid ? 1 : 0;
 	}
 out:
-	idx_free(&ix);
+	wc_idx_free(&ix);
 	free(meta);
 	free(pristine);
 	return ret;
@@ -137,7 +137,7 @@ int wcache_format(const char *path, uint32_t block_size, uint64_t start_sector,
 	ret = dev_open_uri(path, DEV_EXCL, &dev);
 	if (ret)
 		return ret;
-	ret = meta_format(dev, start_sector * 512, block_size, &sb);
+	ret = wc_meta_format(dev, start_sector * 512, block_size, &sb);
 	if (!ret && out)
 		fill_sb_info(out, &sb, start_sector * 512);
 	dev_close(dev);

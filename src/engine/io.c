@@ -2,7 +2,7 @@
 /*
  * The I/O paths: read, write (aligned blocks and read-modify-write of
  * partial blocks), write-zeroes, discard, flush. Device I/O happens with
- * c->lock dropped; see cache_priv.h for the visibility and reuse rules.
+ * c->lock dropped; see engine.h for the visibility and reuse rules.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "log.h"
-#include "cache_priv.h"
+#include "engine.h"
 
 #define MAX_RUN_BLOCKS	256u
 #define MAX_SEGS	64u
@@ -59,12 +59,12 @@ int wcache_read(struct wcache *c, void *vbuf, size_t len, uint64_t off)
 		return -ENOMEM;
 
 	pthread_mutex_lock(&c->lock);
-	ep = io_enter(c);
+	ep = wc_io_enter(c);
 	for (uint64_t b = first; b <= last; b++) {
 		uint64_t bstart = b << c->bs_shift;
 		uint64_t s = off > bstart ? off : bstart;
 		uint64_t e = off + len < bstart + c->bs ? off + len : bstart + c->bs;
-		uint32_t ent = idx_lookup(&c->idx, sector_of(c, b));
+		uint32_t ent = wc_idx_lookup(&c->idx, sector_of(c, b));
 		enum seg_kind kind = ent == IDX_NONE ? SEG_ORIGIN : SEG_CACHE;
 		uint64_t dev_off = kind == SEG_CACHE ? blk_off(c, ent) + (s - bstart) : s;
 		struct seg *p = nseg ? &segs[nseg - 1] : NULL;
@@ -90,7 +90,7 @@ int wcache_read(struct wcache *c, void *vbuf, size_t len, uint64_t off)
 			       segs[i].kind == SEG_CACHE ? "cache" : "origin", strerror(-ret));
 	}
 	pthread_mutex_lock(&c->lock);
-	io_exit(c, ep);
+	wc_io_exit(c, ep);
 	pthread_mutex_unlock(&c->lock);
 	free(segs);
 	return ret;
@@ -101,7 +101,7 @@ int wcache_read(struct wcache *c, void *vbuf, size_t len, uint64_t off)
 /* Called with no locks held when a write needs a free block and none is left. */
 static int wait_for_space(struct wcache *c)
 {
-	uint64_t t0 = now_ns(), deadline = t0 + (uint64_t)c->cfg.full_wait_ms * 1000000ull;
+	uint64_t t0 = wc_now_ns(), deadline = t0 + (uint64_t)c->cfg.full_wait_ms * 1000000ull;
 	int ret = 0;
 
 	pthread_mutex_lock(&c->lock);
@@ -111,38 +111,35 @@ static int wait_for_space(struct wcache *c)
 		struct timespec ts;
 		uint64_t t;
 
-		ret = get_error(c);
+		ret = wc_get_error(c);
 		if (ret)
 			break;
 		if (c->nr_pend) {
 			pthread_mutex_unlock(&c->lock);
-			ret = sync_frees(c);
+			ret = wc_sync_frees(c);
 			pthread_mutex_lock(&c->lock);
 			continue;
 		}
 		if (c->txn_dirty && c->nr_wb == 0) {
 			/* Uncommitted blocks cannot be written back: commit them. */
 			pthread_mutex_unlock(&c->lock);
-			ret = commit(c, false);
+			ret = wc_commit(c, false);
 			pthread_mutex_lock(&c->lock);
 			if (ret)
 				break;
 		}
-		kick_writeback(c);
-		t = now_ns();
+		wc_kick_writeback(c);
+		t = wc_now_ns();
 		if (t >= deadline) {
 			ret = wc_err(-ETIMEDOUT, "cache full: no block freed within %u ms",
 				     c->cfg.full_wait_ms);
 			break;
 		}
 		t += 50000000ull;
-		if (t > deadline)
-			t = deadline;
-		ts.tv_sec = (time_t)(t / 1000000000ull);
-		ts.tv_nsec = (long)(t % 1000000000ull);
+		ts = wc_deadline_ts(t < deadline ? t : deadline);
 		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 	}
-	c->st.full_wait_ns += now_ns() - t0;
+	c->st.full_wait_ns += wc_now_ns() - t0;
 	pthread_mutex_unlock(&c->lock);
 	return ret;
 }
@@ -166,7 +163,7 @@ static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const u
 	*need_space = false;
 	while (mapped < nblk && *nseg < MAX_SEGS) {
 		uint64_t b = blk + mapped, n = 1;
-		uint32_t e = idx_lookup(&c->idx, sector_of(c, b));
+		uint32_t e = wc_idx_lookup(&c->idx, sector_of(c, b));
 		struct seg *s = &segs[*nseg];
 
 		if (e != IDX_NONE && !(c->state[e] & ST_WB)) {
@@ -180,7 +177,7 @@ static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const u
 			}
 			c->state[e] += ST_WR_ONE;
 			while (mapped + n < nblk && n < MAX_RUN_BLOCKS) {
-				uint32_t x = idx_lookup(&c->idx, sector_of(c, b + n));
+				uint32_t x = wc_idx_lookup(&c->idx, sector_of(c, b + n));
 
 				if (x != e + n || (c->state[x] & ST_WB) || wr_full(c, x))
 					break;
@@ -192,10 +189,10 @@ static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const u
 			*s = (struct seg){ SEG_INPLACE, e, b, n, 0, 0, (uint8_t *)buf + (mapped << c->bs_shift) };
 		} else {
 			uint32_t f = IDX_NONE;
-			bool around_ok = e == IDX_NONE && !old_may_have(c, sector_of(c, b));
+			bool around_ok = e == IDX_NONE && !wc_old_may_have(c, sector_of(c, b));
 
 			if (!(c->cleaner && around_ok))
-				f = alloc_block(c);
+				f = wc_alloc_block(c);
 			if (f == IDX_NONE && !around_ok) {
 				/* An older copy is cached: going around would let it shadow us. */
 				*need_space = true;
@@ -203,17 +200,17 @@ static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const u
 			}
 			if (f == IDX_NONE) {
 				while (mapped + n < nblk && n < MAX_RUN_BLOCKS &&
-				       idx_lookup(&c->idx, sector_of(c, b + n)) == IDX_NONE &&
-				       !old_may_have(c, sector_of(c, b + n)))
+				       wc_idx_lookup(&c->idx, sector_of(c, b + n)) == IDX_NONE &&
+				       !wc_old_may_have(c, sector_of(c, b + n)))
 					n++;
 				*s = (struct seg){ SEG_AROUND, 0, b, n, 0, 0,
 						   (uint8_t *)buf + (mapped << c->bs_shift) };
 				c->st.writes_around += n;
-				c->last_around_ns = now_ns();
+				c->last_around_ns = wc_now_ns();
 			} else {
 				while (mapped + n < nblk && n < MAX_RUN_BLOCKS &&
-				       idx_lookup(&c->idx, sector_of(c, b + n)) == IDX_NONE &&
-				       alloc_next_if_free(c, f + (uint32_t)n))
+				       wc_idx_lookup(&c->idx, sector_of(c, b + n)) == IDX_NONE &&
+				       wc_alloc_next_if_free(c, f + (uint32_t)n))
 					n++;
 				*s = (struct seg){ SEG_NEW, f, b, n, 0, 0,
 						   (uint8_t *)buf + (mapped << c->bs_shift) };
@@ -266,13 +263,13 @@ static void finish_segs(struct wcache *c, struct seg *segs, uint64_t nseg)
 			if (s->kind == SEG_INPLACE)
 				c->state[e] -= ST_WR_ONE;
 			else if (s->kind == SEG_NEW && !r)
-				install_entry(c, e, s->blk0 + k);
+				wc_install_entry(c, e, s->blk0 + k);
 			else if (s->kind == SEG_NEW)
-				unreserve_block(c, e);
+				wc_unreserve_block(c, e);
 		}
 		/* A failed in-place write leaves a committed block with unknown data. */
 		if (r && s->kind == SEG_INPLACE)
-			set_error(c, r, "in-place data write to the cache device");
+			wc_set_error(c, r, "in-place data write to the cache device");
 		/*
 		 * The next commit must flush the cache device even if a commit ran
 		 * while this write was in flight (it cleared the flag set at map
@@ -289,8 +286,8 @@ static void after_write(struct wcache *c)
 		c->want_commit = true;
 		pthread_cond_broadcast(&c->cond);
 	}
-	if (c->nr_free + c->nr_pend + c->nr_wb <= free_high(c))
-		kick_writeback(c);
+	if (c->nr_free + c->nr_pend + c->nr_wb <= wc_free_high(c))
+		wc_kick_writeback(c);
 }
 
 static int write_blocks(struct wcache *c, const uint8_t *buf, uint64_t blk, uint64_t nblk)
@@ -303,12 +300,12 @@ static int write_blocks(struct wcache *c, const uint8_t *buf, uint64_t blk, uint
 		bool need_space;
 
 		pthread_mutex_lock(&c->lock);
-		ret = get_error(c);
+		ret = wc_get_error(c);
 		if (ret) {
 			pthread_mutex_unlock(&c->lock);
 			return wc_err(ret, "cache is in error state: %s", strerror(-ret));
 		}
-		ep = io_enter(c);
+		ep = wc_io_enter(c);
 		mapped = map_write(c, blk, nblk, buf, segs, &nseg, &need_space);
 		pthread_mutex_unlock(&c->lock);
 
@@ -316,7 +313,7 @@ static int write_blocks(struct wcache *c, const uint8_t *buf, uint64_t blk, uint
 
 		pthread_mutex_lock(&c->lock);
 		finish_segs(c, segs, nseg);
-		io_exit(c, ep);
+		wc_io_exit(c, ep);
 		after_write(c);
 		pthread_mutex_unlock(&c->lock);
 
@@ -347,37 +344,37 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 		bool around_ok;
 
 		pthread_mutex_lock(&c->lock);
-		ret = get_error(c);
+		ret = wc_get_error(c);
 		if (ret) {
 			pthread_mutex_unlock(&c->lock);
 			ret = wc_err(ret, "cache is in error state: %s", strerror(-ret));
 			break;
 		}
-		e = idx_lookup(&c->idx, sector_of(c, blk));
+		e = wc_idx_lookup(&c->idx, sector_of(c, blk));
 		c->st.writes++;
 		if (e != IDX_NONE && !(c->state[e] & ST_WB) && !committed(c, e) && !wr_full(c, e)) {
 			/* Uncommitted: invalid after a crash anyway, so write in place. */
 			c->st.write_hits_uncommitted++;
 			c->state[e] += ST_WR_ONE;
-			ep = io_enter(c);
+			ep = wc_io_enter(c);
 			pthread_mutex_unlock(&c->lock);
 			ret = dev_pwrite(c->cache, src, len, blk_off(c, e) + boff);
 			pthread_mutex_lock(&c->lock);
-			io_exit(c, ep);
+			wc_io_exit(c, ep);
 			c->state[e] -= ST_WR_ONE;
 			c->overwrote = true;	/* a commit may have taken e meanwhile */
 			if (ret)
-				set_error(c, ret, "in-place data write to the cache device");
+				wc_set_error(c, ret, "in-place data write to the cache device");
 			pthread_mutex_unlock(&c->lock);
 			break;
 		}
-		around_ok = e == IDX_NONE && !old_may_have(c, sector_of(c, blk));
+		around_ok = e == IDX_NONE && !wc_old_may_have(c, sector_of(c, blk));
 		f = IDX_NONE;
 		if (!(c->cleaner && around_ok))
-			f = alloc_block(c);
+			f = wc_alloc_block(c);
 		if (f == IDX_NONE && around_ok) {
 			c->st.writes_around++;
-			c->last_around_ns = now_ns();
+			c->last_around_ns = wc_now_ns();
 			pthread_mutex_unlock(&c->lock);
 			ret = dev_pwrite(c->origin, src, len, (blk << c->bs_shift) + boff);
 			if (!ret)
@@ -396,7 +393,7 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 		c->st.rmw_writes++;
 		if (e != IDX_NONE)
 			c->st.write_hits_committed++;
-		ep = io_enter(c);
+		ep = wc_io_enter(c);
 		pthread_mutex_unlock(&c->lock);
 		if (!tmp)
 			tmp = malloc(c->bs);
@@ -416,13 +413,13 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 			ret = dev_pwrite(c->cache, tmp, c->bs, blk_off(c, f));
 		}
 		pthread_mutex_lock(&c->lock);
-		io_exit(c, ep);
+		wc_io_exit(c, ep);
 		if (ret) {
-			unreserve_block(c, f);
+			wc_unreserve_block(c, f);
 			wc_err(ret, "read-modify-write of block %llu failed: %s",
 			       (unsigned long long)blk, strerror(-ret));
 		} else {
-			install_entry(c, f, blk);
+			wc_install_entry(c, f, blk);
 		}
 		after_write(c);
 		pthread_mutex_unlock(&c->lock);
@@ -477,7 +474,7 @@ fua:
 		pthread_mutex_lock(&c->lock);
 		c->st.fua_writes++;
 		pthread_mutex_unlock(&c->lock);
-		ret = commit(c, false);
+		ret = wc_commit(c, false);
 	}
 	return ret;
 }
@@ -503,7 +500,7 @@ int wcache_write_zeroes(struct wcache *c, size_t len, uint64_t off, unsigned fla
 	}
 	free(z);
 	if (!ret && (flags & WC_FUA))
-		ret = commit(c, false);
+		ret = wc_commit(c, false);
 	return ret;
 }
 
@@ -514,7 +511,7 @@ int wcache_flush(struct wcache *c)
 	pthread_mutex_lock(&c->lock);
 	c->st.flushes++;
 	pthread_mutex_unlock(&c->lock);
-	return commit(c, false);
+	return wc_commit(c, false);
 }
 
 /* ---------------- discard ---------------- */
@@ -537,30 +534,30 @@ int wcache_discard(struct wcache *c, uint64_t len, uint64_t off, unsigned flags)
 
 	pthread_mutex_lock(&c->meta_mutex);
 	pthread_mutex_lock(&c->lock);
-	ret = get_error(c);
+	ret = wc_get_error(c);
 	if (ret) {
 		pthread_mutex_unlock(&c->lock);
 		pthread_mutex_unlock(&c->meta_mutex);
 		return wc_err(ret, "cache is in error state: %s", strerror(-ret));
 	}
 	for (uint64_t b = first; b < end_blk; b++) {
-		uint32_t e = idx_lookup(&c->idx, sector_of(c, b));
+		uint32_t e = wc_idx_lookup(&c->idx, sector_of(c, b));
 
 		if (e == IDX_NONE || (c->state[e] & ST_WB))
 			continue;
-		idx_remove(&c->idx, e);
+		wc_idx_remove(&c->idx, e);
 		if (!committed(c, e) && c->nr_uncommitted)
 			c->nr_uncommitted--;
-		free_entry(c, e);
+		wc_free_entry(c, e);
 	}
 	/* Like the kernel: every block the request covers counts, cached or not. */
 	c->st.discards += ((off + len + c->bs - 1) >> c->bs_shift) - (off >> c->bs_shift);
-	ret = persist_and_release(c);
+	ret = wc_persist_and_release(c);
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->meta_mutex);
 	if (!ret)
 		ret = dev_discard(c->origin, len, off);
 	if (!ret && (flags & WC_FUA))
-		ret = commit(c, false);
+		ret = wc_commit(c, false);
 	return ret;
 }

@@ -12,7 +12,7 @@
 #include "dev.h"
 #include "meta.h"
 
-void sb_encode(uint8_t *buf, const struct wc_sb *sb)
+void wc_sb_encode(uint8_t *buf, const struct wc_sb *sb)
 {
 	memset(buf, 0, WC_SB_BYTES);
 	put_le32(buf + 0, sb->magic);
@@ -22,7 +22,7 @@ void sb_encode(uint8_t *buf, const struct wc_sb *sb)
 	put_le64(buf + 24, sb->seq_count);
 }
 
-void sb_decode(const uint8_t *buf, struct wc_sb *sb)
+void wc_sb_decode(const uint8_t *buf, struct wc_sb *sb)
 {
 	sb->magic = get_le32(buf + 0);
 	sb->version = get_le32(buf + 4);
@@ -31,12 +31,12 @@ void sb_decode(const uint8_t *buf, struct wc_sb *sb)
 	sb->seq_count = get_le64(buf + 24);
 }
 
-bool block_size_valid(uint32_t bs)
+bool wc_block_size_valid(uint32_t bs)
 {
 	return bs >= WC_MIN_BLOCK && bs <= WC_MAX_BLOCK && (bs & (bs - 1)) == 0;
 }
 
-uint64_t meta_bytes_for(uint64_t n, uint32_t bs)
+uint64_t wc_meta_bytes_for(uint64_t n, uint32_t bs)
 {
 	uint64_t raw;
 
@@ -50,11 +50,11 @@ uint64_t wcache_compute_n_blocks(uint64_t usable, uint32_t bs)
 {
 	uint64_t n;
 
-	if (!block_size_valid(bs))
+	if (!wc_block_size_valid(bs))
 		return 0;
 	n = usable / (bs + WC_ENTRY_BYTES);
 	while (n) {
-		uint64_t meta = meta_bytes_for(n, bs);
+		uint64_t meta = wc_meta_bytes_for(n, bs);
 
 		if (meta && meta + n * bs <= usable && meta + n * bs >= meta)
 			break;
@@ -66,7 +66,7 @@ uint64_t wcache_compute_n_blocks(uint64_t usable, uint32_t bs)
 	return n;
 }
 
-int sb_validate(const struct wc_sb *sb, uint32_t want_bs, uint64_t usable)
+int wc_sb_validate(const struct wc_sb *sb, uint32_t want_bs, uint64_t usable)
 {
 	uint64_t meta;
 
@@ -79,14 +79,14 @@ int sb_validate(const struct wc_sb *sb, uint32_t want_bs, uint64_t usable)
 	if (sb->version != WC_VERSION)
 		return wc_err(-EINVAL, "unsupported metadata version %u (expected %u)", sb->version,
 			      WC_VERSION);
-	if (!block_size_valid(sb->block_size))
+	if (!wc_block_size_valid(sb->block_size))
 		return wc_err(-EINVAL, "invalid block size %u in superblock", sb->block_size);
 	if (want_bs && sb->block_size != want_bs)
 		return wc_err(-EINVAL, "block size mismatch: cache formatted with %u, table asks %u",
 			      sb->block_size, want_bs);
 	if (sb->n_blocks == 0)
 		return wc_err(-EINVAL, "superblock has n_blocks 0");
-	meta = meta_bytes_for(sb->n_blocks, sb->block_size);
+	meta = wc_meta_bytes_for(sb->n_blocks, sb->block_size);
 	if (!meta || sb->n_blocks > (UINT64_MAX - meta) / sb->block_size)
 		return wc_err(-EINVAL, "superblock n_blocks %llu overflows",
 			      (unsigned long long)sb->n_blocks);
@@ -103,7 +103,7 @@ int sb_validate(const struct wc_sb *sb, uint32_t want_bs, uint64_t usable)
 	return 0;
 }
 
-int meta_read_sb(struct wc_dev *dev, uint64_t base, struct wc_sb *sb)
+int wc_meta_read_sb(struct wc_dev *dev, uint64_t base, struct wc_sb *sb)
 {
 	uint8_t buf[WC_SB_BYTES];
 	int ret;
@@ -114,18 +114,18 @@ int meta_read_sb(struct wc_dev *dev, uint64_t base, struct wc_sb *sb)
 	ret = dev_pread(dev, buf, sizeof(buf), base);
 	if (ret < 0)
 		return wc_err(ret, "%s: cannot read superblock: %s", dev->name, strerror(-ret));
-	sb_decode(buf, sb);
+	wc_sb_decode(buf, sb);
 	return 0;
 }
 
-int meta_format(struct wc_dev *dev, uint64_t base, uint32_t bs, struct wc_sb *sb)
+int wc_meta_format(struct wc_dev *dev, uint64_t base, uint32_t bs, struct wc_sb *sb)
 {
 	uint64_t usable, meta, off;
 	uint8_t *buf;
 	size_t chunk = 1u << 20;
 	int ret = 0;
 
-	if (!block_size_valid(bs))
+	if (!wc_block_size_valid(bs))
 		return wc_err(-EINVAL, "invalid block size %u (power of two, 512..4096)", bs);
 	if (dev->size <= base)
 		return wc_err(-ENOSPC, "%s: start offset %llu is past the device end", dev->name,
@@ -138,7 +138,7 @@ int meta_format(struct wc_dev *dev, uint64_t base, uint32_t bs, struct wc_sb *sb
 			      dev->name, (unsigned long long)usable, bs);
 	sb->version = WC_VERSION;
 	sb->block_size = bs;
-	meta = meta_bytes_for(sb->n_blocks, bs);
+	meta = wc_meta_bytes_for(sb->n_blocks, bs);
 
 	buf = malloc(chunk);
 	if (!buf)
@@ -159,7 +159,7 @@ int meta_format(struct wc_dev *dev, uint64_t base, uint32_t bs, struct wc_sb *sb
 			memset(buf + (pos - off), 0xff, WC_ENTRY_BYTES);
 		}
 		if (off == 0)
-			sb_encode(buf, sb);
+			wc_sb_encode(buf, sb);
 		ret = dev_pwrite(dev, buf, len, base + off);
 		if (ret < 0)
 			goto out;
@@ -169,7 +169,7 @@ int meta_format(struct wc_dev *dev, uint64_t base, uint32_t bs, struct wc_sb *sb
 	if (ret < 0)
 		goto out;
 	sb->magic = WC_MAGIC;
-	sb_encode(buf, sb);
+	wc_sb_encode(buf, sb);
 	ret = dev_pwrite(dev, buf, WC_SB_BYTES, base);
 	if (ret < 0)
 		goto out;

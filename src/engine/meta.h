@@ -69,8 +69,8 @@ static inline void put_le64(uint8_t *p, uint64_t v)
 	put_le32(p + 4, (uint32_t)(v >> 32));
 }
 
-void sb_encode(uint8_t *buf, const struct wc_sb *sb);	/* writes 64 bytes, reserved = 0 */
-void sb_decode(const uint8_t *buf, struct wc_sb *sb);
+void wc_sb_encode(uint8_t *buf, const struct wc_sb *sb);	/* writes 64 bytes, reserved = 0 */
+void wc_sb_decode(const uint8_t *buf, struct wc_sb *sb);
 
 static inline uint64_t entry_sector(const uint8_t *meta, uint64_t i)
 {
@@ -89,23 +89,23 @@ static inline void entry_set(uint8_t *meta, uint64_t i, uint64_t sector, uint64_
 }
 
 /* round_up(64 + 16*n, bs), or 0 on overflow. */
-uint64_t meta_bytes_for(uint64_t n_blocks, uint32_t block_size);
+uint64_t wc_meta_bytes_for(uint64_t n_blocks, uint32_t block_size);
 
-bool block_size_valid(uint32_t bs);
+bool wc_block_size_valid(uint32_t bs);
 
 /*
  * Validate a decoded superblock against the table block size and the usable
  * bytes of the cache device (size - start_sector*512). Returns 0 or -EINVAL
  * (message set). A blank device (magic 0, version 0) returns -ENODATA.
  */
-int sb_validate(const struct wc_sb *sb, uint32_t want_block_size, uint64_t usable_bytes);
+int wc_sb_validate(const struct wc_sb *sb, uint32_t want_block_size, uint64_t usable_bytes);
 
 struct wc_dev;
 
 /* Read and decode the superblock at base. */
-int meta_read_sb(struct wc_dev *dev, uint64_t base, struct wc_sb *sb);
+int wc_meta_read_sb(struct wc_dev *dev, uint64_t base, struct wc_sb *sb);
 
 /* Format the device (spec 1.5 order). Returns 0 or -errno; *sb receives the result. */
-int meta_format(struct wc_dev *dev, uint64_t base, uint32_t block_size, struct wc_sb *sb);
+int wc_meta_format(struct wc_dev *dev, uint64_t base, uint32_t block_size, struct wc_sb *sb);
 
 #endif

@@ -6,21 +6,21 @@
 
 #define RECOVER_PREFETCH 16
 
-void recover_begin(struct wc_index *ix, struct recover_report *r)
+void wc_recover_begin(struct wc_index *ix, struct recover_report *r)
 {
 	memset(r, 0, sizeof(*r));
 	if (ix->count)	/* a fresh index is empty already: skip clearing 5 B per block again */
-		idx_clear(ix);
+		wc_idx_clear(ix);
 }
 
-void recover_scan(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sectors,
+void wc_recover_scan(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sectors,
 		  struct wc_index *ix, struct recover_report *r)
 {
-	recover_begin(ix, r);
-	recover_range(meta, sb, origin_sectors, ix, r, 0, sb->n_blocks);
+	wc_recover_begin(ix, r);
+	wc_recover_range(meta, sb, origin_sectors, ix, r, 0, sb->n_blocks);
 }
 
-void recover_range(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sectors,
+void wc_recover_range(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sectors,
 		   struct wc_index *ix, struct recover_report *r, uint64_t from, uint64_t to)
 {
 	uint64_t bs_sect = sb->block_size / 512;
@@ -37,7 +37,7 @@ void recover_range(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sector
 		 */
 		if (i + RECOVER_PREFETCH < to &&
 		    entry_seq(meta, i + RECOVER_PREFETCH) != WC_SEQ_FREE)
-			idx_prefetch(ix, entry_sector(meta, i + RECOVER_PREFETCH));
+			wc_idx_prefetch(ix, entry_sector(meta, i + RECOVER_PREFETCH));
 
 		if (seq == WC_SEQ_FREE) {
 			r->nr_free++;
@@ -58,9 +58,9 @@ void recover_range(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sector
 			r->nr_past_origin++;
 			continue;
 		}
-		other = idx_lookup(ix, sector);
+		other = wc_idx_lookup(ix, sector);
 		if (other == IDX_NONE) {
-			idx_insert(ix, (uint32_t)i);
+			wc_idx_insert(ix, (uint32_t)i);
 			r->nr_valid++;
 			continue;
 		}
@@ -76,7 +76,7 @@ void recover_range(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sector
 			entry_set(meta, i, sector, WC_SEQ_FREE);
 		} else {
 			/* Equal seq: the later index wins, like the kernel's tree insert. */
-			idx_replace(ix, other, (uint32_t)i);
+			wc_idx_replace(ix, other, (uint32_t)i);
 			entry_set(meta, other, sector, WC_SEQ_FREE);
 		}
 	}

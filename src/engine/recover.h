@@ -30,16 +30,16 @@ struct recover_report {
  * get seq -1 in meta. Past-origin entries (origin_sectors != 0) are left alone
  * and not indexed. Sectors not aligned to the block are treated like past-origin.
  */
-void recover_scan(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sectors,
+void wc_recover_scan(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sectors,
 		  struct wc_index *ix, struct recover_report *r);
 
 /*
  * The same scan in pieces, so it can follow the metadata as it is read:
- * recover_begin(), then recover_range() over consecutive entry ranges
+ * wc_recover_begin(), then wc_recover_range() over consecutive entry ranges
  * [from, to) that together cover 0..n_blocks-1 in order.
  */
-void recover_begin(struct wc_index *ix, struct recover_report *r);
-void recover_range(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sectors,
+void wc_recover_begin(struct wc_index *ix, struct recover_report *r);
+void wc_recover_range(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sectors,
 		   struct wc_index *ix, struct recover_report *r, uint64_t from, uint64_t to);
 
 #endif

@@ -6,7 +6,7 @@
 #include <strings.h>
 
 #include "log.h"
-#include "cache_priv.h"
+#include "engine.h"
 #include "table.h"
 
 void wcache_get_stats(struct wcache *c, struct wc_stats *st)
@@ -18,7 +18,7 @@ void wcache_get_stats(struct wcache *c, struct wc_stats *st)
 	st->writeback_blocks = c->nr_wb;
 	st->dirty_blocks = c->n_blocks - st->free_blocks;
 	st->seq_count = c->disk_seq;
-	st->error = get_error(c);
+	st->error = wc_get_error(c);
 	if (!st->error)
 		st->error = c->wb_error;
 	pthread_mutex_unlock(&c->lock);
@@ -46,7 +46,7 @@ int wcache_status(struct wcache *c, char *buf, size_t len)
 
 int wcache_table(struct wcache *c, char *buf, size_t len)
 {
-	return table_format_line(&c->cfg, buf, len);
+	return wc_table_format_line(&c->cfg, buf, len);
 }
 
 int wcache_message(struct wcache *c, const char *msg)
@@ -67,9 +67,9 @@ int wcache_message(struct wcache *c, const char *msg)
 	if (c->read_only)
 		return wc_err(-EROFS, "cache opened read-only");
 	if (!strcasecmp(word, "flush")) {
-		if (get_error(c))
+		if (wc_get_error(c))
 			return wc_err(-EIO, "flush: cache is in error state");
-		return writeback_all(c);
+		return wc_writeback_all(c);
 	}
 	if (!strcasecmp(word, "flush_on_suspend")) {
 		pthread_mutex_lock(&c->lock);

@@ -73,7 +73,7 @@ void wcache_cfg_init(struct wc_cfg *cfg)
 	cfg->full_wait_ms = 30000;
 }
 
-int table_parse_u64(const char *arg, const char *s, uint64_t max, uint64_t *out)
+int wc_table_parse_u64(const char *arg, const char *s, uint64_t max, uint64_t *out)
 {
 	uint64_t v = 0;
 	bool overflow = false;
@@ -115,7 +115,7 @@ static int parse_block_size(const char *s, uint32_t *out)
 	int ret;
 
 	/* Parse with a wide bound so that "8192" gets the power-of-two message. */
-	ret = table_parse_u64("block_size", s, UINT32_MAX, &v);
+	ret = wc_table_parse_u64("block_size", s, UINT32_MAX, &v);
 	if (ret < 0)
 		return ret;
 	ret = check_block_size(v);
@@ -245,10 +245,10 @@ static int parse_words(struct wc_cfg *cfg, char **w, size_t nr)
 	if (nr >= 3 && !strcmp(w[2], "writecache")) {
 		uint64_t dummy;
 
-		ret = table_parse_u64("start", w[0], UINT64_MAX, &dummy);
+		ret = wc_table_parse_u64("start", w[0], UINT64_MAX, &dummy);
 		if (ret < 0)
 			return ret;
-		ret = table_parse_u64("length", w[1], UINT64_MAX, &dummy);
+		ret = wc_table_parse_u64("length", w[1], UINT64_MAX, &dummy);
 		if (ret < 0)
 			return ret;
 		w += 3;
@@ -270,7 +270,8 @@ static int parse_words(struct wc_cfg *cfg, char **w, size_t nr)
 	ret = parse_block_size(w[3], &cfg->block_size);
 	if (ret < 0)
 		return ret;
-	ret = table_parse_u64("N (number of optional arguments)", w[4], TABLE_MAX_OPT_ARGS, &n_opt);
+	ret = wc_table_parse_u64("N (number of optional arguments)", w[4], TABLE_MAX_OPT_ARGS,
+				 &n_opt);
 	if (ret < 0)
 		return ret;
 	w += 5;
@@ -291,7 +292,7 @@ static int parse_words(struct wc_cfg *cfg, char **w, size_t nr)
 		if (d->has_value) {
 			if (i + 1 >= nr)
 				return wc_err(-EINVAL, "%s: missing value", d->name);
-			ret = table_parse_u64(d->name, w[++i], d->max, &v);
+			ret = wc_table_parse_u64(d->name, w[++i], d->max, &v);
 			if (ret < 0)
 				return ret;
 		}
@@ -377,7 +378,7 @@ int wcache_cfg_set(struct wc_cfg *cfg, const char *name, const char *value)
 	if (d->id == OPT_FUA || d->id == OPT_NOFUA)
 		return opt_reject_fua();
 	if (d->has_value)
-		ret = table_parse_u64(d->name, value, d->max, &v);
+		ret = wc_table_parse_u64(d->name, value, d->max, &v);
 	else
 		ret = parse_bool(d->name, value, &v);
 	if (ret < 0)
@@ -386,11 +387,11 @@ int wcache_cfg_set(struct wc_cfg *cfg, const char *name, const char *value)
 	return 0;
 }
 
-static int check_path(const char *arg, const char *path, size_t size, const struct wc_dev *dev)
+static int check_path(const char *arg, const char *path, size_t size, bool need)
 {
 	if (!memchr(path, '\0', size))
 		return wc_err(-EINVAL, "%s: path is not terminated (max %zu bytes)", arg, size - 1);
-	if (!dev && !*path)
+	if (need && !*path)
 		return wc_err(-EINVAL, "%s: no device path given", arg);
 	return 0;
 }
@@ -405,14 +406,19 @@ static int check_max(const char *arg, uint64_t v, uint64_t max)
 
 int wcache_cfg_validate(const struct wc_cfg *cfg)
 {
+	return wc_table_validate(cfg, true);
+}
+
+int wc_table_validate(const struct wc_cfg *cfg, bool need_paths)
+{
 	int ret;
 
 	if (!cfg)
 		return wc_err(-EINVAL, "config: none given");
-	ret = check_path("origin", cfg->origin_path, sizeof(cfg->origin_path), cfg->origin_dev);
+	ret = check_path("origin", cfg->origin_path, sizeof(cfg->origin_path), need_paths);
 	if (ret < 0)
 		return ret;
-	ret = check_path("cache", cfg->cache_path, sizeof(cfg->cache_path), cfg->cache_dev);
+	ret = check_path("cache", cfg->cache_path, sizeof(cfg->cache_path), need_paths);
 	if (ret < 0)
 		return ret;
 	/* 0 = take the block size from the superblock (4096 when formatting). */
@@ -495,7 +501,7 @@ static uint64_t opt_value(const struct wc_cfg *cfg, enum opt_id id)
 	return 0;
 }
 
-int table_format_line(const struct wc_cfg *cfg, char *buf, size_t len)
+int wc_table_format_line(const struct wc_cfg *cfg, char *buf, size_t len)
 {
 	struct line l = { .buf = buf, .len = buf ? len : 0, .pos = 0 };
 	unsigned n = 0;

@@ -7,6 +7,7 @@
 #ifndef WC_TABLE_H
 #define WC_TABLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,7 +24,13 @@
  * no trailing junk, no overflow. arg names the argument in the error text.
  * Returns 0 or -EINVAL (message in wcache_last_error()).
  */
-int table_parse_u64(const char *arg, const char *s, uint64_t max, uint64_t *out);
+int wc_table_parse_u64(const char *arg, const char *s, uint64_t max, uint64_t *out);
+
+/*
+ * wcache_cfg_validate() is this with need_paths. Without it, empty paths
+ * pass: the devices come from the caller (wc_open_devs).
+ */
+int wc_table_validate(const struct wc_cfg *cfg, bool need_paths);
 
 /*
  * Write "s ORIGIN CACHE BS N opts..." with only the explicitly set options
@@ -31,6 +38,6 @@ int table_parse_u64(const char *arg, const char *s, uint64_t max, uint64_t *out)
  * printed as "-". Paths containing white space cannot be parsed back.
  * Returns the length (excluding the NUL) or -ERANGE if len is too small.
  */
-int table_format_line(const struct wc_cfg *cfg, char *buf, size_t len);
+int wc_table_format_line(const struct wc_cfg *cfg, char *buf, size_t len);
 
 #endif

@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "log.h"
-#include "cache_priv.h"
+#include "engine.h"
 
 #define WB_BATCH_MAX	65536u	/* flush/cleaner: one sorted pass over this many blocks */
 #define WB_BATCH_WM	4096u	/* watermark writeback: free space sooner */
@@ -238,9 +238,9 @@ static bool wb_wanted(struct wcache *c, bool *active)
 
 	if (c->wb_all_waiters || c->cleaner)
 		return true;
-	if (avail <= free_high(c))
+	if (avail <= wc_free_high(c))
 		*active = true;
-	if (*active && avail > free_low(c))
+	if (*active && avail > wc_free_low(c))
 		*active = false;
 	return *active;
 }
@@ -249,12 +249,12 @@ static bool wb_wanted(struct wcache *c, bool *active)
 static uint64_t select_batch(struct wcache *c, struct wb_item *items, uint64_t max, uint32_t min_age)
 {
 	uint64_t n = 0, scanned = 0, e = c->wb_cursor;
-	uint32_t now = now_age(c);
+	uint32_t now = wc_now_age(c);
 
 	while (scanned < c->n_blocks && n < max) {
 		if (c->state[e] == 0 && entry_seq(c->meta, e) != WC_SEQ_FREE && committed(c, e) &&
-		    (!min_age || region_older_than(c, e, now, min_age)) &&
-		    !old_may_have(c, entry_sector(c->meta, e))) {
+		    (!min_age || wc_region_older_than(c, e, now, min_age)) &&
+		    !wc_old_may_have(c, entry_sector(c->meta, e))) {
 			/* (An older copy still cached must reach the origin or be freed first.) */
 			c->state[e] |= ST_WB;
 			items[n++] = (struct wb_item){ entry_sector(c->meta, e) / c->bs_sect, (uint32_t)e };
@@ -279,14 +279,14 @@ static void finish_batch(struct wcache *c, struct wb_item *items, uint64_t n, in
 		if (err)
 			continue;
 		if (c->state[e] & ST_OLD)
-			old_remove(c, e);	/* a newer copy exists; this one is on the origin */
+			wc_old_remove(c, e);	/* a newer copy exists; this one is on the origin */
 		else
-			idx_remove(&c->idx, e);
-		free_entry(c, e);
+			wc_idx_remove(&c->idx, e);
+		wc_free_entry(c, e);
 		c->st.writeback_blocks_done++;
 	}
 	if (!err)
-		persist_and_release(c);
+		wc_persist_and_release(c);
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->meta_mutex);
@@ -294,15 +294,12 @@ static void finish_batch(struct wcache *c, struct wb_item *items, uint64_t n, in
 
 static void timed_wait(struct wcache *c, uint64_t ns)
 {
-	struct timespec ts;
-	uint64_t t = now_ns() + ns;
+	struct timespec ts = wc_deadline_ts(wc_now_ns() + ns);
 
-	ts.tv_sec = (time_t)(t / 1000000000ull);
-	ts.tv_nsec = (long)(t % 1000000000ull);
 	pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 }
 
-void *wb_main(void *arg)
+void *wc_wb_main(void *arg)
 {
 	struct wcache *c = arg;
 	struct wb_item *items = malloc(sizeof(*items) * WB_BATCH_MAX);
@@ -310,7 +307,7 @@ void *wb_main(void *arg)
 	bool active = false;
 
 	if (!items) {
-		set_error(c, -ENOMEM, "writeback thread");
+		wc_set_error(c, -ENOMEM, "writeback thread");
 		return NULL;
 	}
 	pthread_mutex_lock(&c->lock);
@@ -320,7 +317,7 @@ void *wb_main(void *arg)
 		bool wanted;
 		int ret;
 
-		if (get_error(c)) {
+		if (wc_get_error(c)) {
 			timed_wait(c, 1000000000ull);
 			continue;
 		}
@@ -340,14 +337,15 @@ void *wb_main(void *arg)
 		}
 		/* pause_writeback: let the origin rest while writes go around the cache. */
 		if (!c->wb_all_waiters && !c->cleaner && c->cfg.pause_writeback_ms && c->last_around_ns &&
-		    now_ns() - c->last_around_ns < (uint64_t)c->cfg.pause_writeback_ms * 1000000ull &&
+		    wc_now_ns() - c->last_around_ns <
+			    (uint64_t)c->cfg.pause_writeback_ms * 1000000ull &&
 		    c->nr_free) {
 			timed_wait(c, 100000000ull);
 			continue;
 		}
 		if (!c->wb_all_waiters && !c->cleaner) {
 			uint64_t avail = c->nr_free + c->nr_pend + c->nr_wb;
-			uint64_t need = free_low(c) >= avail ? free_low(c) - avail + 1 : 1;
+			uint64_t need = wc_free_low(c) >= avail ? wc_free_low(c) - avail + 1 : 1;
 
 			/*
 			 * Overshoot the low watermark a little (at most 1/64 of the cache)
@@ -365,7 +363,7 @@ void *wb_main(void *arg)
 		if (!n) {
 			if (c->txn_dirty && (c->wb_all_waiters || c->cleaner || active)) {
 				pthread_mutex_unlock(&c->lock);
-				commit(c, false);
+				wc_commit(c, false);
 				pthread_mutex_lock(&c->lock);
 				continue;
 			}
@@ -402,10 +400,10 @@ void *wb_main(void *arg)
 	return NULL;
 }
 
-int writeback_all(struct wcache *c)
+int wc_writeback_all(struct wcache *c)
 {
 	uint64_t gen0, fail0;
-	int ret = commit(c, false);
+	int ret = wc_commit(c, false);
 
 	if (ret)
 		return ret;
@@ -416,7 +414,7 @@ int writeback_all(struct wcache *c)
 	pthread_cond_broadcast(&c->cond);
 	/* Two empty passes after our request: the second began after it. */
 	while (c->wb_all_gen < gen0 + 2 && !c->stopping) {
-		ret = get_error(c);
+		ret = wc_get_error(c);
 		if (!ret && c->wb_fail_gen != fail0)
 			ret = c->wb_error ? c->wb_error : -EIO;
 		if (ret)

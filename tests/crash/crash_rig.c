@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "crash_rig.h"
+#include "testing.h"
 
 /* ---------------- PRNG ---------------- */
 
@@ -779,9 +780,7 @@ int rig_open(struct rig *r)
 		dev_close(wo);
 		return ret;
 	}
-	cfg.origin_dev = wo;
-	cfg.cache_dev = wcd;
-	return wcache_open(&cfg, &r->wc);
+	return wc_open_devs(&cfg, wo, wcd, &r->wc);
 }
 
 int rig_close(struct rig *r)

@@ -34,6 +34,7 @@
 
 #include "dev.h"
 #include "fault.h"
+#include "testing.h"
 #include "wcache.h"
 
 #define SECT 512u
@@ -868,9 +869,7 @@ static void crash_setup(struct crash_run *r, const struct plan *p, const struct 
 		die("fault share: %s", wcache_last_error());
 	cfg_common(&cfg, p, true);
 	cfg.format = WC_FORMAT_YES;
-	cfg.origin_dev = o;
-	cfg.cache_dev = logdev_wrap(c, &r->log);
-	ret = wcache_open(&cfg, wc);
+	ret = wc_open_devs(&cfg, o, logdev_wrap(c, &r->log), wc);
 	if (ret)
 		die("open on fault devices: %s", wcache_last_error());
 }

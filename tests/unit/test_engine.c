@@ -21,7 +21,7 @@
 #include "wcache.h"
 #include "dev.h"
 #include "fault.h"
-#include "cache_priv.h"
+#include "testing.h"
 
 #define ORIGIN_BYTES (8u << 20)
 #define CACHE_BYTES (1u << 20)
@@ -40,10 +40,6 @@ static struct wcache *open_rig(struct rig *r, uint32_t bs, const char *extra)
 
 	wcache_cfg_init(&cfg);
 	cfg.block_size = bs;
-	assert_int_equal(dev_fault_share(r->origin, &o), 0);
-	assert_int_equal(dev_fault_share(r->cache, &c), 0);
-	cfg.origin_dev = o;
-	cfg.cache_dev = c;
 	if (extra) {
 		char buf[256], *save, *tok;
 
@@ -54,7 +50,9 @@ static struct wcache *open_rig(struct rig *r, uint32_t bs, const char *extra)
 			assert_int_equal(wcache_cfg_set(&cfg, tok, v), 0);
 		}
 	}
-	assert_int_equal(wcache_open(&cfg, &wc), 0);
+	assert_int_equal(dev_fault_share(r->origin, &o), 0);
+	assert_int_equal(dev_fault_share(r->cache, &c), 0);
+	assert_int_equal(wc_open_devs(&cfg, o, c, &wc), 0);
 	return wc;
 }
 
@@ -447,11 +445,9 @@ static void test_open_reads_metadata_in_chunks(void **state)
 	wcache_cfg_init(&cfg);
 	assert_int_equal(dev_fault_share(r.origin, &o), 0);
 	assert_int_equal(dev_fault_share(r.cache, &c), 0);
-	cfg.origin_dev = o;
-	cfg.cache_dev = c;
 	cfg.block_size = 512;
-	cfg.cache_dev = failing_dev(c, 3 * 4096);	/* the superblock reads, the 3rd chunk fails */
-	assert_int_equal(wcache_open(&cfg, &wc), -EIO);
+	/* The superblock reads, the 3rd chunk fails. */
+	assert_int_equal(wc_open_devs(&cfg, o, failing_dev(c, 3 * 4096), &wc), -EIO);
 	assert_non_null(strstr(wcache_last_error(), "cannot read metadata"));
 	wc_meta_chunk = saved;
 	rig_fini(&r);

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "cache_priv.h"
+#include "engine.h"
 #include "index.h"
 #include "meta.h"
 
@@ -43,7 +43,7 @@ static void run_random(uint64_t cap, uint32_t hi_base)
 	struct wc_index ix;
 
 	assert_non_null(meta);
-	assert_int_equal(idx_init(&ix, cap, meta), 0);
+	assert_int_equal(wc_idx_init(&ix, cap, meta), 0);
 #define E(i) ((uint32_t)((i) < N / 2 ? (uint32_t)(i) : hi_base + (uint32_t)(i)))
 #define T(e) ((e) < N / 2 ? (int)(e) : (int)((e) - hi_base))
 	for (int i = 0; i < N; i++)
@@ -55,18 +55,18 @@ static void run_random(uint64_t cap, uint32_t hi_base)
 		uint64_t sector = (next_rand() % (N * 2)) * 8;
 
 		if (ref[t] == UINT64_MAX) {
-			uint32_t cur = idx_lookup(&ix, sector);
+			uint32_t cur = wc_idx_lookup(&ix, sector);
 
 			entry_set(meta, e, sector, 1);
 			if (cur == IDX_NONE) {
-				idx_insert(&ix, e);
+				wc_idx_insert(&ix, e);
 			} else {
-				idx_replace(&ix, cur, e);
+				wc_idx_replace(&ix, cur, e);
 				ref[T(cur)] = UINT64_MAX;
 			}
 			ref[t] = sector;
 		} else {
-			assert_int_equal(idx_remove(&ix, e), 0);
+			assert_int_equal(wc_idx_remove(&ix, e), 0);
 			ref[t] = UINT64_MAX;
 		}
 		if (step % 997 == 0) {
@@ -76,13 +76,13 @@ static void run_random(uint64_t cap, uint32_t hi_base)
 				if (ref[i] == UINT64_MAX)
 					continue;
 				count++;
-				assert_int_equal(idx_lookup(&ix, ref[i]), E(i));
+				assert_int_equal(wc_idx_lookup(&ix, ref[i]), E(i));
 			}
 			assert_int_equal(ix.count, count);
 			for (int k = 0; k < 50; k++) {
 				uint64_t s = (next_rand() % (N * 2)) * 8 + 1;	/* never inserted */
 
-				assert_int_equal(idx_lookup(&ix, s), IDX_NONE);
+				assert_int_equal(wc_idx_lookup(&ix, s), IDX_NONE);
 			}
 		}
 	}
@@ -93,15 +93,15 @@ static void run_random(uint64_t cap, uint32_t hi_base)
 
 			if (ref[other] == UINT64_MAX) {
 				entry_set(meta, E(other), ref[i], 1);
-				assert_int_equal(idx_remove(&ix, E(other)), -ENOENT);
+				assert_int_equal(wc_idx_remove(&ix, E(other)), -ENOENT);
 				break;
 			}
 		}
 	}
-	assert_true(idx_bytes_per_block(&ix, cap) < 5.2);
+	assert_true(wc_idx_bytes_per_block(&ix, cap) < 5.2);
 #undef E
 #undef T
-	idx_free(&ix);
+	wc_idx_free(&ix);
 	free(meta);
 	free(ref);
 }
@@ -135,15 +135,15 @@ static void test_index_entry_field_boundary(void **state)
 
 	(void)state;
 	assert_non_null(meta);
-	assert_int_equal(idx_init(&ix, cap, meta), 0);
+	assert_int_equal(wc_idx_init(&ix, cap, meta), 0);
 	for (uint64_t s = 0; s < 20000; s++) {
 		entry_set(meta, top, s * 8, 1);
-		idx_insert(&ix, top);
-		assert_int_equal(idx_lookup(&ix, s * 8), top);
-		assert_int_equal(idx_remove(&ix, top), 0);
-		assert_int_equal(idx_lookup(&ix, s * 8), IDX_NONE);
+		wc_idx_insert(&ix, top);
+		assert_int_equal(wc_idx_lookup(&ix, s * 8), top);
+		assert_int_equal(wc_idx_remove(&ix, top), 0);
+		assert_int_equal(wc_idx_lookup(&ix, s * 8), IDX_NONE);
 	}
-	idx_free(&ix);
+	wc_idx_free(&ix);
 	free(meta);
 	run_random(cap, (uint32_t)(cap - N));
 }
@@ -155,7 +155,7 @@ static struct wcache *mini_cache(uint64_t n)
 	c->n_blocks = n;
 	c->bs = 4096;
 	c->bs_sect = 8;
-	c->meta_bytes = meta_bytes_for(n, 4096);
+	c->meta_bytes = wc_meta_bytes_for(n, 4096);
 	c->nr_gran = (c->meta_bytes + WC_GRANULE_BYTES - 1) / WC_GRANULE_BYTES;
 	c->meta = malloc(c->meta_bytes);
 	memset(c->meta, 0xff, c->meta_bytes);
@@ -164,9 +164,9 @@ static struct wcache *mini_cache(uint64_t n)
 	c->region_age = calloc((n >> WC_AGE_SHIFT) + 1, sizeof(uint32_t));
 	c->region_used = calloc((n >> WC_AGE_SHIFT) + 1, sizeof(uint32_t));
 	c->free_bm = calloc((n + 63) / 64, 8);
-	assert_int_equal(elist_init(&c->pend, n), 0);
-	assert_int_equal(elist_init(&c->old, n), 0);
-	assert_int_equal(idx_init(&c->idx, n, c->meta), 0);
+	assert_int_equal(wc_elist_init(&c->pend, n), 0);
+	assert_int_equal(wc_elist_init(&c->old, n), 0);
+	assert_int_equal(wc_idx_init(&c->idx, n, c->meta), 0);
 	for (uint64_t i = 0; i < n; i++)
 		c->free_bm[i >> 6] |= 1ull << (i & 63);
 	c->nr_free = n;
@@ -176,14 +176,14 @@ static struct wcache *mini_cache(uint64_t n)
 
 static void mini_free(struct wcache *c)
 {
-	idx_free(&c->idx);
+	wc_idx_free(&c->idx);
 	free(c->meta);
 	free(c->gran_dirty);
 	free(c->state);
 	free(c->region_age);
 	free(c->region_used);
-	elist_free(&c->pend);
-	elist_free(&c->old);
+	wc_elist_free(&c->pend);
+	wc_elist_free(&c->old);
 	free(c->free_bm);
 	free(c);
 }
@@ -195,18 +195,18 @@ static void test_alloc_cursor(void **state)
 
 	/* Sequential from 0, wrapping; taken blocks are skipped. */
 	for (uint32_t i = 0; i < 130; i++)
-		assert_int_equal(alloc_block(c), i);
-	assert_int_equal(alloc_block(c), IDX_NONE);
+		assert_int_equal(wc_alloc_block(c), i);
+	assert_int_equal(wc_alloc_block(c), IDX_NONE);
 	assert_int_equal(c->nr_free, 0);
-	unreserve_block(c, 5);
-	unreserve_block(c, 70);
-	unreserve_block(c, 71);
+	wc_unreserve_block(c, 5);
+	wc_unreserve_block(c, 70);
+	wc_unreserve_block(c, 71);
 	/* Cursor is at 0 after wrapping: 5 first, then 70 with 71 contiguous. */
-	assert_int_equal(alloc_block(c), 5);
-	assert_int_equal(alloc_block(c), 70);
-	assert_true(alloc_next_if_free(c, 71));
-	assert_false(alloc_next_if_free(c, 72));
-	assert_false(alloc_next_if_free(c, 130));
+	assert_int_equal(wc_alloc_block(c), 5);
+	assert_int_equal(wc_alloc_block(c), 70);
+	assert_true(wc_alloc_next_if_free(c, 71));
+	assert_false(wc_alloc_next_if_free(c, 72));
+	assert_false(wc_alloc_next_if_free(c, 130));
 	assert_int_equal(c->nr_free, 0);
 	mini_free(c);
 }
@@ -217,16 +217,16 @@ static void test_install_supersede_free(void **state)
 	uint32_t a, b, d;
 	(void)state;
 
-	a = alloc_block(c);
-	install_entry(c, a, 10);
-	assert_int_equal(idx_lookup(&c->idx, 80), a);
+	a = wc_alloc_block(c);
+	wc_install_entry(c, a, 10);
+	assert_int_equal(wc_idx_lookup(&c->idx, 80), a);
 	assert_int_equal(entry_seq(c->meta, a), 1);
 	assert_true(c->txn_dirty);
 	assert_int_equal(c->nr_uncommitted, 1);
 	/* Uncommitted copy replaced: freed at once (pending). */
-	b = alloc_block(c);
-	install_entry(c, b, 10);
-	assert_int_equal(idx_lookup(&c->idx, 80), b);
+	b = wc_alloc_block(c);
+	wc_install_entry(c, b, 10);
+	assert_int_equal(wc_idx_lookup(&c->idx, 80), b);
 	assert_int_equal(c->nr_pend, 1);
 	assert_int_equal(c->pend.n, 1);
 	assert_int_equal(c->pend.v[0], a);
@@ -235,16 +235,16 @@ static void test_install_supersede_free(void **state)
 	assert_int_equal(entry_sector(c->meta, a), 80);
 	/* Committed copy replaced: kept as an old copy until GC. */
 	c->disk_seq = c->seq = 2;
-	d = alloc_block(c);
-	install_entry(c, d, 10);
-	assert_int_equal(idx_lookup(&c->idx, 80), d);
+	d = wc_alloc_block(c);
+	wc_install_entry(c, d, 10);
+	assert_int_equal(wc_idx_lookup(&c->idx, 80), d);
 	assert_true(c->state[b] & ST_OLD);
-	assert_true(old_may_have(c, 80));
+	assert_true(wc_old_may_have(c, 80));
 	assert_int_equal(c->old.n, 1);
 	assert_int_equal(c->region_used[0], 2);	/* b (old) and d */
-	old_remove(c, b);
+	wc_old_remove(c, b);
 	assert_int_equal(c->old.n, 0);
-	assert_false(old_may_have(c, 80));
+	assert_false(wc_old_may_have(c, 80));
 	assert_false(c->state[b] & ST_OLD);
 	mini_free(c);
 }

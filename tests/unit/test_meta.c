@@ -32,9 +32,9 @@ static void test_sb_layout(void **state)
 	(void)state;
 
 	memset(buf, 0xaa, sizeof(buf));
-	sb_encode(buf, &sb);
+	wc_sb_encode(buf, &sb);
 	assert_memory_equal(buf, want, 64);
-	sb_decode(want, &back);
+	wc_sb_decode(want, &back);
 	assert_int_equal(back.magic, WC_MAGIC);
 	assert_int_equal(back.version, 1);
 	assert_int_equal(back.block_size, 4096);
@@ -43,7 +43,7 @@ static void test_sb_layout(void **state)
 	/* 64-bit fields use all 8 bytes. */
 	sb.n_blocks = 0x0102030405060708ull;
 	sb.seq_count = 0xfffffffffffffffeull;
-	sb_encode(buf, &sb);
+	wc_sb_encode(buf, &sb);
 	assert_int_equal(buf[16], 0x08);
 	assert_int_equal(buf[23], 0x01);
 	assert_int_equal(buf[24], 0xfe);
@@ -72,16 +72,16 @@ static void test_n_blocks(void **state)
 	(void)state;
 	/* Spec 1.4 worked examples. */
 	assert_int_equal(wcache_compute_n_blocks(1073741824ull, 4096), 261123);
-	assert_int_equal(meta_bytes_for(261123, 4096), 4182016);
+	assert_int_equal(wc_meta_bytes_for(261123, 4096), 4182016);
 	assert_int_equal(wcache_compute_n_blocks(256ull << 20, 4096), 65280);
-	assert_int_equal(meta_bytes_for(65280, 4096), 1048576);
+	assert_int_equal(wc_meta_bytes_for(65280, 4096), 1048576);
 	assert_int_equal(wcache_compute_n_blocks(256ull << 20, 512), 508400);
-	assert_int_equal(meta_bytes_for(508400, 512), 8134656);
+	assert_int_equal(wc_meta_bytes_for(508400, 512), 8134656);
 	/* Kernel-made samples: 16 MiB cache, 4096 -> 4080 blocks, data at 65536. */
 	assert_int_equal(wcache_compute_n_blocks(16ull << 20, 4096), 4080);
-	assert_int_equal(meta_bytes_for(4080, 4096), 65536);
+	assert_int_equal(wc_meta_bytes_for(4080, 4096), 65536);
 	/* 16 MiB with 512-byte blocks: data at 508928 (harness README). */
-	assert_int_equal(meta_bytes_for(wcache_compute_n_blocks(16ull << 20, 512), 512), 508928);
+	assert_int_equal(wc_meta_bytes_for(wcache_compute_n_blocks(16ull << 20, 512), 512), 508928);
 	/* Too small and invalid block sizes. */
 	assert_int_equal(wcache_compute_n_blocks(4096 + 15, 4096), 0);
 	assert_int_equal(wcache_compute_n_blocks(8192, 4096), 1);
@@ -94,8 +94,8 @@ static void test_n_blocks(void **state)
 
 			if (!n)
 				continue;
-			assert_true(meta_bytes_for(n, bs) + n * bs <= sz);
-			assert_true(meta_bytes_for(n + 1, bs) + (n + 1) * bs > sz);
+			assert_true(wc_meta_bytes_for(n, bs) + n * bs <= sz);
+			assert_true(wc_meta_bytes_for(n + 1, bs) + (n + 1) * bs > sz);
 		}
 	}
 }
@@ -105,28 +105,28 @@ static void test_sb_validate(void **state)
 	struct wc_sb sb = { WC_MAGIC, 1, 4096, 4080, 1 };
 	(void)state;
 
-	assert_int_equal(sb_validate(&sb, 4096, 16 << 20), 0);
-	assert_int_equal(sb_validate(&sb, 0, 16 << 20), 0);
-	assert_int_equal(sb_validate(&sb, 512, 16 << 20), -EINVAL);
+	assert_int_equal(wc_sb_validate(&sb, 4096, 16 << 20), 0);
+	assert_int_equal(wc_sb_validate(&sb, 0, 16 << 20), 0);
+	assert_int_equal(wc_sb_validate(&sb, 512, 16 << 20), -EINVAL);
 	assert_non_null(strstr(wcache_last_error(), "block size mismatch"));
-	assert_int_equal(sb_validate(&sb, 4096, (16 << 20) - 1), -EINVAL);
+	assert_int_equal(wc_sb_validate(&sb, 4096, (16 << 20) - 1), -EINVAL);
 	assert_non_null(strstr(wcache_last_error(), "truncated"));
 	sb.magic = 0x12345678;
-	assert_int_equal(sb_validate(&sb, 4096, 16 << 20), -EINVAL);
+	assert_int_equal(wc_sb_validate(&sb, 4096, 16 << 20), -EINVAL);
 	assert_non_null(strstr(wcache_last_error(), "invalid magic"));
 	sb.magic = 0;
-	assert_int_equal(sb_validate(&sb, 4096, 16 << 20), -EINVAL);	/* magic 0, version 1 */
+	assert_int_equal(wc_sb_validate(&sb, 4096, 16 << 20), -EINVAL);	/* magic 0, version 1 */
 	sb.version = 0;
-	assert_int_equal(sb_validate(&sb, 4096, 16 << 20), -ENODATA);	/* blank */
+	assert_int_equal(wc_sb_validate(&sb, 4096, 16 << 20), -ENODATA);	/* blank */
 	sb = (struct wc_sb){ WC_MAGIC, 2, 4096, 4080, 1 };
-	assert_int_equal(sb_validate(&sb, 4096, 16 << 20), -EINVAL);
+	assert_int_equal(wc_sb_validate(&sb, 4096, 16 << 20), -EINVAL);
 	assert_non_null(strstr(wcache_last_error(), "version 2"));
 	sb = (struct wc_sb){ WC_MAGIC, 1, 4096, UINT64_MAX / 8, 1 };
-	assert_int_equal(sb_validate(&sb, 4096, 16 << 20), -EINVAL);
+	assert_int_equal(wc_sb_validate(&sb, 4096, 16 << 20), -EINVAL);
 	sb = (struct wc_sb){ WC_MAGIC, 1, 3000, 10, 1 };
-	assert_int_equal(sb_validate(&sb, 0, 16 << 20), -EINVAL);
+	assert_int_equal(wc_sb_validate(&sb, 0, 16 << 20), -EINVAL);
 	sb = (struct wc_sb){ WC_MAGIC, 1, 4096, 0, 1 };
-	assert_int_equal(sb_validate(&sb, 0, 16 << 20), -EINVAL);
+	assert_int_equal(wc_sb_validate(&sb, 0, 16 << 20), -EINVAL);
 }
 
 static void test_format_order(void **state)
@@ -142,18 +142,18 @@ static void test_format_order(void **state)
 	for (uint64_t n = 1; n < 8; n++) {
 
 		fault_arm_crash(d, n);
-		if (meta_format(d, 4096, 512, &sb) == 0) {
+		if (wc_meta_format(d, 4096, 512, &sb) == 0) {
 			fault_arm_crash(d, 0);
 			break;
 		}
 		fault_crash(d, FAULT_DROP_ALL, n);
 		memcpy(buf, fault_durable(d) + 4096, 64);
-		sb_decode(buf, &got);
+		wc_sb_decode(buf, &got);
 		assert_true(got.magic == 0);
 	}
-	assert_int_equal(meta_format(d, 4096, 512, &sb), 0);
+	assert_int_equal(wc_meta_format(d, 4096, 512, &sb), 0);
 	fault_crash(d, FAULT_DROP_ALL, 99);	/* everything was flushed */
-	sb_decode(fault_durable(d) + 4096, &got);
+	wc_sb_decode(fault_durable(d) + 4096, &got);
 	assert_int_equal(got.magic, WC_MAGIC);
 	assert_int_equal(got.n_blocks, wcache_compute_n_blocks((1 << 20) - 4096, 512));
 	assert_int_equal(got.seq_count, 0);
@@ -179,18 +179,18 @@ static void test_recover_rules(void **state)
 	entry_set(meta, 4, 32, 9);	/* committed */
 	entry_set(meta, 5, 40, 2);
 	entry_set(meta, 6, 40, 1);	/* older copy after the newer one in index order */
-	assert_int_equal(idx_init(&ix, 8, meta), 0);
-	recover_scan(meta, &sb, 1 << 20, &ix, &r);
+	assert_int_equal(wc_idx_init(&ix, 8, meta), 0);
+	wc_recover_scan(meta, &sb, 1 << 20, &ix, &r);
 	assert_int_equal(r.nr_valid, 3);
 	assert_int_equal(r.nr_uncommitted, 2);
 	assert_int_equal(r.nr_superseded, 2);
 	assert_int_equal(r.nr_free, 1);
 	assert_int_equal(r.nr_equal_dups, 0);
 	assert_true(r.changed);
-	assert_int_equal(idx_lookup(&ix, 8), 1);
-	assert_int_equal(idx_lookup(&ix, 40), 5);
-	assert_int_equal(idx_lookup(&ix, 32), 4);
-	assert_int_equal(idx_lookup(&ix, 16), IDX_NONE);
+	assert_int_equal(wc_idx_lookup(&ix, 8), 1);
+	assert_int_equal(wc_idx_lookup(&ix, 40), 5);
+	assert_int_equal(wc_idx_lookup(&ix, 32), 4);
+	assert_int_equal(wc_idx_lookup(&ix, 16), IDX_NONE);
 	assert_int_equal(entry_seq(meta, 0), WC_SEQ_FREE);
 	assert_int_equal(entry_seq(meta, 2), WC_SEQ_FREE);
 	assert_int_equal(entry_sector(meta, 2), 16);	/* sector kept, like the kernel */
@@ -201,13 +201,13 @@ static void test_recover_rules(void **state)
 	entry_set(meta, 3, 8, 3);
 	entry_set(meta, 4, 1 << 20, 3);
 	entry_set(meta, 5, 9, 3);
-	recover_scan(meta, &sb, 1 << 20, &ix, &r);
+	wc_recover_scan(meta, &sb, 1 << 20, &ix, &r);
 	assert_int_equal(r.nr_equal_dups, 1);
 	assert_int_equal(r.dup_idx, 3);
 	assert_int_equal(r.dup_other, 0);
 	assert_int_equal(r.nr_past_origin, 2);
 	assert_int_equal(r.past_idx, 4);
-	idx_free(&ix);
+	wc_idx_free(&ix);
 }
 
 int main(void)

@@ -31,6 +31,7 @@
 #include "wcache.h"
 #include "dev.h"
 #include "fault.h"
+#include "testing.h"
 
 #define NWRITERS 4
 #define NREADERS 2
@@ -123,9 +124,7 @@ static int open_cache(struct model *m)
 		assert_int_equal(wcache_cfg_set(&cfg, tok, strtok_r(NULL, " ", &save)), 0);
 	assert_int_equal(dev_fault_share(m->origin, &o), 0);
 	assert_int_equal(dev_fault_share(m->cache, &c), 0);
-	cfg.origin_dev = o;
-	cfg.cache_dev = c;
-	return wcache_open(&cfg, &m->wc);
+	return wc_open_devs(&cfg, o, c, &m->wc);
 }
 
 /* Compare buf (read at off) with the known bytes of the reference. */

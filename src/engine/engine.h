@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Private state of an open cache, shared by the engine modules.
+ * The engine's internal header: the body of struct wcache (the state of an
+ * open cache) and the functions the engine modules call in one another,
+ * grouped by the file that defines them. Only src/engine/ and white-box
+ * tests include it; everything above the engine sees include/wcache.h.
  *
  * Lock order: c->stripe[i] -> c->meta_mutex -> c->lock. c->lock (the index
  * lock, like the kernel's wc->lock) guards everything marked "lock"; it is
@@ -15,8 +18,8 @@
  * and every read or in-place write that might still touch them has ended
  * (an epoch grace period).
  */
-#ifndef WC_CACHE_PRIV_H
-#define WC_CACHE_PRIV_H
+#ifndef WC_ENGINE_H
+#define WC_ENGINE_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,6 +27,7 @@
 #include <stdint.h>
 
 #include "wcache.h"
+#include "clock.h"
 #include "dev.h"
 #include "elist.h"
 #include "index.h"
@@ -122,14 +126,7 @@ struct wcache {
 	bool threads_started;
 };
 
-/* cache.c */
-uint64_t now_ns(void);
-uint32_t now_age(const struct wcache *c);
-void set_error(struct wcache *c, int err, const char *what);
-static inline int get_error(struct wcache *c)
-{
-	return atomic_load_explicit(&c->error, memory_order_acquire);
-}
+/* Byte offset of cache block e on the cache device; is entry e committed (lock)? */
 static inline uint64_t blk_off(const struct wcache *c, uint32_t e)
 {
 	return c->data_off + ((uint64_t)e << c->bs_shift);
@@ -138,41 +135,47 @@ static inline bool committed(const struct wcache *c, uint32_t e)
 {
 	return entry_seq(c->meta, e) < c->disk_seq;
 }
-void mark_entry_dirty(struct wcache *c, uint64_t e);
-uint64_t free_high(const struct wcache *c);
-uint64_t free_low(const struct wcache *c);
-void kick_writeback(struct wcache *c);
+
+/* state.c: used by every module; takes no lock, does no I/O */
+/* The first error wins; logged once, wakes every waiter. */
+void wc_set_error(struct wcache *c, int err, const char *what);
+static inline int wc_get_error(struct wcache *c)
+{
+	return atomic_load_explicit(&c->error, memory_order_acquire);
+}
+uint32_t wc_now_age(const struct wcache *c);	/* whole seconds since open */
+/*
+ * Watermarks in blocks (lock): writeback starts when at most free_high are
+ * free or on their way to free, and goes on until more than free_low are.
+ */
+uint64_t wc_free_high(const struct wcache *c);
+uint64_t wc_free_low(const struct wcache *c);
+void wc_kick_writeback(struct wcache *c);
 
 /* alloc.c (lock held) */
-uint32_t alloc_block(struct wcache *c);		/* IDX_NONE if none free */
-bool alloc_next_if_free(struct wcache *c, uint32_t e);	/* take e if it is free */
-void free_entry(struct wcache *c, uint32_t e);	/* RAM free -> pending list */
-void unreserve_block(struct wcache *c, uint32_t e);	/* never installed: back to free */
-void install_entry(struct wcache *c, uint32_t e, uint64_t blk);
-void old_remove(struct wcache *c, uint32_t e);
-void old_forget(struct wcache *c, uint32_t e);	/* counters only: caller unlinked e */
+uint32_t wc_alloc_block(struct wcache *c);		/* IDX_NONE if none free */
+bool wc_alloc_next_if_free(struct wcache *c, uint32_t e);	/* take e if it is free */
+void wc_free_entry(struct wcache *c, uint32_t e);	/* RAM free -> pending list */
+void wc_unreserve_block(struct wcache *c, uint32_t e);	/* never installed: back to free */
+void wc_install_entry(struct wcache *c, uint32_t e, uint64_t blk);
+void wc_old_remove(struct wcache *c, uint32_t e);
+void wc_old_forget(struct wcache *c, uint32_t e);	/* counters only: caller unlinked e */
 /* max_age regions: e was installed now (or found valid at recovery); is e's region older than min_age s? */
-void region_install(struct wcache *c, uint32_t e);
-bool region_older_than(const struct wcache *c, uint32_t e, uint32_t now, uint32_t min_age);
+void wc_region_install(struct wcache *c, uint32_t e);
+bool wc_region_older_than(const struct wcache *c, uint32_t e, uint32_t now, uint32_t min_age);
 /* May a superseded copy of this sector still exist? (Write-around must not race it.) */
-bool old_may_have(const struct wcache *c, uint64_t sector);
-uint64_t io_enter(struct wcache *c);
-void io_exit(struct wcache *c, uint64_t epoch);
+bool wc_old_may_have(const struct wcache *c, uint64_t sector);
+uint64_t wc_io_enter(struct wcache *c);
+void wc_io_exit(struct wcache *c, uint64_t epoch);
 
 /* commit.c */
-int commit(struct wcache *c, bool force_sb);	/* takes meta_mutex and lock */
-int persist_and_release(struct wcache *c);	/* meta_mutex + lock held; drops lock for I/O */
-int sync_frees(struct wcache *c);		/* takes meta_mutex and lock */
-int write_all_meta(struct wcache *c);		/* meta_mutex + lock held */
+int wc_commit(struct wcache *c, bool force_sb);	/* takes meta_mutex and lock */
+int wc_persist_and_release(struct wcache *c);	/* meta_mutex + lock held; drops lock for I/O */
+int wc_sync_frees(struct wcache *c);		/* takes meta_mutex and lock */
+int wc_write_all_meta(struct wcache *c);		/* meta_mutex + lock held */
 
 /* writeback.c */
-void *wb_main(void *arg);
-int writeback_all(struct wcache *c);
-
-/* Activation reads metadata larger than 2 chunks of this many bytes in a helper thread. */
-extern uint64_t wc_meta_chunk;
-
-/* service thread in cache.c */
-void *svc_main(void *arg);
+void *wc_wb_main(void *arg);
+int wc_writeback_all(struct wcache *c);
 
 #endif

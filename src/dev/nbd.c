@@ -153,10 +153,16 @@ static const char *nbd_msg(void)
 	return m;
 }
 
+/* Does err say the connection is gone (not that the server refused a command)? */
+static bool err_is_dead(int err)
+{
+	return err == ENOTCONN || err == ESHUTDOWN || err == EPIPE || err == ECONNRESET ||
+	       err == ETIMEDOUT;
+}
+
 static bool conn_is_dead(struct nbd_handle *h, int err)
 {
-	return nbd_aio_is_dead(h) == 1 || nbd_aio_is_closed(h) == 1 || err == ENOTCONN ||
-	       err == ESHUTDOWN || err == EPIPE || err == ECONNRESET || err == ETIMEDOUT;
+	return nbd_aio_is_dead(h) == 1 || nbd_aio_is_closed(h) == 1 || err_is_dead(err);
 }
 
 static void list_add(struct nbd_cmd_list *l, struct nbd_cmd *k)
@@ -440,6 +446,8 @@ static int cmd_callback(void *opaque, int *error)
 
 	pthread_mutex_lock(&c->qlock);
 	k->err = *error;
+	/* Commands libnbd retires because the connection died fail with ENOTCONN. */
+	k->dead = err_is_dead(*error);
 	list_del(&c->inflight, k);
 	c->nr_inflight--;
 	list_add(&c->done, k);
@@ -690,7 +698,8 @@ static void cmd_issue(struct nbd_conn *c, struct nbd_cmd *k, void *buf)
 		list_del(&c->inflight, k);
 		c->nr_inflight--;
 		k->err = e;
-		k->dead = conn_is_dead(c->h, e);
+		/* Refused before it left: the handle is in no state to send (dying or dead). */
+		k->dead = e != EROFS && e != ERANGE;
 		list_add(&c->done, k);
 		pthread_mutex_unlock(&c->qlock);
 		conn_wake(c);

@@ -25,6 +25,8 @@
 #define WB_BATCH_WM	4096u	/* watermark writeback: free space sooner */
 #define WB_BATCH_MIN	1024u	/* below this, runs get short and the origin seeks */
 #define WB_RUN_MAX	256u
+#define WB_SLICES	8u	/* a batch frees its blocks in up to this many slices */
+#define WB_SLICE_MIN	256u	/* blocks: smaller slices would flush the origin too often */
 
 struct wb_item {
 	uint64_t blk;
@@ -43,6 +45,15 @@ struct wb_pipe {
 	uint64_t runs_in_flight;	/* lock */
 	int err;			/* lock: first failure */
 	char msg[256];			/* lock: its text */
+	/*
+	 * Slices of the sorted batch: each is flushed on the origin and freed
+	 * as soon as its runs are done, so space comes back during a long
+	 * batch instead of at its end.
+	 */
+	unsigned nr_slices;
+	uint64_t *slice_left;		/* lock: runs not yet ended */
+	int *slice_err;			/* lock */
+	bool *slice_done;		/* writeback thread: flushed and freed */
 };
 
 /* One run: contiguous origin blocks, read from the cache, then one origin write. */
@@ -50,6 +61,7 @@ struct wb_run {
 	struct wb_pipe *p;
 	const struct wb_item *it;
 	uint64_t n;
+	unsigned slice;
 	uint8_t *buf;
 	atomic_uint reads_left;
 	atomic_int err;
@@ -75,6 +87,9 @@ static void run_end(struct wb_run *r, int err, const char *msg)
 		p->err = err;
 		snprintf(p->msg, sizeof(p->msg), "%s", msg && *msg ? msg : strerror(-err));
 	}
+	if (err && !p->slice_err[r->slice])
+		p->slice_err[r->slice] = err;
+	p->slice_left[r->slice]--;
 	p->blocks_in_flight -= r->n;
 	p->runs_in_flight--;
 	pthread_cond_broadcast(&p->cond);
@@ -124,7 +139,7 @@ static void run_read_done(struct wc_io *io, int result)
 }
 
 /* Start one run: its cache reads now, its origin write when they are done. */
-static int run_start(struct wb_pipe *p, const struct wb_item *it, uint64_t n)
+static int run_start(struct wb_pipe *p, const struct wb_item *it, uint64_t n, unsigned slice)
 {
 	struct wcache *c = p->c;
 	struct wc_io *ios[WB_RUN_MAX];
@@ -146,6 +161,7 @@ static int run_start(struct wb_pipe *p, const struct wb_item *it, uint64_t n)
 	r->p = p;
 	r->it = it;
 	r->n = n;
+	r->slice = slice;
 	r->nr_reads = nr;
 	atomic_init(&r->reads_left, nr);
 	atomic_init(&r->err, 0);
@@ -163,72 +179,6 @@ static int run_start(struct wb_pipe *p, const struct wb_item *it, uint64_t n)
 	}
 	dev_submit(c->cache, ios, nr);
 	return 0;
-}
-
-/*
- * Copy a sorted batch to the origin: runs of up to WB_RUN_MAX adjacent
- * blocks, as many in flight as writeback_jobs allows (at least one run),
- * then one origin flush. Returns 0 or -errno.
- */
-static int run_batch(struct wcache *c, struct wb_item *items, uint64_t n)
-{
-	uint64_t budget = c->cfg.writeback_jobs, nr_runs = 0;
-	struct wb_pipe p = { .c = c };
-	int ret;
-
-	qsort(items, n, sizeof(*items), cmp_item);
-	pthread_mutex_init(&p.lock, NULL);
-	pthread_cond_init(&p.cond, NULL);
-	for (uint64_t i = 0; i < n;) {
-		uint64_t k = 1;
-
-		while (i + k < n && k < WB_RUN_MAX && items[i + k - 1].blk + 1 == items[i + k].blk)
-			k++;
-		pthread_mutex_lock(&p.lock);
-		while (!p.err && p.runs_in_flight && budget && p.blocks_in_flight + k > budget)
-			pthread_cond_wait(&p.cond, &p.lock);
-		ret = p.err;
-		if (!ret) {
-			p.blocks_in_flight += k;
-			p.runs_in_flight++;
-		}
-		pthread_mutex_unlock(&p.lock);
-		if (ret)
-			break;
-		ret = run_start(&p, items + i, k);
-		if (ret) {
-			pthread_mutex_lock(&p.lock);
-			p.blocks_in_flight -= k;
-			p.runs_in_flight--;
-			if (!p.err) {
-				p.err = ret;
-				snprintf(p.msg, sizeof(p.msg), "out of memory");
-			}
-			pthread_mutex_unlock(&p.lock);
-			break;
-		}
-		nr_runs++;
-		i += k;
-	}
-	pthread_mutex_lock(&p.lock);
-	while (p.runs_in_flight)
-		pthread_cond_wait(&p.cond, &p.lock);
-	ret = p.err;
-	pthread_mutex_unlock(&p.lock);
-	pthread_cond_destroy(&p.cond);
-	pthread_mutex_destroy(&p.lock);
-	if (ret) {
-		wc_err(ret, "writeback: %s", p.msg);
-	} else {
-		/* Origin copies must be durable before the cache forgets the blocks. */
-		ret = dev_flush(c->origin);
-		if (ret)
-			wc_err(ret, "writeback: flushing the origin failed: %s", strerror(-ret));
-	}
-	pthread_mutex_lock(&c->lock);
-	c->st.writeback_runs += nr_runs;
-	pthread_mutex_unlock(&c->lock);
-	return ret;
 }
 
 /* Is writeback wanted now? lock held. */
@@ -290,6 +240,156 @@ static void finish_batch(struct wcache *c, struct wb_item *items, uint64_t n, in
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->meta_mutex);
+}
+
+/* The blocks of one slice are on the origin (or failed with err): flush, then free them. */
+static int slice_finish(struct wcache *c, struct wb_item *items, uint64_t n, int err,
+			const char *msg)
+{
+	if (err) {
+		wc_err(err, "writeback: %s", msg);
+	} else {
+		/* Origin copies must be durable before the cache forgets the blocks. */
+		err = dev_flush(c->origin);
+		if (err)
+			wc_err(err, "writeback: flushing the origin failed: %s", strerror(-err));
+	}
+	finish_batch(c, items, n, err);
+	return err;
+}
+
+/*
+ * Finish every slice whose runs have all ended; p->lock held on entry and
+ * exit, dropped while finishing. Returns the first error.
+ */
+static int slices_reap(struct wb_pipe *p, struct wb_item *items, const uint64_t *first,
+		       const uint64_t *count)
+{
+	int ret = 0;
+
+	for (unsigned s = 0; s < p->nr_slices; s++) {
+		int err;
+
+		if (p->slice_done[s] || p->slice_left[s])
+			continue;
+		p->slice_done[s] = true;
+		err = p->slice_err[s];
+		pthread_mutex_unlock(&p->lock);
+		err = slice_finish(p->c, items + first[s], count[s], err, p->msg);
+		pthread_mutex_lock(&p->lock);
+		if (err && !ret)
+			ret = err;
+	}
+	return ret;
+}
+
+/*
+ * Copy a batch to the origin and free it: sorted, runs of up to WB_RUN_MAX
+ * adjacent blocks, as many in flight as writeback_jobs allows (at least one
+ * run), each slice flushed and freed when its runs are done. After a
+ * failure no new run starts and the blocks not copied stay dirty.
+ * Returns 0 or the first -errno.
+ */
+static int run_batch(struct wcache *c, struct wb_item *items, uint64_t n)
+{
+	uint64_t budget = c->cfg.writeback_jobs, nr_runs = 0, slice_target;
+	uint64_t *run_len = malloc(sizeof(*run_len) * n);
+	uint64_t first[WB_SLICES], count[WB_SLICES], left[WB_SLICES];
+	unsigned *run_slice = malloc(sizeof(*run_slice) * n);
+	int slice_err[WB_SLICES] = { 0 }, ret = 0, err;
+	bool slice_done[WB_SLICES] = { false };
+	struct wb_pipe p = { .c = c, .slice_left = left, .slice_err = slice_err,
+			     .slice_done = slice_done };
+	uint64_t i, r;
+
+	if (!run_len || !run_slice) {
+		free(run_len);
+		free(run_slice);
+		finish_batch(c, items, n, -ENOMEM);
+		return wc_err(-ENOMEM, "writeback: out of memory");
+	}
+	qsort(items, n, sizeof(*items), cmp_item);
+	slice_target = (n + WB_SLICES - 1) / WB_SLICES;
+	if (slice_target < WB_SLICE_MIN)
+		slice_target = WB_SLICE_MIN;
+	/* Runs, then slices made of whole runs. */
+	for (i = 0; i < n; nr_runs++) {
+		uint64_t k = 1;
+		unsigned s = p.nr_slices ? p.nr_slices - 1 : 0;
+
+		while (i + k < n && k < WB_RUN_MAX && items[i + k - 1].blk + 1 == items[i + k].blk)
+			k++;
+		if (!p.nr_slices || (count[s] >= slice_target && p.nr_slices < WB_SLICES)) {
+			s = p.nr_slices++;
+			first[s] = i;
+			count[s] = 0;
+			left[s] = 0;
+		}
+		count[s] += k;
+		left[s]++;
+		run_len[nr_runs] = k;
+		run_slice[nr_runs] = s;
+		i += k;
+	}
+	pthread_mutex_init(&p.lock, NULL);
+	pthread_cond_init(&p.cond, NULL);
+	pthread_mutex_lock(&p.lock);
+	for (r = 0, i = 0; r < nr_runs; r++) {
+		uint64_t k = run_len[r];
+
+		for (;;) {
+			err = slices_reap(&p, items, first, count);
+			if (err && !ret)
+				ret = err;
+			if (p.err || !p.runs_in_flight || !budget || p.blocks_in_flight + k <= budget)
+				break;
+			pthread_cond_wait(&p.cond, &p.lock);
+		}
+		if (p.err)
+			break;
+		p.blocks_in_flight += k;
+		p.runs_in_flight++;
+		pthread_mutex_unlock(&p.lock);
+		err = run_start(&p, items + i, k, run_slice[r]);
+		pthread_mutex_lock(&p.lock);
+		if (err) {
+			p.blocks_in_flight -= k;
+			p.runs_in_flight--;
+			if (!p.err) {
+				p.err = err;
+				snprintf(p.msg, sizeof(p.msg), "out of memory");
+			}
+			break;
+		}
+		i += k;
+	}
+	/* Runs never started leave their slices failed, so every slice ends. */
+	for (; r < nr_runs; r++) {
+		p.slice_left[run_slice[r]]--;
+		if (!p.slice_err[run_slice[r]])
+			p.slice_err[run_slice[r]] = p.err;
+	}
+	for (;;) {
+		bool all = true;
+
+		err = slices_reap(&p, items, first, count);
+		if (err && !ret)
+			ret = err;
+		for (unsigned s = 0; s < p.nr_slices; s++)
+			all = all && p.slice_done[s];
+		if (all)
+			break;
+		pthread_cond_wait(&p.cond, &p.lock);
+	}
+	pthread_mutex_unlock(&p.lock);
+	pthread_cond_destroy(&p.cond);
+	pthread_mutex_destroy(&p.lock);
+	free(run_len);
+	free(run_slice);
+	pthread_mutex_lock(&c->lock);
+	c->st.writeback_runs += nr_runs;
+	pthread_mutex_unlock(&c->lock);
+	return ret;
 }
 
 static void timed_wait(struct wcache *c, uint64_t ns)
@@ -378,7 +478,6 @@ void *wc_wb_main(void *arg)
 		}
 		pthread_mutex_unlock(&c->lock);
 		ret = run_batch(c, items, n);
-		finish_batch(c, items, n, ret);
 		pthread_mutex_lock(&c->lock);
 		if (ret) {
 			c->wb_error = ret;

@@ -45,6 +45,11 @@
 #define WC_OLD_BUCKETS	1024
 #define WC_AGE_SHIFT	10	/* max_age regions of 1024 entries */
 
+/* A write waiting for a free block (on its stack; see wait_for_space in io.c). */
+struct wc_space_waiter {
+	struct wc_space_waiter *next;
+};
+
 struct wcache {
 	struct wc_cfg cfg;
 	struct wc_dev *origin, *cache;
@@ -97,6 +102,13 @@ struct wcache {
 	bool overwrote;			/* lock: in-place data writes since the last cache flush */
 	atomic_bool origin_dirty;	/* write-around data not yet flushed on the origin */
 	uint64_t last_around_ns;	/* lock: for pause_writeback */
+
+	/*
+	 * Writes waiting for a free block, first come first served: only the
+	 * head may take one, and new writes do not take blocks while anyone
+	 * waits (lock).
+	 */
+	struct wc_space_waiter *space_head, *space_tail;
 
 	uint64_t io_epoch;		/* lock */
 	uint64_t io_count[2];		/* lock: reads/in-place writes in flight per epoch */

@@ -98,22 +98,50 @@ int wcache_read(struct wcache *c, void *vbuf, size_t len, uint64_t off)
 
 /* ---------------- waiting for space ---------------- */
 
-/* Called with no locks held when a write needs a free block and none is left. */
-static int wait_for_space(struct wcache *c)
+static void space_dequeue(struct wcache *c, struct wc_space_waiter *w)
+{
+	struct wc_space_waiter **pp = &c->space_head, *prev = NULL;
+
+	while (*pp != w) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	*pp = w->next;
+	if (c->space_tail == w)
+		c->space_tail = prev;
+}
+
+/*
+ * Called with no locks held when a write needs a free block and none is
+ * left. Waiters are served in arrival order, and each leaves with the
+ * block it was woken for in *reserved (the Linux 4.19 lesson: a woken
+ * waiter that must race newcomers for the block can starve).
+ */
+static int wait_for_space(struct wcache *c, uint32_t *reserved)
 {
 	uint64_t t0 = wc_now_ns(), deadline = t0 + (uint64_t)c->cfg.full_wait_ms * 1000000ull;
+	struct wc_space_waiter w = { NULL };
 	int ret = 0;
 
 	pthread_mutex_lock(&c->lock);
 	c->st.writes_blocked_on_freelist++;
 	c->st.full_waits++;
-	while (!c->nr_free) {
+	if (c->space_tail)
+		c->space_tail->next = &w;
+	else
+		c->space_head = &w;
+	c->space_tail = &w;
+	for (;;) {
 		struct timespec ts;
 		uint64_t t;
 
 		ret = wc_get_error(c);
 		if (ret)
 			break;
+		if (c->space_head == &w && c->nr_free) {
+			*reserved = wc_alloc_block(c);
+			break;
+		}
 		if (c->nr_pend) {
 			pthread_mutex_unlock(&c->lock);
 			ret = wc_sync_frees(c);
@@ -139,9 +167,38 @@ static int wait_for_space(struct wcache *c)
 		ts = wc_deadline_ts(t < deadline ? t : deadline);
 		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 	}
+	space_dequeue(c, &w);
+	pthread_cond_broadcast(&c->cond);	/* the next waiter may be the head now */
 	c->st.full_wait_ns += wc_now_ns() - t0;
 	pthread_mutex_unlock(&c->lock);
 	return ret;
+}
+
+/*
+ * A free block for a write: the one reserved for it while it waited, else
+ * any free block unless others are waiting for one (they come first).
+ * lock held.
+ */
+static uint32_t take_block(struct wcache *c, uint32_t *reserved)
+{
+	uint32_t f = *reserved;
+
+	if (f != IDX_NONE) {
+		*reserved = IDX_NONE;
+		return f;
+	}
+	return c->space_head ? IDX_NONE : wc_alloc_block(c);
+}
+
+/* Give back a reservation the write did not use. */
+static void drop_reservation(struct wcache *c, uint32_t *reserved)
+{
+	if (*reserved == IDX_NONE)
+		return;
+	pthread_mutex_lock(&c->lock);
+	wc_unreserve_block(c, *reserved);
+	pthread_mutex_unlock(&c->lock);
+	*reserved = IDX_NONE;
 }
 
 /* ---------------- aligned block writes ---------------- */
@@ -156,7 +213,7 @@ static bool wr_full(const struct wcache *c, uint32_t e)
  * Returns the number of blocks mapped; *need_space when stopped for lack of space.
  */
 static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const uint8_t *buf,
-			  struct seg *segs, uint64_t *nseg, bool *need_space)
+			  struct seg *segs, uint64_t *nseg, bool *need_space, uint32_t *reserved)
 {
 	uint64_t mapped = 0;
 
@@ -192,7 +249,7 @@ static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const u
 			bool around_ok = e == IDX_NONE && !wc_old_may_have(c, sector_of(c, b));
 
 			if (!(c->cleaner && around_ok))
-				f = wc_alloc_block(c);
+				f = take_block(c, reserved);
 			if (f == IDX_NONE && !around_ok) {
 				/* An older copy is cached: going around would let it shadow us. */
 				*need_space = true;
@@ -293,6 +350,7 @@ static void after_write(struct wcache *c)
 static int write_blocks(struct wcache *c, const uint8_t *buf, uint64_t blk, uint64_t nblk)
 {
 	struct seg segs[MAX_SEGS];
+	uint32_t reserved = IDX_NONE;
 	int ret = 0;
 
 	while (nblk && !ret) {
@@ -303,10 +361,11 @@ static int write_blocks(struct wcache *c, const uint8_t *buf, uint64_t blk, uint
 		ret = wc_get_error(c);
 		if (ret) {
 			pthread_mutex_unlock(&c->lock);
+			drop_reservation(c, &reserved);
 			return wc_err(ret, "cache is in error state: %s", strerror(-ret));
 		}
 		ep = wc_io_enter(c);
-		mapped = map_write(c, blk, nblk, buf, segs, &nseg, &need_space);
+		mapped = map_write(c, blk, nblk, buf, segs, &nseg, &need_space, &reserved);
 		pthread_mutex_unlock(&c->lock);
 
 		ret = write_segs(c, segs, nseg);
@@ -321,10 +380,11 @@ static int write_blocks(struct wcache *c, const uint8_t *buf, uint64_t blk, uint
 		blk += mapped;
 		nblk -= mapped;
 		if (!ret && need_space)
-			ret = wait_for_space(c);
+			ret = wait_for_space(c, &reserved);
 		else if (!ret && !mapped)
 			sched_yield();	/* 15 in-place writes in flight on one block */
 	}
+	drop_reservation(c, &reserved);
 	return ret;
 }
 
@@ -335,6 +395,7 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 {
 	pthread_mutex_t *stripe = &c->stripe[blk % WC_NR_STRIPES];
 	uint8_t *tmp = NULL;
+	uint32_t reserved = IDX_NONE;
 	int ret;
 
 	pthread_mutex_lock(stripe);
@@ -371,7 +432,7 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 		around_ok = e == IDX_NONE && !wc_old_may_have(c, sector_of(c, blk));
 		f = IDX_NONE;
 		if (!(c->cleaner && around_ok))
-			f = wc_alloc_block(c);
+			f = take_block(c, &reserved);
 		if (f == IDX_NONE && around_ok) {
 			c->st.writes_around++;
 			c->last_around_ns = wc_now_ns();
@@ -384,7 +445,7 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 		if (f == IDX_NONE) {
 			c->st.writes--;	/* counted again on retry */
 			pthread_mutex_unlock(&c->lock);
-			ret = wait_for_space(c);
+			ret = wait_for_space(c, &reserved);
 			if (ret)
 				break;
 			continue;
@@ -425,6 +486,7 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 		pthread_mutex_unlock(&c->lock);
 		break;
 	}
+	drop_reservation(c, &reserved);
 	pthread_mutex_unlock(stripe);
 	free(tmp);
 	return ret;

@@ -56,7 +56,8 @@ int wcache_read(struct wcache *c, void *vbuf, size_t len, uint64_t off)
 	last = (off + len - 1) >> c->bs_shift;
 	segs = malloc(sizeof(*segs) * (last - first + 1));
 	if (!segs)
-		return -ENOMEM;
+		return wc_err(-ENOMEM, "read: out of memory for %llu blocks",
+			      (unsigned long long)(last - first + 1));
 
 	pthread_mutex_lock(&c->lock);
 	ep = wc_io_enter(c);
@@ -112,8 +113,10 @@ static int wait_for_space(struct wcache *c)
 		uint64_t t;
 
 		ret = wc_get_error(c);
-		if (ret)
+		if (ret) {
+			wc_err(ret, "cache is in error state: %s", strerror(-ret));
 			break;
+		}
 		if (c->nr_pend) {
 			pthread_mutex_unlock(&c->lock);
 			ret = wc_sync_frees(c);
@@ -490,7 +493,7 @@ int wcache_write_zeroes(struct wcache *c, size_t len, uint64_t off, unsigned fla
 		return ret;
 	z = calloc(1, chunk < len ? chunk : (len ? len : 1));
 	if (!z)
-		return -ENOMEM;
+		return wc_err(-ENOMEM, "write_zeroes: out of memory");
 	while (len && !ret) {
 		size_t n = len < chunk ? len : chunk;
 

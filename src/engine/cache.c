@@ -323,7 +323,7 @@ static int open_cache(const struct wc_cfg *cfg, struct wc_dev *origin, struct wc
 	if (!c) {
 		dev_close(origin);
 		dev_close(cache);
-		return -ENOMEM;
+		return wc_err(-ENOMEM, "out of memory for the cache state");
 	}
 	c->origin = origin;
 	c->cache = cache;
@@ -442,8 +442,8 @@ int wcache_close(struct wcache *c)
 		if (!ret)
 			ret = r;
 		r = wc_get_error(c);
-		if (!ret)
-			ret = r;
+		if (!ret && r)
+			ret = wc_err(r, "cache is in error state: %s", strerror(-r));
 	}
 	free_cache(c);
 	return ret;

@@ -36,7 +36,7 @@ static int write_dirty_meta(struct wcache *c)
 		return 0;
 	runs = malloc(sizeof(*runs) * (c->nr_gran / 2 + 1));
 	if (!runs)
-		return -ENOMEM;
+		return wc_err(-ENOMEM, "out of memory for a metadata write");
 	for (uint64_t g = 0; g < c->nr_gran; g++) {
 		uint64_t off, end;
 
@@ -53,7 +53,8 @@ static int write_dirty_meta(struct wcache *c)
 	buf = malloc(total);
 	if (!buf) {
 		free(runs);
-		return -ENOMEM;
+		return wc_err(-ENOMEM, "out of memory for a metadata write of %llu bytes",
+			      (unsigned long long)total);
 	}
 	for (uint64_t i = 0; i < nr_runs; i++) {
 		memcpy(buf + pos, c->meta + runs[i].off, runs[i].len);
@@ -183,7 +184,7 @@ static int write_sb_region(struct wcache *c, uint64_t new_seq)
 		len = c->meta_bytes;
 	buf = malloc(len);
 	if (!buf)
-		return -ENOMEM;
+		return wc_err(-ENOMEM, "out of memory for a superblock write");
 	/* From here on every granule-0 snapshot carries the new seq_count. */
 	put_le64(c->meta + 24, new_seq);
 	memcpy(buf, c->meta, len);
@@ -211,8 +212,10 @@ int wc_commit(struct wcache *c, bool force)
 	pthread_mutex_lock(&c->meta_mutex);
 	pthread_mutex_lock(&c->lock);
 	ret = wc_get_error(c);
-	if (ret)
+	if (ret) {
+		wc_err(ret, "cache is in error state: %s", strerror(-ret));
 		goto out;
+	}
 	if (c->commit_done > called_at && !force)
 		goto out;	/* a commit that started after our call has finished */
 	num = ++c->commit_started;

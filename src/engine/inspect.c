@@ -70,8 +70,11 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 	}
 	memcpy(pristine, meta, meta_bytes);
 	ret = wc_idx_init(&ix, sb.n_blocks, meta);
-	if (ret)
+	if (ret) {
+		ret = wc_err(ret, "%s: cannot build the index of %llu blocks: %s", dev->name,
+			     (unsigned long long)sb.n_blocks, strerror(-ret));
 		goto out;
+	}
 	wc_recover_scan(meta, &sb, (origin_bytes + 511) / 512, &ix, &rep);
 	out->nr_valid = rep.nr_valid;
 	out->nr_free = rep.nr_free;
@@ -87,6 +90,9 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 			continue;
 		valid = e.seq_count < sb.seq_count && wc_idx_lookup(&ix, e.original_sector) == i;
 		ret = cb(&e, valid, opaque);
+		if (ret < 0)
+			wc_err(ret, "%s: the entry callback stopped the scan at entry %llu: %s",
+			       dev->name, (unsigned long long)i, strerror(-ret));
 		if (ret)
 			goto out;
 	}

@@ -56,7 +56,8 @@ int wcache_read(struct wcache *c, void *vbuf, size_t len, uint64_t off)
 	last = (off + len - 1) >> c->bs_shift;
 	segs = malloc(sizeof(*segs) * (last - first + 1));
 	if (!segs)
-		return -ENOMEM;
+		return wc_err(-ENOMEM, "read: out of memory for %llu blocks",
+			      (unsigned long long)(last - first + 1));
 
 	pthread_mutex_lock(&c->lock);
 	ep = wc_io_enter(c);
@@ -136,8 +137,10 @@ static int wait_for_space(struct wcache *c, uint32_t *reserved)
 		uint64_t t;
 
 		ret = wc_get_error(c);
-		if (ret)
+		if (ret) {
+			wc_err(ret, "cache is in error state: %s", strerror(-ret));
 			break;
+		}
 		if (c->space_head == &w && c->nr_free) {
 			*reserved = wc_alloc_block(c);
 			break;
@@ -552,7 +555,7 @@ int wcache_write_zeroes(struct wcache *c, size_t len, uint64_t off, unsigned fla
 		return ret;
 	z = calloc(1, chunk < len ? chunk : (len ? len : 1));
 	if (!z)
-		return -ENOMEM;
+		return wc_err(-ENOMEM, "write_zeroes: out of memory");
 	while (len && !ret) {
 		size_t n = len < chunk ? len : chunk;
 

@@ -142,7 +142,7 @@ int wc_meta_format(struct wc_dev *dev, uint64_t base, uint32_t bs, struct wc_sb 
 
 	buf = malloc(chunk);
 	if (!buf)
-		return -ENOMEM;
+		return wc_err(-ENOMEM, "%s: format: out of memory", dev->name);
 	/* Step 1: header with magic 0, every entry free (-1, -1), padding zero. */
 	for (off = 0; off < meta; off += chunk) {
 		size_t len = meta - off < chunk ? meta - off : chunk;

@@ -40,7 +40,7 @@ int wcache_status(struct wcache *c, char *buf, size_t len)
 		     (unsigned long long)s.writes_blocked_on_freelist, (unsigned long long)s.flushes,
 		     (unsigned long long)s.discards);
 	if (n < 0 || (size_t)n >= len)
-		return -ERANGE;
+		return wc_err(-ERANGE, "status: line needs %d bytes, buffer has %zu", n + 1, len);
 	return n;
 }
 

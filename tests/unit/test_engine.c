@@ -3,7 +3,7 @@
  * Engine basics on RAM devices: format on open, aligned and unaligned
  * writes, reads of hits and misses, flush + reopen, discard, write-zeroes,
  * full cache (write-around and waiting), writeback via the flush message,
- * status and table lines, read-only open.
+ * status and table lines, read-only open, messages of failed calls.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -21,6 +21,7 @@
 #include "wcache.h"
 #include "dev.h"
 #include "fault.h"
+#include "log.h"
 #include "testing.h"
 
 #define ORIGIN_BYTES (8u << 20)
@@ -453,6 +454,54 @@ static void test_open_reads_metadata_in_chunks(void **state)
 	rig_fini(&r);
 }
 
+/* Leave a known message behind, then check that a failing call replaced it. */
+static void stale_message(void)
+{
+	wc_err(0, "stale message");
+}
+
+static void assert_message(const char *part)
+{
+	const char *msg = wcache_last_error();
+
+	if (!strstr(msg, part))
+		fail_msg("last error is \"%s\", expected it to mention \"%s\"", msg, part);
+}
+
+/*
+ * Every -errno of the API comes with its own wcache_last_error() text. These
+ * calls used to fail silently, so the caller printed whatever an earlier call
+ * had left: status into a short buffer, and flush and close once an earlier
+ * failure (here a failed commit flush) had put the cache in error state.
+ */
+static void test_errors_have_messages(void **state)
+{
+	uint8_t buf[4096];
+	char line[8];
+	struct rig r;
+
+	(void)state;
+	rig_init(&r);
+	/* No autocommit: the only commits are this thread's. */
+	r.wc = open_rig(&r, 4096, "autocommit_time 3600000");
+	stale_message();
+	assert_int_equal(wcache_status(r.wc, line, sizeof(line)), -ERANGE);
+	assert_message("status: line needs");
+
+	memset(buf, 0xa5, sizeof(buf));
+	assert_int_equal(wcache_write(r.wc, buf, sizeof(buf), 0, 0), 0);
+	fault_set_error(r.cache, "flush", true);
+	assert_int_equal(wcache_flush(r.wc), -EIO);
+	assert_message("injected flush error");
+	stale_message();
+	assert_int_equal(wcache_flush(r.wc), -EIO);
+	assert_message("cache is in error state");
+	stale_message();
+	assert_int_equal(wcache_close(r.wc), -EIO);
+	assert_message("cache is in error state");
+	rig_fini(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -465,6 +514,7 @@ int main(void)
 		cmocka_unit_test(test_reads_do_not_wake_threads),
 		cmocka_unit_test(test_max_age_writes_back_old_blocks),
 		cmocka_unit_test(test_open_reads_metadata_in_chunks),
+		cmocka_unit_test(test_errors_have_messages),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

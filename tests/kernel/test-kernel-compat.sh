@@ -35,9 +35,13 @@ W=$WC_KERNEL_WORK
 T0=$SECONDS
 FAILS=0
 
-say() { echo "kernel-compat: $*"; }
+TEST_NAME=kernel-compat
+# say, fail, skip
+# shellcheck source=../lib/functions.sh
+source "$HERE/../lib/functions.sh"
+# bad MSG: a check failed; the test goes on and fails at the end.
 bad() {
-	echo "kernel-compat: FAIL: $*"
+	say "FAIL: $*"
 	FAILS=$((FAILS + 1))
 }
 # check WHAT A B: A must equal B.
@@ -52,7 +56,7 @@ CHECKS=0
 sha() { sha256sum "$1" | cut -c1-64; }
 
 for p in "$WCACHE" "$WC_KDRIVER" "$WC_KGUEST"; do
-	[[ -x "$p" ]] || { echo "kernel-compat: $p is missing (build first)" >&2; exit 1; }
+	[[ -x "$p" ]] || fail "$p is missing (build first)"
 done
 say "seed $SEED (replay: WC_KERNEL_SEED=$SEED), work dir $W"
 rm -rf "$W"

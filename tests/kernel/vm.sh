@@ -29,11 +29,10 @@ KPKG_META=linux-image-amd64
 # Kernel modules the guest needs (each is loaded after its dependencies, from modules.dep).
 MODS="virtio_pci virtio_blk 9pnet_virtio 9p dm_mod dm_bufio dm_writecache"
 
-say() { echo "vm.sh: $*" >&2; }
-skip() {
-	say "SKIP: $*"
-	exit 77
-}
+TEST_NAME=vm.sh
+# say, skip
+# shellcheck source=../lib/functions.sh
+source "$HERE/../lib/functions.sh"
 
 # ---------------- host packages ----------------
 

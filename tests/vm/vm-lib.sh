@@ -22,12 +22,9 @@ VM_ROOT=$(cd "$VM_HERE/../.." && pwd)
 export WC_VM_BUILD
 TEST_NAME=$(basename "$0" .sh)
 T_START=$(date +%s%N)
-
-say() { echo "$TEST_NAME: $*"; }
-fail() {
-	echo "$TEST_NAME: FAIL: $*"
-	exit 1
-}
+# say, fail, skip
+# shellcheck source=../lib/functions.sh
+source "$VM_HERE/../lib/functions.sh"
 
 ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 

@@ -47,11 +47,10 @@ MODS="virtio_pci virtio_blk virtio_net 9pnet_virtio 9p nbd crc32c_generic ext4"
 # Host packages: qemu and the programs copied into the initramfs.
 PKGS=(qemu-system-x86 busybox-static e2fsprogs fio nbd-client netcat-openbsd kmod cpio xz-utils zstd)
 
-say() { echo "vm.sh: $*" >&2; }
-skip() {
-	say "SKIP: $*"
-	exit 77
-}
+TEST_NAME=vm.sh
+# say, skip
+# shellcheck source=../lib/functions.sh
+source "$HERE/../lib/functions.sh"
 
 # ---------------- host packages ----------------
 

@@ -14,42 +14,6 @@
 #include "crash_rig.h"
 #include "testing.h"
 
-/* ---------------- PRNG ---------------- */
-
-uint64_t rng_next(struct rng *r)
-{
-	uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-uint64_t rng_range(struct rng *r, uint64_t lo, uint64_t hi)
-{
-	if (hi <= lo)
-		return lo;
-	return lo + rng_next(r) % (hi - lo + 1);
-}
-
-void rng_fill(uint64_t seed, uint8_t *buf, size_t len)
-{
-	struct rng r = { seed * 0x2545f4914f6cdd1dull + 1 };
-	size_t i = 0;
-
-	while (i + 8 <= len) {
-		uint64_t v = rng_next(&r);
-
-		memcpy(buf + i, &v, 8);
-		i += 8;
-	}
-	if (i < len) {
-		uint64_t v = rng_next(&r);
-
-		memcpy(buf + i, &v, len - i);
-	}
-}
-
 uint64_t env_u64(const char *name, uint64_t dflt)
 {
 	const char *v = getenv(name);

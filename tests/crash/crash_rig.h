@@ -17,19 +17,10 @@
 #include "wcache.h"
 #include "dev.h"
 #include "fault.h"
+#include "rng.h"
 
 #define SECT 512u
 
-/* ---------------- PRNG (splitmix64) ---------------- */
-
-struct rng {
-	uint64_t s;
-};
-
-uint64_t rng_next(struct rng *r);
-/* Uniform in [lo, hi] (inclusive). */
-uint64_t rng_range(struct rng *r, uint64_t lo, uint64_t hi);
-void rng_fill(uint64_t seed, uint8_t *buf, size_t len);
 uint64_t env_u64(const char *name, uint64_t dflt);
 
 /* ---------------- power-cut wrapper ---------------- */

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 # Shared helpers for tests/integration/test-*.sh (source it; bash only).
-# Gives: requires (skip with 77), a private temp dir removed on exit plus
-# cleanup_fn hooks, failure/assert helpers, sha256 helpers, little-endian
-# pokes for crafting metadata, and kernel sample decompression.
+# Gives: say/fail/skip (from tests/lib/functions.sh), requires (skip with
+# 77), a private temp dir removed on exit plus cleanup_fn hooks, assert
+# helpers, sha256 helpers, little-endian pokes for crafting metadata, and
+# kernel sample decompression.
 #
 # Environment (set by CTest, see CMakeLists.txt): WCACHE = the wcache binary,
 # BUILD_DIR = the build tree, WC_HELPER_DIR = compiled test helpers.
@@ -23,17 +24,9 @@ _src_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # ---------------- messages and skipping ----------------
 
-info() { echo "$TEST_NAME: $*" >&2; }
-
-fail() {
-	echo "$TEST_NAME: FAIL: $*" >&2
-	exit 1
-}
-
-skip() {
-	echo "$TEST_NAME: SKIP: $*" >&2
-	exit 77
-}
+# say, fail, skip
+# shellcheck source=../lib/functions.sh
+source "$_src_dir/../lib/functions.sh"
 
 # requires CMD...: skip (exit 77) unless every command is installed.
 requires() {

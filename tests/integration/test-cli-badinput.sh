@@ -45,7 +45,7 @@ snapshot origin.img
 # the metadata is readable but its entries are damaged: export salvages it.
 battery() {
 	local c=$1 re=$2 origin_only=${3:-0} salvage=${4:-0}
-	info "case $c"
+	say "case $c"
 	snapshot "$c"
 	if ((origin_only)); then
 		run_rc 2 "$WCACHE" check --origin origin.img "$c"
@@ -190,4 +190,4 @@ err_has 'No such file'
 run_rc 1 "$WCACHE" export empty-origin.img good.img out.img
 err_has 'size 0'
 assert_unchanged good.img origin.img
-info ok
+say ok

@@ -114,4 +114,4 @@ run_rc 0 "$WCACHE" dump --json "$bad"
 jq -e . "$TMPD/out" >/dev/null || fail "invalid JSON for a non-UTF-8 path"
 assert_eq "$(jq -r .cache "$TMPD/out")" $'inv\uFFFD\uFFFD-\uFFFD(-\uFFFD\uFFFD-\uFFFD\uFFFD\uFFFD.img' \
 	"invalid UTF-8 replaced"
-info ok
+say ok

@@ -165,4 +165,4 @@ done
 truncate -s 600 tiny.img
 run_rc 1 "$WCACHE" format -b 512 tiny.img
 err_has 'hold no|too small|invalid device size'
-info ok
+say ok

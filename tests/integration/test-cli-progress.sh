@@ -52,4 +52,4 @@ cp origin.img o3.img
 run_rc 0 "$WCACHE" flush --progress o3.img cache.img
 err_has '^progress: 100% 64/64 blocks$'
 out_has '^flushed 64 blocks'
-info ok
+say ok

@@ -21,7 +21,7 @@ ref_valid_entries() {
 nr=0
 for s in $(samples); do
 	nr=$((nr + 1))
-	info "sample $s"
+	say "sample $s"
 	d=$TMPD/$s
 	decompress_sample "$s" "$d"
 	o=$d/origin.img c=$d/cache.img
@@ -124,4 +124,4 @@ for s in $(samples); do
 	rm -f "$d"/*.img
 done
 ((nr > 0)) || skip "no samples found"
-info "ok ($nr samples)"
+say "ok ($nr samples)"

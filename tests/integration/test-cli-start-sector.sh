@@ -18,7 +18,7 @@ for s in $(samples); do
 	want=$(manifest "$s" .sha256_logical_expected)
 	# 9: not a multiple of the block size; 2048: a typical partition offset.
 	for n in 9 2048; do
-		info "sample $s, start_sector $n"
+		say "sample $s, start_sector $n"
 		c=$d/cache-$n.img
 		head -c $((n * 512)) /dev/urandom >"$c"
 		cat "$d/cache.img" >>"$c"
@@ -72,4 +72,4 @@ run_rc 2 "$WCACHE" check --start-sector 36028797018963967 "$TMPD/small.img"
 run_rc 2 "$WCACHE" check --start-sector 36028797018963968 "$TMPD/small.img"
 err_has 'out of range'
 run_rc 1 "$WCACHE" format --start-sector 2048 "$TMPD/small.img"
-info "ok ($nr samples)"
+say "ok ($nr samples)"

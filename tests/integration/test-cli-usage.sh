@@ -133,6 +133,6 @@ if command -v groff >/dev/null; then
 		done
 	done
 else
-	info "groff not installed: man page rendering not checked"
+	say "groff not installed: man page rendering not checked"
 fi
-info ok
+say ok

@@ -91,7 +91,7 @@ if unshare -m true 2>/dev/null; then
 		"$WCACHE"
 	err_has "/dev/fuse does not exist"
 else
-	info "unshare -m not permitted: missing /dev/fuse not checked"
+	say "unshare -m not permitted: missing /dev/fuse not checked"
 fi
 
 # ---- serve ----
@@ -181,4 +181,4 @@ done
 [[ -n ${found_cache_fd:-} ]] || fail "the FUSE server has no descriptor open on cache.img"
 same_as_model mnt/disk "after kill -9 and restart"
 fz_stop
-info "ok"
+say "ok"

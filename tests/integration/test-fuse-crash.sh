@@ -53,7 +53,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	for ((i = 1; i <= r; i++)); do
 		verify_tree ext "$TMPD/sums$i"
 	done
-	info "round $r: fsck clean, batches 1..$r intact"
+	say "round $r: fsck clean, batches 1..$r intact"
 	rm -rf "ext/s$((100 + r))"
 	sync
 done
@@ -71,4 +71,4 @@ for ((i = 1; i <= ROUNDS; i++)); do
 	verify_tree ext "$TMPD/sums$i"
 done
 fz_umount ext
-info "ok"
+say "ok"

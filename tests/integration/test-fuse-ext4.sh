@@ -31,7 +31,7 @@ fz_umount ext
 fsck_clean "$LOOP"
 fz_mount "$LOOP" ext
 verify_tree ext "$TMPD/sums1"
-info "tree 1: $(wc -l <sums1) files verified after umount/fsck/mount; $(fz_stats)"
+say "tree 1: $(wc -l <sums1) files verified after umount/fsck/mount; $(fz_stats)"
 (($(fz_stat writeback_blocks_done) > 0)) || fail "no writeback although the cache is small"
 (($(fz_stat flushes) > 0)) || fail "ext4 never flushed through the loop device"
 
@@ -64,4 +64,4 @@ fz_mount origin.img ext loop,ro
 verify_tree ext "$TMPD/sums1"
 verify_tree ext "$TMPD/sums2"
 fz_umount ext
-info "ok"
+say "ok"

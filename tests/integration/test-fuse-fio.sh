@@ -42,7 +42,7 @@ run_fio() {
 fz_start origin.img cache.img mnt
 fz_loop mnt/disk
 run_fio "$LOOP" write --do_verify=1
-info "write + verify: $(grep -m1 -o 'IOPS=[^,]*' "$TMPD/fio-write.out"); $(fz_stats)"
+say "write + verify: $(grep -m1 -o 'IOPS=[^,]*' "$TMPD/fio-write.out"); $(fz_stats)"
 (($(fz_stat writeback_blocks_done) > 0)) || fail "no writeback although the cache is small"
 
 # kill -9, restart, reattach: everything up to the end fsync is there.
@@ -59,4 +59,4 @@ run_rc 0 "$WCACHE" check cache.img
 fz_loop origin.img
 run_fio "$LOOP" origin --verify_only
 fz_loop_detach "$LOOP"
-info "ok"
+say "ok"

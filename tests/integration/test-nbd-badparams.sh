@@ -39,7 +39,7 @@ refuse() {
 truncate -s 64M origin.img
 truncate -s 16M cache.img
 
-info "malformed parameters"
+say "malformed parameters"
 refuse 'origin=PATH and cache=PATH are required' origin=origin.img
 refuse 'origin=PATH and cache=PATH are required' cache=cache.img
 refuse 'high_watermark.*101.*out of range' origin=origin.img cache=cache.img high_watermark=101
@@ -65,7 +65,7 @@ run_rc 0 "${NBDKIT[@]}" -U - "$PLUGIN" table="s origin.img cache.img 4096 1 clea
 	--run 'nbdinfo --size "$uri"'
 out_has '^67108864$'
 
-info "cache-io: O_DIRECT on the cache file by default, the page cache with cache-io=buffered"
+say "cache-io: O_DIRECT on the cache file by default, the page cache with cache-io=buffered"
 # Under --run nbdkit forks: the server with the open cache is a child of the
 # process that runs the command. Read that descriptor's open flags (octal;
 # O_DIRECT is 040000) from /proc. (The command inherits nbdkit's environment:
@@ -90,7 +90,7 @@ for mode in direct buffered; do
 	fi
 done
 
-info "wcache serve checks its options before starting nbdkit"
+say "wcache serve checks its options before starting nbdkit"
 run_rc 2 "$WCACHE" serve origin.img cache.img --cache-io fast
 err_has "--cache-io: 'fast'"
 run_rc 0 "$WCACHE" serve --dry-run origin.img cache.img --cache-io buffered
@@ -113,7 +113,7 @@ err_has 'cannot connect'
 run_rc 1 "$WCACHE" status --control "$TMPD/none.sock"
 err_has 'cannot connect'
 
-info "unformatted cache with format=no, corrupt superblock"
+say "unformatted cache with format=no, corrupt superblock"
 truncate -s 16M blank.img
 refuse 'not formatted' origin=origin.img cache=blank.img format=no
 cp cache.img corrupt.img
@@ -123,7 +123,7 @@ refuse 'magic' origin=origin.img cache=corrupt.img
 [[ "$(head -c 8 blank.img | od -An -tx1 | tr -d ' ')" = 0000000000000000 ]] ||
 	fail "format=no wrote to the blank cache"
 
-info "cache formatted with another block size"
+say "cache formatted with another block size"
 truncate -s 16M c512.img
 run_rc 0 "${NBDKIT[@]}" -U - "$PLUGIN" origin=origin.img cache=c512.img block-size=512 \
 	--run 'true'
@@ -134,7 +134,7 @@ run_rc 0 "${NBDKIT[@]}" -U - "$PLUGIN" origin=origin.img cache=c512.img \
 	--run 'nbdinfo --json --no-content "$uri"'
 out_has '"block_size_preferred": 512'
 
-info "cache and origin in use by another server"
+say "cache and origin in use by another server"
 ctl=$TMPD/ctl.sock
 srv_start origin=origin.img cache=cache.img control="$ctl"
 truncate -s 64M origin2.img
@@ -148,7 +148,7 @@ out_has '^error: 0$'
 run_rc 1 "$WCACHE" message --control "$ctl" bogus
 err_has "unknown message 'bogus'"
 
-info "out-of-range requests: an error, and the server keeps serving"
+say "out-of-range requests: an error, and the server keeps serving"
 PY=
 for p in /usr/bin/python3 python3; do
 	if "$p" -c 'import nbd' 2>/dev/null; then
@@ -184,7 +184,7 @@ PYEOF
 	run_rc 0 "$PY" oor.py "$URI"
 	[[ $(grep -c refused "$TMPD/out") = 5 ]] || fail "not every out-of-range request was refused"
 else
-	info "python3-libnbd missing: out-of-range via qemu-io only"
+	say "python3-libnbd missing: out-of-range via qemu-io only"
 fi
 # qemu-io: a read past the end fails; a new connection still works.
 run_rc nonzero qemu-io -f raw "$URI" -c "read 64M 4k"
@@ -192,4 +192,4 @@ run_rc 0 qemu-io -f raw "$URI" -c "write -P 0x3d 4096 4096" -c "read -P 0x3d 409
 run_rc 0 nbdinfo --size "$URI"
 out_has '^67108864$'
 srv_stop
-info "ok"
+say "ok"

@@ -28,7 +28,7 @@ truncate -s 32M cache.img
 ctl=$TMPD/ctl.sock
 srv_start origin=origin.img cache=cache.img control="$ctl"
 
-info "2 fio processes x 2 jobs: random writes + verify"
+say "2 fio processes x 2 jobs: random writes + verify"
 pids=()
 fio_job big 0 4k-64k --do_verify=1 &
 pids+=($!)
@@ -43,10 +43,10 @@ jq -e '.error == 0 and .rmw_writes > 0 and .writes > 0' st.json >/dev/null || {
 	fail "unexpected counters after fio"
 }
 
-info "clean restart, then verify-only on the same regions"
+say "clean restart, then verify-only on the same regions"
 srv_stop
 srv_start origin=origin.img cache=cache.img control="$ctl"
 fio_job big 0 4k-64k --verify_only || { cat big.out >&2; fail "verify after restart (big)"; }
 fio_job small 128M 1k-1k --verify_only || { cat small.out >&2; fail "verify after restart (small)"; }
 srv_stop
-info "ok"
+say "ok"

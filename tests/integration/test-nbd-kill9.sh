@@ -38,11 +38,11 @@ for ((r = 1; r <= rounds; r++)); do
 	wait "$SRV_PID" 2>/dev/null || true
 	SRV_PID=
 	wait "$writer" || { cat "$TMPD/writer.log" >&2; fail "round $r: writer failed"; }
-	info "round $r (${opts[*]}): $(cat "$TMPD/writer.log")"
+	say "round $r (${opts[*]}): $(cat "$TMPD/writer.log")"
 	srv_start "${args[@]}"
 	"$KILL9" verify "$URI" "$state" >"$TMPD/verify.log" 2>&1 ||
 		{ cat "$TMPD/verify.log" >&2; fail "round $r: data lost or corrupted after kill -9"; }
-	info "round $r: $(cat "$TMPD/verify.log")"
+	say "round $r: $(cat "$TMPD/verify.log")"
 	srv_stop
 done
 # After an offline flush the origin file alone, served by nbdkit's file
@@ -50,5 +50,5 @@ done
 "$WCACHE" flush origin.img cache.img >/dev/null
 nbdkit -U - file "$TMPD/origin.img" --run "'$KILL9' verify \"\$uri\" '$state'" \
 	>"$TMPD/verify.log" 2>&1 || { cat "$TMPD/verify.log" >&2; fail "origin alone after flush"; }
-info "origin alone: $(cat "$TMPD/verify.log")"
+say "origin alone: $(cat "$TMPD/verify.log")"
 echo "kill -9 rounds survived: $rounds"

@@ -60,13 +60,13 @@ run_case() {
 	srv_start origin=origin.img cache=cache.img
 }
 
-info "A writes, B flushes, server killed: A's data survives"
+say "A writes, B flushes, server killed: A's data survives"
 run_case 1
 run_rc 0 qemu-io -f raw "$URI" -c "read -P 0x5a 1M 64k" -c "read -P 0xa5 8389120 512" \
 	-c "read -P 0 8388608 512" -c "read -P 0 8389632 3584"
 srv_stop
 
-info "control: A writes, nobody flushes, server killed: the write is lost"
+say "control: A writes, nobody flushes, server killed: the write is lost"
 run_case 0
 rc=0
 qemu-io -f raw "$URI" -c "read -P 0 1M 64k" -c "read -P 0 8389120 512" >qio.out 2>&1 || rc=$?
@@ -76,4 +76,4 @@ srv_stop
 	fail "an unflushed write survived SIGKILL with autocommit off: this test can no" \
 		"longer tell whether B's flush committed A's write"
 }
-info "ok"
+say "ok"

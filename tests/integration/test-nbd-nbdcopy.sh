@@ -21,7 +21,7 @@ truncate -s 64M cache.img
 ctl=$TMPD/ctl.sock
 srv_start origin=origin.img cache=cache.img control="$ctl"
 
-info "nbdcopy in (--flush) and out"
+say "nbdcopy in (--flush) and out"
 run_rc 0 nbdcopy --flush --connections=4 --requests=16 in.img "$URI"
 run_rc 0 nbdcopy "$URI" out.img
 assert_eq "$(sha256 out.img)" "$want" "image read back through the cache"
@@ -34,7 +34,7 @@ jq -e '.error == 0 and .writes > 0 and .flushes > 0' st.json >/dev/null || {
 	fail "unexpected counters after the copy"
 }
 
-info "message flush: the origin alone holds the image"
+say "message flush: the origin alone holds the image"
 run_rc 0 "$WCACHE" message --control "$ctl" flush
 "$WCACHE" status --control "$ctl" --json >st.json
 jq -e '.dirty == 0 and .free == .total and .writeback == 0' st.json >/dev/null || {
@@ -48,4 +48,4 @@ run_rc 0 nbdcopy "$URI" out2.img
 assert_eq "$(sha256 out2.img)" "$want" "image read back after the writeback"
 srv_stop
 run_rc 0 "$WCACHE" check cache.img
-info "ok"
+say "ok"

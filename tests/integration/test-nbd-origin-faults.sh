@@ -48,7 +48,7 @@ wc_stop() {
 			cat "$TMPD/srv.log" >&2
 			fail "closing the cache failed"
 		}
-		info "(ASan preload: the server closed the cache, then hung in exit; killed)"
+		say "(ASan preload: the server closed the cache, then hung in exit; killed)"
 		kill -KILL "$SRV_PID"
 		wait "$SRV_PID" 2>/dev/null || true
 		SRV_PID=
@@ -182,14 +182,14 @@ flush_until_ok() {
 		tries=$((tries + 1))
 		flush_msg
 		((FLUSH_RC != 0)) || break
-		info "$1: flush attempt $tries failed: $(head -c 300 "$TMPD/flush.err")"
+		say "$1: flush attempt $tries failed: $(head -c 300 "$TMPD/flush.err")"
 		((SECONDS < deadline)) || {
 			cat "$TMPD/flush.err" >&2
 			fail "$1: message flush still fails 30 s after the origin came back"
 		}
 		sleep 0.5
 	done
-	info "$1: flush succeeded after $tries attempt(s)"
+	say "$1: flush succeeded after $tries attempt(s)"
 }
 
 # ---- workloads: the same qemu-io commands go to wcache and to ref.img ----
@@ -237,7 +237,7 @@ fresh() {
 }
 
 # ================= 1. write errors injected on the origin =================
-info "1. origin write errors (nbdkit error filter): flush fails, data stays, then recovers"
+say "1. origin write errors (nbdkit error filter): flush fails, data stays, then recovers"
 fresh 16M
 ERRF=(error=EIO error-pwrite-rate=100% error-zero-rate=100% error-file="$TMPD/fail-now")
 # Fail origin flushes too where this nbdkit's error filter can (1.32 cannot).
@@ -282,7 +282,7 @@ orig_stop
 cmp origin.img ref.img || fail "the origin file does not hold the data after the flush"
 
 # ================= 2. slow, serialized origin =================
-info "2. slow origin (delay-write=20ms, one request at a time): writes, reads, flush"
+say "2. slow origin (delay-write=20ms, one request at a time): writes, reads, flush"
 fresh 2M	# ~500 blocks: the 4 MiB run below forces writeback while writing
 orig_start -t 1 --filter=noparallel --filter=delay file origin.img serialize=all-requests \
 	delay-write=20ms
@@ -301,7 +301,7 @@ orig_stop
 cmp origin.img ref.img || fail "the slow origin file does not hold the data after the flush"
 
 # ================= 3. origin killed during writeback =================
-info "3a. origin killed by SIGKILL while a flush writes back"
+say "3a. origin killed by SIGKILL while a flush writes back"
 fresh 16M
 orig_start -t 1 --filter=noparallel --filter=delay file origin.img serialize=all-requests \
 	delay-write=20ms
@@ -337,7 +337,7 @@ assert_error_shown "after the origin died"
 # No origin flush happened, so nothing may have been freed.
 assert_eq "$(wstat dirty)" 150 "dirty blocks after the origin died"
 
-info "3b. origin down: cached data still readable, misses fail cleanly, writes accepted"
+say "3b. origin down: cached data still readable, misses fail cleanly, writes accepted"
 run_rc 0 timeout 60 qemu-io -f raw -r "$URI" "${READS[@]}"
 rc=0
 timeout 60 qemu-io -f raw -r "$URI" -c "read 0 4k" >miss.log 2>&1 || rc=$?
@@ -351,7 +351,7 @@ flush_msg
 ((FLUSH_RC != 0)) || fail "message flush succeeded with the origin down"
 assert_error_shown "flush with the origin down"
 
-info "3c. origin restarted on the same socket: a later flush drains everything"
+say "3c. origin restarted on the same socket: a later flush drains everything"
 orig_start file origin.img
 flush_until_ok "after the origin restart"
 assert_clean "after draining to the restarted origin"
@@ -360,7 +360,7 @@ wc_stop
 orig_stop
 cmp origin.img ref.img || fail "the origin file misses data after the outage"
 
-info "3d. wcache restarted while the origin is down: refuses to start, naming the URI"
+say "3d. wcache restarted while the origin is down: refuses to start, naming the URI"
 orig_start file origin.img
 wc_start
 scatter_cmds 200 30 131072
@@ -376,7 +376,7 @@ timeout -k 5 "$((ASAN_PRELOAD ? 10 : 60))" "${NBDKIT[@]}" -f -U "$TMPD/srv.sock"
 	cache="$TMPD/cache.img" control="$CTL" >start.log 2>&1 || rc=$?
 ((rc == 137)) && rc=124	# timed out, and SIGTERM was not enough
 if ((rc == 124 && ASAN_PRELOAD)) && grep -q 'NBD connection failed' start.log; then
-	info "(ASan preload: the failed start hung in exit after its error; killed)"
+	say "(ASan preload: the failed start hung in exit after its error; killed)"
 	rc=1
 fi
 ((rc != 124)) || fail "wcache did not exit in time when started with the origin down"
@@ -406,4 +406,4 @@ assert_clean "after the final flush"
 wc_stop
 orig_stop
 cmp origin.img ref.img || fail "the origin file misses data written before the wcache restart"
-info "ok"
+say "ok"

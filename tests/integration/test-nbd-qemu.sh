@@ -35,7 +35,7 @@ head -c "$size" /dev/urandom >origin.img
 truncate -s 16M cache.img
 srv_start origin.img cache=cache.img control="$TMPD/ctl.sock"
 
-info "nbdinfo: size, block sizes, flags"
+say "nbdinfo: size, block sizes, flags"
 nbdinfo --json --no-content "$URI" >info.json
 jq -e --argjson size "$size" '.exports[0] |
 	.["export-size"] == $size and
@@ -47,7 +47,7 @@ jq -e --argjson size "$size" '.exports[0] |
 	fail "nbdinfo does not show the expected size, block sizes and flags"
 }
 
-info "qemu-io: patterns, FUA, zeroes, discard, unaligned"
+say "qemu-io: patterns, FUA, zeroes, discard, unaligned"
 qio "write -P 0xab 0 1M" "read -P 0xab 0 1M"
 fua0=$(stat_of fua_writes)
 qio "write -f -P 0x11 1M 64k" "read -P 0x11 1M 64k"
@@ -75,7 +75,7 @@ qio "write -f -P 0x66 12800 512" "read -P 0xab 12288 512" "read -P 0x66 12800 51
 rmw1=$(stat_of rmw_writes)
 ((rmw1 > rmw0)) || fail "unaligned writes did not go through read-modify-write"
 
-info "qemu-img convert in, compare, convert out"
+say "qemu-img convert in, compare, convert out"
 head -c "$size" /dev/urandom >in.img
 run_rc 0 qemu-img convert -n -f raw -O raw in.img "$URI"
 run_rc 0 qemu-img compare -f raw -F raw in.img "$URI"
@@ -85,14 +85,14 @@ cmp in.img out.img || fail "qemu-img convert out differs from what was written"
 
 [[ "$(stat_of error)" = 0 ]] || fail "the engine reports an error state"
 
-info "clean restart: the data comes back from the cache"
+say "clean restart: the data comes back from the cache"
 srv_stop
 srv_start origin.img cache=cache.img control="$TMPD/ctl.sock"
 run_rc 0 qemu-img compare -f raw -F raw in.img "$URI"
 out_has 'Images are identical'
 srv_stop
 
-info "wcache serve: the nbdkit command line, and the same export through it"
+say "wcache serve: the nbdkit command line, and the same export through it"
 run_rc 0 "$WCACHE" serve --dry-run origin.img cache.img --socket s.sock --control c.sock \
 	--block-size 4096 --format no --high-watermark 60 --low_watermark 10 --cleaner \
 	--daemon --pidfile p.pid
@@ -108,4 +108,4 @@ run_rc 0 "${serve_env[@]}" "$WCACHE" serve origin.img cache.img --control "$TMPD
 		$WCACHE status --control $TMPD/c2.sock"
 out_has 'Images are identical'
 out_has '^error: 0$'
-info "ok"
+say "ok"

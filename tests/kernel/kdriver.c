@@ -34,6 +34,7 @@
 
 #include "dev.h"
 #include "fault.h"
+#include "rng.h"	/* splitmix64: the same stream on every host */
 #include "testing.h"
 #include "wcache.h"
 
@@ -67,26 +68,6 @@ static void *xmalloc(size_t n)
 	if (!p)
 		die("out of memory (%zu bytes)", n);
 	return p;
-}
-
-/* ---------------- random numbers (splitmix64: same stream on every host) ---------------- */
-
-struct rng {
-	uint64_t s;
-};
-
-static uint64_t rng_next(struct rng *r)
-{
-	uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rng_below(struct rng *r, uint64_t n)
-{
-	return n ? rng_next(r) % n : 0;
 }
 
 /* ---------------- the DMWC sector pattern ---------------- */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Kernel compatibility, both directions, against the real dm-writecache of
-# Debian's stock kernel in qemu (vm.sh). Two VM boots do all the kernel work:
+# Debian's stock kernel in qemu (tests/qemu/vm.sh, guest dm). Two VM boots do
+# all the kernel work:
 #
 #   host   wcache writes fresh pairs (wc-kdriver write), makes crash images on
 #          fault devices (wc-kdriver crash), and plans kernel workloads (kplan)
@@ -15,9 +16,11 @@
 #          pair (export, check, status, flush on a copy) and with the model
 #
 # Environment: WCACHE, WC_KDRIVER, WC_KGUEST (built programs; CTest sets them),
-# WC_KERNEL_BUILD (kernel + initramfs cache), WC_KERNEL_WORK (scratch: logs,
-# and after a failure the images, kept until the next run), WC_KERNEL_SEED
-# (replay a run).
+# WC_QEMU_CACHE (kernel + initramfs cache shared with the vm tests; CTest sets
+# it), WC_KERNEL_WORK (scratch: logs, and after a failure the images, kept
+# until the next run), WC_KERNEL_SEED (replay a run). WC_KERNEL_ACCEL,
+# WC_KERNEL_NO_INSTALL and WC_KERNEL_VERBOSE stand for vm.sh's WC_QEMU_*
+# (and WC_KERNEL_BUILD for WC_QEMU_CACHE when that is unset).
 # Exit: 0 all checks passed, 1 a check failed, 77 qemu or the kernel cannot
 # be installed here.
 set -euo pipefail
@@ -27,17 +30,25 @@ ROOT=$(cd "$HERE/../.." && pwd)
 : "${WCACHE:=$ROOT/build/wcache}"
 : "${WC_KDRIVER:=$ROOT/build/tests/kernel/wc-kdriver}"
 : "${WC_KGUEST:=$ROOT/build/tests/kernel/wc-kguest}"
-: "${WC_KERNEL_BUILD:=$ROOT/build/tests/kernel/vm}"
 : "${WC_KERNEL_WORK:=$ROOT/build/tests/kernel/work}"
-export WC_KERNEL_BUILD
+: "${WC_QEMU_CACHE:=${WC_KERNEL_BUILD:-$ROOT/build/tests/qemu}}"
+: "${WC_QEMU_ACCEL:=${WC_KERNEL_ACCEL:-auto}}"
+: "${WC_QEMU_NO_INSTALL:=${WC_KERNEL_NO_INSTALL:-0}}"
+: "${WC_QEMU_VERBOSE:=${WC_KERNEL_VERBOSE:-0}}"
+export WC_QEMU_CACHE WC_QEMU_ACCEL WC_QEMU_NO_INSTALL WC_QEMU_VERBOSE
+VM=$HERE/../qemu/vm.sh
 SEED=${WC_KERNEL_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 W=$WC_KERNEL_WORK
 T0=$SECONDS
 FAILS=0
 
-say() { echo "kernel-compat: $*"; }
+TEST_NAME=kernel-compat
+# say, fail, skip
+# shellcheck source=../lib/functions.sh
+source "$HERE/../lib/functions.sh"
+# bad MSG: a check failed; the test goes on and fails at the end.
 bad() {
-	echo "kernel-compat: FAIL: $*"
+	say "FAIL: $*"
 	FAILS=$((FAILS + 1))
 }
 # check WHAT A B: A must equal B.
@@ -52,7 +63,7 @@ CHECKS=0
 sha() { sha256sum "$1" | cut -c1-64; }
 
 for p in "$WCACHE" "$WC_KDRIVER" "$WC_KGUEST"; do
-	[[ -x "$p" ]] || { echo "kernel-compat: $p is missing (build first)" >&2; exit 1; }
+	[[ -x "$p" ]] || fail "$p is missing (build first)"
 done
 say "seed $SEED (replay: WC_KERNEL_SEED=$SEED), work dir $W"
 rm -rf "$W"
@@ -60,7 +71,7 @@ mkdir -p "$W/sets" "$W/A/data" "$W/B"
 
 # Boot preparation (packages, kernel, initramfs, KVM probe) runs while the host
 # builds the wcache-side images.
-bash "$HERE/vm.sh" prepare >"$W/prepare.log" 2>&1 &
+bash "$VM" prepare --guest dm >"$W/prepare.log" 2>&1 &
 PREP=$!
 
 # ---------------- the sets ----------------
@@ -173,7 +184,7 @@ elif ((rc)); then
 	say "FAIL: vm.sh prepare failed (exit $rc)"
 	exit 1
 fi
-say "VM ready after $((SECONDS - T0)) s: $(bash "$HERE/vm.sh" info)"
+say "VM ready after $((SECONDS - T0)) s: $(bash "$VM" info)"
 
 # ---------------- packing pairs into three disks ----------------
 # Every pair's origin, cache and logical-view copy get a 1 MiB-aligned region
@@ -221,8 +232,9 @@ boot() {
 	cp "$WC_KGUEST" "$dir/wc-kguest"
 	printf '/io/wc-kguest /io/ops /io/results.txt\n' >"$W/job-$label.sh"
 	: >"$dir/results.txt"
-	bash "$HERE/vm.sh" run --timeout 400 --disk "$dir/origins.img" --disk "$dir/caches.img" \
-		--disk "$dir/views.img" --script "$W/job-$label.sh" --dir "$dir" 2>"$dir/vm.log" || rc=$?
+	bash "$VM" run --guest dm --timeout 400 --mem 1024 --disk "$dir/origins.img" \
+		--disk "$dir/caches.img" --disk "$dir/views.img" --script "$W/job-$label.sh" \
+		--dir "$dir" 2>"$dir/vm.log" || rc=$?
 	cat "$dir/vm.log"
 	grep -E 'wc-kguest|device-mapper|writecache|Kernel panic|BUG|list_del' "$dir/console.log" | head -40 || true
 	if grep -q -E 'kernel BUG|Kernel panic' "$dir/console.log"; then

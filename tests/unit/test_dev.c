@@ -22,25 +22,18 @@
 #include <cmocka.h>
 
 #include "dev.h"
+#include "rng.h"
+#include "tmpdir.h"
 #include "wcache.h"
 
 static char tmpdir[256];
 
-static uint64_t rnd_state;
-
-static uint64_t rnd(void)
-{
-	uint64_t z = (rnd_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
+static struct rng g_rng;
 
 static void fill_random(uint8_t *p, size_t n)
 {
 	while (n--)
-		*p++ = rnd();
+		*p++ = rng_next(&g_rng);
 }
 
 /* Create tmpdir/name of size bytes filled with random data; also return the data. */
@@ -118,20 +111,14 @@ static bool fs_allows_direct(const char *path)
 
 static int group_setup(void **state)
 {
-	const char *t = getenv("TMPDIR");
-
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "%s/wc-test-dev-XXXXXX", t && *t ? t : "/tmp");
-	return mkdtemp(tmpdir) ? 0 : -1;
+	return tmpdir_make(tmpdir, sizeof(tmpdir), tmpdir_base(), "test-dev") ? -1 : 0;
 }
 
 static int group_teardown(void **state)
 {
-	char cmd[300];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tmpdir_remove(tmpdir) ? -1 : 0;
 }
 
 /* ---- dispatch (dev.c) through a backend that counts what reaches it ---- */
@@ -250,9 +237,9 @@ static void roundtrip(unsigned flags, size_t size, size_t max_len, int nr_ops)
 		assert_false(fd_flags_of(path) & O_DIRECT);
 	assert_int_equal(posix_memalign((void **)&mem, 4096, max_len + 4096), 0);
 	for (i = 0; i < nr_ops; i++) {
-		bool aligned = rnd() % 4 == 0;
-		uint64_t off = rnd() % size;
-		size_t len = 1 + rnd() % (size - off < max_len ? size - off : max_len);
+		bool aligned = rng_next(&g_rng) % 4 == 0;
+		uint64_t off = rng_next(&g_rng) % size;
+		size_t len = 1 + rng_next(&g_rng) % (size - off < max_len ? size - off : max_len);
 
 		if (aligned) {
 			off &= ~511ull;
@@ -262,8 +249,8 @@ static void roundtrip(unsigned flags, size_t size, size_t max_len, int nr_ops)
 			if (!len)
 				continue;
 		}
-		buf = mem + (aligned ? 0 : 1 + rnd() % 511);
-		if (rnd() & 1) {
+		buf = mem + (aligned ? 0 : 1 + rng_next(&g_rng) % 511);
+		if (rng_next(&g_rng) & 1) {
 			fill_random(buf, len);
 			assert_int_equal(dev_pwrite(dev, buf, len, off), 0);
 			memcpy(shadow + off, buf, len);
@@ -285,14 +272,14 @@ static void roundtrip(unsigned flags, size_t size, size_t max_len, int nr_ops)
 static void test_file_roundtrip_direct(void **state)
 {
 	(void)state;
-	rnd_state = 1;
+	g_rng.s = 1;
 	roundtrip(0, 256 * 1024, 70000, 3000);
 }
 
 static void test_file_roundtrip_buffered(void **state)
 {
 	(void)state;
-	rnd_state = 2;
+	g_rng.s = 2;
 	roundtrip(DEV_NO_DIRECT, 256 * 1024, 70000, 1000);
 }
 
@@ -300,7 +287,7 @@ static void test_file_roundtrip_buffered(void **state)
 static void test_file_roundtrip_large(void **state)
 {
 	(void)state;
-	rnd_state = 3;
+	g_rng.s = 3;
 	roundtrip(0, 5 * 1024 * 1024, 3 * 1024 * 1024, 40);
 }
 
@@ -585,10 +572,10 @@ static void test_blockdev(void **state)
 	assert_int_equal(dev->logical_block, 4096);
 	buf = malloc(size);
 	check = malloc(size);
-	rnd_state = 4;
+	g_rng.s = 4;
 	for (i = 0; i < 200; i++) {
-		uint64_t off = rnd() % size;
-		size_t len = 1 + rnd() % (size - off < 20000 ? size - off : 20000);
+		uint64_t off = rng_next(&g_rng) % size;
+		size_t len = 1 + rng_next(&g_rng) % (size - off < 20000 ? size - off : 20000);
 
 		fill_random(buf, len);
 		assert_int_equal(dev_pwrite(dev, buf + 1, len, off), 0);

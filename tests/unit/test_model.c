@@ -31,6 +31,7 @@
 #include "wcache.h"
 #include "dev.h"
 #include "fault.h"
+#include "rng.h"
 #include "testing.h"
 
 #define NWRITERS 4
@@ -38,34 +39,12 @@
 #define MAX_IO (64u << 10)
 #define BIG_IO (1536u << 10)	/* rare big requests: many runs and segments per call */
 
-struct rng {
-	uint64_t s;
-};
-
-static uint64_t rnext(struct rng *r)
-{
-	uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* Uniform in [lo, hi]. */
-static uint64_t rrange(struct rng *r, uint64_t lo, uint64_t hi)
-{
-	return hi <= lo ? lo : lo + rnext(r) % (hi - lo + 1);
-}
-
+/* The model's own seeding (+ 7): WC_MODEL_SEED replays the same streams as before. */
 static void rfill(uint64_t seed, uint8_t *p, size_t n)
 {
 	struct rng r = { seed * 0x2545f4914f6cdd1dull + 7 };
 
-	for (size_t i = 0; i < n; i += 8) {
-		uint64_t v = rnext(&r);
-
-		memcpy(p + i, &v, n - i < 8 ? n - i : 8);
-	}
+	rng_bytes(&r, p, n);
 }
 
 static uint64_t env_u64(const char *name, uint64_t dflt)
@@ -151,11 +130,11 @@ static void pick_range(struct model *m, struct rng *g, uint64_t lo, uint64_t hi,
 		       uint64_t *len)
 {
 	static const uint64_t caps[] = { 16, 700, 4096, 3 * 4096, MAX_IO };
-	uint64_t cap = rrange(g, 0, 99) < 2 ? BIG_IO : caps[rrange(g, 0, 4)];
-	uint64_t n = rrange(g, 1, cap < hi - lo ? cap : hi - lo);
-	uint64_t o = rrange(g, lo, hi - n);
+	uint64_t cap = rng_range(g, 0, 99) < 2 ? BIG_IO : caps[rng_range(g, 0, 4)];
+	uint64_t n = rng_range(g, 1, cap < hi - lo ? cap : hi - lo);
+	uint64_t o = rng_range(g, lo, hi - n);
 
-	if (rrange(g, 0, 99) < 35) {
+	if (rng_range(g, 0, 99) < 35) {
 		/* Block aligned (when the block fits in the range). */
 		uint64_t a = (o + m->bs - 1) / m->bs * m->bs;
 		uint64_t l = n / m->bs * m->bs;
@@ -165,13 +144,13 @@ static void pick_range(struct model *m, struct rng *g, uint64_t lo, uint64_t hi,
 			n = l;
 		}
 	}
-	if (hi == m->size && rrange(g, 0, 99) < 8) {
+	if (hi == m->size && rng_range(g, 0, 99) < 8) {
 		/* The partial last block. */
 		uint64_t lb = (m->size - 1) / m->bs * m->bs;
 
 		if (lb >= lo) {
-			o = rrange(g, lb, m->size - 1);
-			n = rrange(g, 1, m->size - o);
+			o = rng_range(g, lb, m->size - 1);
+			n = rng_range(g, 1, m->size - o);
 		}
 	}
 	*off = o;
@@ -187,9 +166,9 @@ static void writer_span(struct model *m, struct rng *g, unsigned idx, uint64_t *
 		uint64_t p;
 
 		/* Mostly a hot window of a few pieces, so writers collide in blocks. */
-		if (cnt > 3 && rrange(g, 0, 99) < 70)
+		if (cnt > 3 && rng_range(g, 0, 99) < 70)
 			cnt = 3;
-		p = idx + NWRITERS * rrange(g, 0, cnt - 1);
+		p = idx + NWRITERS * rng_range(g, 0, cnt - 1);
 
 		*lo = p * m->piece;
 		*hi = *lo + m->piece < m->size ? *lo + m->piece : m->size;
@@ -257,7 +236,7 @@ static void *writer_main(void *arg)
 	uint8_t *buf = malloc(BIG_IO), *rbuf = malloc(BIG_IO);
 
 	for (uint64_t k = 0; k < m->ops && !atomic_load(&m->stop); k++) {
-		unsigned p = (unsigned)rrange(&g, 0, 999), op;
+		unsigned p = (unsigned)rng_range(&g, 0, 999), op;
 		uint64_t off, len, lo, hi;
 		int ret = 0;
 
@@ -279,7 +258,7 @@ static void *writer_main(void *arg)
 		switch (op) {
 		case C_WRITE:
 		case C_FUA:
-			rfill(rnext(&g), buf, len);
+			rfill(rng_next(&g), buf, len);
 			ret = wcache_write(m->wc, buf, len, off, op == C_FUA ? WC_FUA : 0);
 			if (!ret) {
 				memcpy(m->ref + off, buf, len);
@@ -287,7 +266,7 @@ static void *writer_main(void *arg)
 			}
 			break;
 		case C_ZERO:
-			ret = wcache_write_zeroes(m->wc, len, off, rrange(&g, 0, 3) ? 0 : WC_FUA);
+			ret = wcache_write_zeroes(m->wc, len, off, rng_range(&g, 0, 3) ? 0 : WC_FUA);
 			if (!ret) {
 				memset(m->ref + off, 0, len);
 				memset(m->known + off, 1, len);
@@ -332,17 +311,17 @@ static void *reader_main(void *arg)
 		unsigned mask;
 		int ret;
 
-		if (m->piece && rrange(&g, 0, 99) < 80) {
+		if (m->piece && rng_range(&g, 0, 99) < 80) {
 			uint64_t lo, hi;
 
 			/* Mostly one piece, so readers do not serialise the writers. */
-			writer_span(m, &g, (unsigned)rrange(&g, 0, NWRITERS - 1), &lo, &hi);
+			writer_span(m, &g, (unsigned)rng_range(&g, 0, NWRITERS - 1), &lo, &hi);
 			pick_range(m, &g, lo, hi, &off, &len);
 		} else {
 			pick_range(m, &g, 0, m->size, &off, &len);
 		}
-		if (!m->piece && rrange(&g, 0, 3) == 0 && off + len < m->size)
-			len += rrange(&g, 0, m->size - off - len < MAX_IO ? m->size - off - len : MAX_IO);
+		if (!m->piece && rng_range(&g, 0, 3) == 0 && off + len < m->size)
+			len += rng_range(&g, 0, m->size - off - len < MAX_IO ? m->size - off - len : MAX_IO);
 		mask = owners(m, off, len);
 		pthread_rwlock_rdlock(&m->world);
 		if (!m->wc) {

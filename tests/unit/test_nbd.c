@@ -8,9 +8,13 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,22 +33,15 @@ int main(void)
 #else
 
 #include "nbd_server.h"
+#include "rng.h"
 
-static uint64_t rnd_state = 42;
-
-static uint64_t rnd(void)
-{
-	uint64_t z = (rnd_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
+static struct nbd_server srv;
+static struct rng g_rng = { 42 };
 
 static int teardown(void **state)
 {
 	(void)state;
-	stop_server(SIGKILL);
+	assert_int_equal(nbd_server_stop(&srv, SIGKILL), 0);
 	unsetenv("WC_NBD_TIMEOUT_MS");
 	return 0;
 }
@@ -59,7 +56,7 @@ static struct log_summary log_scan(const char *kind)
 {
 	struct log_summary s = { 0, 0 };
 	char line[1024], pat[32];
-	FILE *f = fopen(log_path, "r");
+	FILE *f = fopen(srv.log_path, "r");
 
 	assert_non_null(f);
 	snprintf(pat, sizeof(pat), " %s id=", kind);
@@ -85,7 +82,7 @@ static unsigned log_connections(void)
 {
 	char line[1024];
 	unsigned n = 0;
-	FILE *f = fopen(log_path, "r");
+	FILE *f = fopen(srv.log_path, "r");
 
 	assert_non_null(f);
 	while (fgets(line, sizeof(line), f))
@@ -99,7 +96,7 @@ static void write_both(struct wc_dev *d, uint8_t *shadow, size_t len, uint64_t o
 	uint8_t *b = malloc(len);
 
 	assert_non_null(b);
-	fill_seeded(b, len, seed);
+	rng_fill(seed, b, len);
 	assert_int_equal(dev_pwrite(d, b, len, off), 0);
 	memcpy(shadow + off, b, len);
 	free(b);
@@ -127,23 +124,23 @@ static void test_open_errors(void **state)
 	(void)state;
 
 	/* No socket at all. */
-	snprintf(bad, sizeof(bad), "nbd+unix:///?socket=%s/none.sock", tmpdir);
+	snprintf(bad, sizeof(bad), "nbd+unix:///?socket=%s/none.sock", srv.dir);
 	assert_true(dev_nbd_open(bad, 0, &d) < 0);
 	assert_null(d);
 	assert_non_null(strstr(wcache_last_error(), bad));
 
 	/* A socket nobody listens on: connection refused, through dev_open_uri. */
-	assert_true(strlen(sock_path) < sizeof(sa.sun_path));
-	memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
-	unlink(sock_path);
+	assert_true(strlen(srv.sock) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, srv.sock, strlen(srv.sock) + 1);
+	unlink(srv.sock);
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	assert_true(fd >= 0);
 	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	close(fd);
-	assert_int_equal(dev_open_uri(uri, 0, &d), -ECONNREFUSED);
-	assert_non_null(strstr(wcache_last_error(), uri));
+	assert_int_equal(dev_open_uri(srv.uri, 0, &d), -ECONNREFUSED);
+	assert_non_null(strstr(wcache_last_error(), srv.uri));
 	assert_non_null(strstr(wcache_last_error(), "refused"));
-	unlink(sock_path);
+	unlink(srv.sock);
 }
 
 /* memory plugin, no advertised limits: byte-exact I/O, split at 32 MiB, trim, flush. */
@@ -157,9 +154,11 @@ static void test_roundtrip(void **state)
 	(void)state;
 
 	assert_non_null(shadow);
-	snprintf(logarg, sizeof(logarg), "logfile=%s", log_path);
-	start_server("--filter=log", "memory", "128M", logarg, (char *)NULL);
-	assert_int_equal(dev_open_uri(uri, 0, &d), 0);
+	snprintf(logarg, sizeof(logarg), "logfile=%s", srv.log_path);
+	assert_int_equal(nbd_server_start(&srv, "--filter=log", "memory", "128M", logarg,
+					  (char *)NULL),
+			 0);
+	assert_int_equal(dev_open_uri(srv.uri, 0, &d), 0);
 	assert_int_equal(d->size, size);
 	assert_string_equal(d->ops->name, "nbd");
 
@@ -183,7 +182,8 @@ static void test_roundtrip(void **state)
 	free(z);
 	check_range(d, shadow, size, 0);
 	dev_close(d);
-	stop_server(SIGTERM);	/* the log is complete once nbdkit exits */
+	/* The log is complete once nbdkit exits. */
+	assert_int_equal(nbd_server_stop(&srv, SIGTERM), 0);
 
 	w = log_scan("Write");
 	r = log_scan("Read");
@@ -231,17 +231,19 @@ static void test_blocksize_limits(void **state)
 	struct wc_dev *d;
 	(void)state;
 
-	snprintf(logarg, sizeof(logarg), "logfile=%s", log_path);
-	start_server("--filter=log", "--filter=blocksize-policy", "memory", "16M",
-		     "blocksize-minimum=4096", "blocksize-maximum=1M",
-		     "blocksize-error-policy=error", logarg, (char *)NULL);
-	assert_int_equal(dev_nbd_open(uri, 0, &d), 0);
+	snprintf(logarg, sizeof(logarg), "logfile=%s", srv.log_path);
+	assert_int_equal(nbd_server_start(&srv, "--filter=log", "--filter=blocksize-policy",
+					  "memory", "16M", "blocksize-minimum=4096",
+					  "blocksize-maximum=1M", "blocksize-error-policy=error",
+					  logarg, (char *)NULL),
+			 0);
+	assert_int_equal(dev_nbd_open(srv.uri, 0, &d), 0);
 	assert_int_equal(d->logical_block, 4096);
 	for (unsigned i = 0; i < 300; i++) {
-		uint64_t len = 1 + rnd() % (i % 10 == 0 ? 3 * MiB : 20000);
-		uint64_t off = rnd() % (size - len);
+		uint64_t len = 1 + rng_next(&g_rng) % (i % 10 == 0 ? 3 * MiB : 20000);
+		uint64_t off = rng_next(&g_rng) % (size - len);
 
-		switch (rnd() % 4) {
+		switch (rng_next(&g_rng) % 4) {
 		case 0:
 		case 1:
 			write_both(d, shadow, len, off, i + 100);
@@ -276,7 +278,7 @@ static void test_blocksize_limits(void **state)
 	}
 	check_range(d, shadow, RMW_BLOCKS * 4096, 0);
 	dev_close(d);
-	stop_server(SIGTERM);
+	assert_int_equal(nbd_server_stop(&srv, SIGTERM), 0);
 	assert_int_equal(log_scan("Write").max_count, MiB);
 	assert_true(log_scan("Read").max_count <= MiB);
 	free(shadow);
@@ -309,7 +311,7 @@ static void *conc_worker(void *p)
 			if (!a->err && memcmp(b, shadow + off, len))
 				a->mismatches++;
 		} else {
-			fill_seeded(b, len, x);
+			rng_fill(x, b, len);
 			a->err = dev_pwrite(a->d, b, len, base + off);
 			memcpy(shadow + off, b, len);
 		}
@@ -336,9 +338,11 @@ static void run_concurrent(unsigned want_conns, const char *filter, const char *
 	char logarg[400];
 	struct wc_dev *d;
 
-	snprintf(logarg, sizeof(logarg), "logfile=%s", log_path);
-	start_server("--filter=log", filter, "memory", "64M", logarg, mode, (char *)NULL);
-	assert_int_equal(dev_nbd_open(uri, 0, &d), 0);
+	snprintf(logarg, sizeof(logarg), "logfile=%s", srv.log_path);
+	assert_int_equal(nbd_server_start(&srv, "--filter=log", filter, "memory", "64M", logarg,
+					  mode, (char *)NULL),
+			 0);
+	assert_int_equal(dev_nbd_open(srv.uri, 0, &d), 0);
 	for (unsigned t = 0; t < CONC_THREADS; t++) {
 		args[t] = (struct conc_arg){ .d = d, .t = t };
 		assert_int_equal(pthread_create(&th[t], NULL, conc_worker, &args[t]), 0);
@@ -349,7 +353,7 @@ static void run_concurrent(unsigned want_conns, const char *filter, const char *
 		assert_int_equal(args[t].mismatches, 0);
 	}
 	dev_close(d);
-	stop_server(SIGTERM);
+	assert_int_equal(nbd_server_stop(&srv, SIGTERM), 0);
 	assert_int_equal(log_connections(), want_conns);
 }
 
@@ -366,10 +370,12 @@ static void test_server_errors(void **state)
 	struct wc_dev *d;
 	(void)state;
 
-	start_server("--filter=error", "memory", "16M", "error-pwrite-rate=100%", (char *)NULL);
-	assert_int_equal(dev_nbd_open(uri, 0, &d), 0);
+	assert_int_equal(nbd_server_start(&srv, "--filter=error", "memory", "16M",
+					  "error-pwrite-rate=100%", (char *)NULL),
+			 0);
+	assert_int_equal(dev_nbd_open(srv.uri, 0, &d), 0);
 	assert_int_equal(dev_pwrite(d, b, sizeof(b), 0), -EIO);
-	assert_non_null(strstr(wcache_last_error(), uri));
+	assert_non_null(strstr(wcache_last_error(), srv.uri));
 	/* A server error is not a lost connection: reads still work, no reconnect. */
 	assert_int_equal(dev_pread(d, b, sizeof(b), 0), 0);
 	assert_int_equal(b[0], 0);
@@ -383,17 +389,17 @@ static void test_read_only(void **state)
 	struct wc_dev *d;
 	(void)state;
 
-	start_server("memory", "16M", (char *)NULL);
-	assert_int_equal(dev_nbd_open(uri, DEV_RDONLY, &d), 0);
+	assert_int_equal(nbd_server_start(&srv, "memory", "16M", (char *)NULL), 0);
+	assert_int_equal(dev_nbd_open(srv.uri, DEV_RDONLY, &d), 0);
 	assert_int_equal(dev_pwrite(d, b, sizeof(b), 0), -EROFS);
 	assert_int_equal(dev_discard(d, 4096, 0), -EROFS);
 	assert_int_equal(dev_pread(d, b, sizeof(b), 0), 0);
 	dev_close(d);
-	stop_server(SIGTERM);
+	assert_int_equal(nbd_server_stop(&srv, SIGTERM), 0);
 
-	start_server("-r", "memory", "16M", (char *)NULL);
-	assert_int_equal(dev_nbd_open(uri, 0, &d), -EROFS);
-	assert_int_equal(dev_nbd_open(uri, DEV_RDONLY, &d), 0);
+	assert_int_equal(nbd_server_start(&srv, "-r", "memory", "16M", (char *)NULL), 0);
+	assert_int_equal(dev_nbd_open(srv.uri, 0, &d), -EROFS);
+	assert_int_equal(dev_nbd_open(srv.uri, DEV_RDONLY, &d), 0);
 	assert_int_equal(dev_pread(d, b, sizeof(b), 0), 0);
 	dev_close(d);
 }
@@ -407,8 +413,10 @@ static void test_stall_timeout(void **state)
 	(void)state;
 
 	setenv("WC_NBD_TIMEOUT_MS", "1000", 1);
-	start_server("--filter=delay", "memory", "16M", "delay-read=5", (char *)NULL);
-	assert_int_equal(dev_nbd_open(uri, 0, &d), 0);
+	assert_int_equal(nbd_server_start(&srv, "--filter=delay", "memory", "16M", "delay-read=5",
+					  (char *)NULL),
+			 0);
+	assert_int_equal(dev_nbd_open(srv.uri, 0, &d), 0);
 	t0 = now_ms();
 	assert_int_equal(dev_pread(d, b, sizeof(b), 0), -EIO);
 	assert_true(now_ms() - t0 < 4000);
@@ -432,20 +440,21 @@ static int retry_read(struct wc_dev *d, void *b, size_t len, uint64_t off, uint6
 static void test_kill_and_reconnect(void **state)
 {
 	const uint64_t size = 64 * MiB;
-	char *origin = path_in_tmp("origin.img");
+	char origin[320];
 	uint8_t *shadow = calloc(1, size), *b = malloc(MiB), *f = malloc(MiB);
 	struct wc_dev *d;
 	uint64_t t0;
 	int fails = 0;
 	(void)state;
 
-	make_zero_file(origin, size);
-	start_server("file", origin, (char *)NULL);
-	assert_int_equal(dev_nbd_open(uri, 0, &d), 0);
+	assert_int_equal(nbd_server_path(&srv, "origin.img", origin, sizeof(origin)), 0);
+	assert_int_equal(make_zero_file(origin, size), 0);
+	assert_int_equal(nbd_server_start(&srv, "file", origin, (char *)NULL), 0);
+	assert_int_equal(dev_nbd_open(srv.uri, 0, &d), 0);
 	write_both(d, shadow, MiB, 0, 11);
 	assert_int_equal(dev_flush(d), 0);
 
-	stop_server(SIGKILL);
+	assert_int_equal(nbd_server_stop(&srv, SIGKILL), 0);
 	/* Calls fail promptly (no hang), with the URI in the message. */
 	t0 = now_ms();
 	for (unsigned i = 0; i < 20; i++) {
@@ -457,18 +466,18 @@ static void test_kill_and_reconnect(void **state)
 	assert_int_equal(fails, 20);
 	assert_int_equal(dev_pwrite(d, b, 4096, 0), -EIO);
 	assert_int_equal(dev_flush(d), -EIO);
-	assert_non_null(strstr(wcache_last_error(), uri));
+	assert_non_null(strstr(wcache_last_error(), srv.uri));
 	assert_true(now_ms() - t0 < 5000);
 
 	/* Same socket, same file: the device reconnects within the 5 s backoff cap. */
-	start_server("file", origin, (char *)NULL);
+	assert_int_equal(nbd_server_start(&srv, "file", origin, (char *)NULL), 0);
 	t0 = now_ms();
 	assert_int_equal(retry_read(d, b, MiB, 0, 15000), 0);
 	assert_true(now_ms() - t0 < 7000);
 	assert_memory_equal(b, shadow, MiB);
 	write_both(d, shadow, MiB, 5 * MiB + 1, 12);
 	assert_int_equal(dev_flush(d), 0);
-	read_plain(origin, f, MiB, 5 * MiB + 1);
+	assert_int_equal(read_plain(origin, f, MiB, 5 * MiB + 1), 0);
 	assert_memory_equal(f, shadow + 5 * MiB + 1, MiB);
 
 	/*
@@ -476,8 +485,8 @@ static void test_kill_and_reconnect(void **state)
 	 * the first flush after reconnecting reports it, once.
 	 */
 	write_both(d, shadow, 4096, 8 * MiB, 13);
-	stop_server(SIGKILL);
-	start_server("file", origin, (char *)NULL);
+	assert_int_equal(nbd_server_stop(&srv, SIGKILL), 0);
+	assert_int_equal(nbd_server_start(&srv, "file", origin, (char *)NULL), 0);
 	assert_int_equal(retry_read(d, b, 4096, 8 * MiB, 15000), 0);
 	assert_int_equal(dev_flush(d), -EIO);
 	assert_non_null(strstr(wcache_last_error(), "before earlier writes were flushed"));
@@ -507,10 +516,10 @@ int main(void)
 		fprintf(stderr, "nbdkit not found: skipping\n");
 		return 77;
 	}
-	if (nbd_test_setup("test-nbd"))
+	if (nbd_server_setup(&srv, "test-nbd"))
 		return 1;
 	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	nbd_test_cleanup();
+	nbd_server_cleanup(&srv);
 	return ret;
 }
 #endif /* WC_WITH_NBD */

@@ -7,7 +7,10 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,11 +28,14 @@ int main(void)
 #else
 
 #include "nbd_server.h"
+#include "rng.h"
+
+static struct nbd_server srv;
 
 static int teardown(void **state)
 {
 	(void)state;
-	stop_server(SIGKILL);
+	assert_int_equal(nbd_server_stop(&srv, SIGKILL), 0);
 	return 0;
 }
 
@@ -54,7 +60,7 @@ static void *flush_msg(void *p)
 static void test_engine_origin_outage(void **state)
 {
 	const uint64_t size = 64 * MiB;
-	char *origin = path_in_tmp("engine-origin.img"), *cache = path_in_tmp("engine-cache.img");
+	char origin[320], cache[320];
 	uint8_t *a = malloc(4 * MiB), *f = malloc(4 * MiB);
 	struct wc_stats st;
 	struct wc_cfg cfg;
@@ -65,29 +71,33 @@ static void test_engine_origin_outage(void **state)
 	int ret;
 	(void)state;
 
-	make_zero_file(origin, size);
-	make_zero_file(cache, 32 * MiB);
-	start_server("--filter=delay", "file", origin, "delay-write=300ms", (char *)NULL);
+	assert_int_equal(nbd_server_path(&srv, "engine-origin.img", origin, sizeof(origin)), 0);
+	assert_int_equal(nbd_server_path(&srv, "engine-cache.img", cache, sizeof(cache)), 0);
+	assert_int_equal(make_zero_file(origin, size), 0);
+	assert_int_equal(make_zero_file(cache, 32 * MiB), 0);
+	assert_int_equal(nbd_server_start(&srv, "--filter=delay", "file", origin,
+					  "delay-write=300ms", (char *)NULL),
+			 0);
 	wcache_cfg_init(&cfg);
-	snprintf(cfg.origin_path, sizeof(cfg.origin_path), "%s", uri);
+	snprintf(cfg.origin_path, sizeof(cfg.origin_path), "%s", srv.uri);
 	snprintf(cfg.cache_path, sizeof(cfg.cache_path), "%s", cache);
 	cfg.block_size = 4096;
 	assert_int_equal(wcache_open(&cfg, &wc), 0);
 	assert_int_equal(wcache_size(wc), size);
 
-	fill_seeded(a, MiB, 21);
+	rng_fill(21, a, MiB);
 	assert_int_equal(wcache_write(wc, a, MiB, 3 * MiB, 0), 0);
 	assert_int_equal(wcache_message(wc, "flush"), 0);
-	read_plain(origin, f, MiB, 3 * MiB);
+	assert_int_equal(read_plain(origin, f, MiB, 3 * MiB), 0);
 	assert_memory_equal(f, a, MiB);
 
 	/* 4 MiB dirty, written back slowly; kill the server in the middle. */
-	fill_seeded(a, 4 * MiB, 22);
+	rng_fill(22, a, 4 * MiB);
 	assert_int_equal(wcache_write(wc, a, 4 * MiB, 20 * MiB, 0), 0);
 	m = (struct msg_arg){ .wc = wc };
 	assert_int_equal(pthread_create(&th, NULL, flush_msg, &m), 0);
 	sleep_ms(150);
-	stop_server(SIGKILL);
+	assert_int_equal(nbd_server_stop(&srv, SIGKILL), 0);
 	pthread_join(th, NULL);
 	assert_true(m.ret < 0);
 	wcache_get_stats(wc, &st);
@@ -97,7 +107,7 @@ static void test_engine_origin_outage(void **state)
 	assert_int_equal(wcache_read(wc, f, 4 * MiB, 20 * MiB), 0);
 	assert_memory_equal(f, a, 4 * MiB);
 
-	start_server("file", origin, (char *)NULL);
+	assert_int_equal(nbd_server_start(&srv, "file", origin, (char *)NULL), 0);
 	end = now_ms() + 40000;
 	while ((ret = wcache_message(wc, "flush")) != 0 && now_ms() < end)
 		sleep_ms(200);
@@ -105,7 +115,7 @@ static void test_engine_origin_outage(void **state)
 	wcache_get_stats(wc, &st);
 	assert_int_equal(st.error, 0);
 	assert_int_equal(st.dirty_blocks, 0);
-	read_plain(origin, f, 4 * MiB, 20 * MiB);
+	assert_int_equal(read_plain(origin, f, 4 * MiB, 20 * MiB), 0);
 	assert_memory_equal(f, a, 4 * MiB);
 	assert_int_equal(wcache_close(wc), 0);
 	free(a);
@@ -123,10 +133,10 @@ int main(void)
 		fprintf(stderr, "nbdkit not found: skipping\n");
 		return 77;
 	}
-	if (nbd_test_setup("test-nbd-engine"))
+	if (nbd_server_setup(&srv, "test-nbd-engine"))
 		return 1;
 	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	nbd_test_cleanup();
+	nbd_server_cleanup(&srv);
 	return ret;
 }
 #endif /* WC_WITH_NBD */

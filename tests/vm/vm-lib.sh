@@ -3,31 +3,36 @@
 # Host side of the VM tests (source it from bash): the work folder and its
 # images, wcache servers (start, kill -9, restart, stop, counters from the
 # control socket, flush + checks at the end), host-made file trees with
-# sha256 manifests for the guest, boots through vm.sh, and timing lines. Each test keeps its folder under WC_VM_WORK until the next run,
-# so test-vm-origin-alone.sh can boot the origins the others left behind.
+# sha256 manifests for the guest, boots through tests/qemu/vm.sh (guest
+# "nbd"), and timing lines. Each test keeps its folder under WC_VM_WORK until
+# the next run, so test-vm-origin-alone.sh can boot the origins the others
+# left behind.
 #
 # Environment (CTest sets them): WCACHE (the wcache binary; the nbdkit plugin
-# lies next to it), WC_VM_BUILD (kernel + initramfs cache), WC_VM_WORK.
-# WC_VM_NBDLOG=1 adds nbdkit's log filter (W/NAME-nbd.log: every NBD
-# request). WC_VM_IMAGES=DIR puts the images there (default /dev/shm if
-# writable; set it empty for W itself).
+# lies next to it), WC_QEMU_CACHE (kernel + initramfs cache, shared with the
+# kernel test), WC_VM_WORK. WC_VM_NBDLOG=1 adds nbdkit's log filter
+# (W/NAME-nbd.log: every NBD request). WC_VM_IMAGES=DIR puts the images there
+# (default /dev/shm if writable; set it empty for W itself). WC_VM_ACCEL,
+# WC_VM_NO_INSTALL and WC_VM_VERBOSE stand for vm.sh's WC_QEMU_* (and
+# WC_VM_BUILD for WC_QEMU_CACHE when that is unset).
 set -euo pipefail
 
 VM_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VM_ROOT=$(cd "$VM_HERE/../.." && pwd)
 : "${WCACHE:=$VM_ROOT/build/wcache}"
 [[ "$WCACHE" == /* ]] || WCACHE=$PWD/$WCACHE	# the tests cd into their folder
-: "${WC_VM_BUILD:=$(dirname "$WCACHE")/tests/vm/vm}"
 : "${WC_VM_WORK:=$(dirname "$WCACHE")/tests/vm/work}"
-export WC_VM_BUILD
+: "${WC_QEMU_CACHE:=${WC_VM_BUILD:-$(dirname "$WCACHE")/tests/qemu}}"
+: "${WC_QEMU_ACCEL:=${WC_VM_ACCEL:-auto}}"
+: "${WC_QEMU_NO_INSTALL:=${WC_VM_NO_INSTALL:-0}}"
+: "${WC_QEMU_VERBOSE:=${WC_VM_VERBOSE:-0}}"
+export WC_QEMU_CACHE WC_QEMU_ACCEL WC_QEMU_NO_INSTALL WC_QEMU_VERBOSE
+VM=$VM_HERE/../qemu/vm.sh
 TEST_NAME=$(basename "$0" .sh)
 T_START=$(date +%s%N)
-
-say() { echo "$TEST_NAME: $*"; }
-fail() {
-	echo "$TEST_NAME: FAIL: $*"
-	exit 1
-}
+# say, fail, skip
+# shellcheck source=../lib/functions.sh
+source "$VM_HERE/../lib/functions.sh"
 
 ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
@@ -54,7 +59,7 @@ vm_setup() {
 	mkdir -p "$W/io"
 	cd "$W"
 	t0=$(date +%s%N)
-	bash "$VM_HERE/vm.sh" prepare >"$W/prepare.log" 2>&1 || rc=$?
+	bash "$VM" prepare --guest nbd >"$W/prepare.log" 2>&1 || rc=$?
 	if ((rc == 77)); then
 		grep SKIP "$W/prepare.log" || cat "$W/prepare.log"
 		exit 77
@@ -63,7 +68,7 @@ vm_setup() {
 	timing prepare "$(ms_since "$t0")"
 	IMG=
 	trap vm_cleanup EXIT
-	say "work folder $W; $(bash "$VM_HERE/vm.sh" info)"
+	say "work folder $W; $(bash "$VM" info)"
 }
 
 # ---------------- wcache servers ----------------
@@ -209,14 +214,16 @@ make_tree() {
 
 # ---------------- the VM ----------------
 
-# boot LABEL ARGS...: vm.sh run ARGS --dir W/io; rc in BOOT_RC, console kept
-# as W/console-LABEL.log. Never fails by itself.
+# boot LABEL ARGS...: vm.sh run --guest nbd ARGS --dir W/io with guest-lib.sh
+# in W/io for the job; rc in BOOT_RC, console kept as W/console-LABEL.log.
+# Never fails by itself.
 boot() {
 	local label=$1 t0
 	shift
 	t0=$(date +%s%N)
 	BOOT_RC=0
-	bash "$VM_HERE/vm.sh" run --dir "$W/io" "$@" >"$W/boot-$label.log" 2>&1 || BOOT_RC=$?
+	cp "$VM_HERE/guest-lib.sh" "$W/io/guest-lib.sh"
+	bash "$VM" run --guest nbd --dir "$W/io" "$@" >"$W/boot-$label.log" 2>&1 || BOOT_RC=$?
 	cp "$W/io/console.log" "$W/console-$label.log"
 	timing "boot-$label" "$(ms_since "$t0")"
 	grep -E '^\[[0-9.]+\] |GUEST-FAIL' "$W/console-$label.log" | sed "s/^/  guest: /" || true

@@ -40,26 +40,25 @@ int cmd_export(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_flush(const struct cli_cmd *cmd, int argc, char **argv);
 
 /*
- * Hooks for the live subcommands, implemented in other src/cli files (serve,
- * fuse, message, status --control). They are weak so that the tool links and
- * says "not available in this build" while they are absent: a new file that
- * defines one of them is picked up by the src/cli glob without editing
- * main.c. cmd_* follow the calling convention above.
+ * The live subcommands: serve and message in cmd_serve.c, fuse in cmd_fuse.c
+ * (only with WC_WITH_FUSE: without it main.c lists fuse as not available).
  */
-int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv) __attribute__((weak));
-int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv) __attribute__((weak));
-int cmd_message(const struct cli_cmd *cmd, int argc, char **argv) __attribute__((weak));
+int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv);
+#ifdef WC_WITH_FUSE
+int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv);
+#endif
+int cmd_message(const struct cli_cmd *cmd, int argc, char **argv);
 /*
  * "wcache status --control PATH [--json]": query a running server's control
  * socket and print the live status. Returns an exit code (0 ok, 1 failure).
  */
-int cli_status_control(const char *control_path, bool json) __attribute__((weak));
+int cli_status_control(const char *control_path, bool json);
 /*
  * Same, repeated every interval_ms until count rows were printed (count 0:
  * until the server goes away); one row (text) or one JSON object per line.
  */
 int cli_status_control_watch(const char *control_path, bool json, unsigned interval_ms,
-			     uint64_t count) __attribute__((weak));
+			     uint64_t count);
 
 /* ---------------- helpers (util.c) ---------------- */
 

@@ -390,13 +390,9 @@ int cmd_status(const struct cli_cmd *cmd, int argc, char **argv)
 		}
 	}
 	if (control) {
-		/* Live status: implemented with the control socket (cli.h hook). */
+		/* Live status: a client of the server's control socket. */
 		if (optind != argc || have_start)
 			return cli_usage_error(cmd, "--control takes no CACHE and no --start-sector");
-		if (!cli_status_control || !cli_status_control_watch) {
-			cli_error(cmd, "--control is not available in this build");
-			return CLI_EXIT_FAIL;
-		}
 		if (watch)
 			return cli_status_control_watch(control, json, 1000, 0);
 		return cli_status_control(control, json);

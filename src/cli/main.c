@@ -124,17 +124,11 @@ static const char flush_usage[] =
 	"\n"
 	"Exit status: 0 flushed (cache clean), 1 failed, 2 usage error.\n";
 
-/* -------- live subcommands: implemented elsewhere in src/cli (see cli.h) -------- */
-/*
- * The rows below belong to the engineer adding serve / fuse / message and
- * status --control. Their cmd_* functions are weak hooks; usage NULL means the
- * command prints its own --help.
- */
-#define LIVE_CMDS                                                                        \
-	{ "serve", cmd_serve, "serve ORIGIN CACHE over NBD (nbdkit plugin)", NULL },         \
-	{ "fuse", cmd_fuse, "export ORIGIN CACHE as one file through FUSE", NULL },         \
-	{ "message", cmd_message, "send a message (flush, cleaner, ...) to a running server", NULL },
-/* -------- end of live subcommands -------- */
+#ifdef WC_WITH_FUSE
+#define CMD_FUSE cmd_fuse
+#else
+#define CMD_FUSE NULL	/* listed, but "not available in this build" */
+#endif
 
 static const struct cli_cmd cmds[] = {
 	{ "format", cmd_format, "format a cache device", format_usage },
@@ -144,7 +138,10 @@ static const struct cli_cmd cmds[] = {
 	  status_usage },
 	{ "export", cmd_export, "copy the logical device to a file, read-only", export_usage },
 	{ "flush", cmd_flush, "write all dirty blocks back to the origin", flush_usage },
-	LIVE_CMDS
+	/* usage NULL: the command prints its own --help. */
+	{ "serve", cmd_serve, "serve ORIGIN CACHE over NBD (nbdkit plugin)", NULL },
+	{ "fuse", CMD_FUSE, "export ORIGIN CACHE as one file through FUSE", NULL },
+	{ "message", cmd_message, "send a message (flush, cleaner, ...) to a running server", NULL },
 };
 
 #define NR_CMDS (sizeof(cmds) / sizeof(cmds[0]))

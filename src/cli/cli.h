@@ -40,8 +40,9 @@ int cmd_export(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_flush(const struct cli_cmd *cmd, int argc, char **argv);
 
 /*
- * The live subcommands: serve and message in cmd_serve.c, fuse in cmd_fuse.c
- * (only with WC_WITH_FUSE: without it main.c lists fuse as not available).
+ * The live subcommands: serve in cmd_serve.c, fuse in cmd_fuse.c (only with
+ * WC_WITH_FUSE: without it main.c lists fuse as not available), message and
+ * the live status below in cmd_control.c (control socket clients).
  */
 int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv);
 #ifdef WC_WITH_FUSE

@@ -18,8 +18,8 @@
 #define WC_FUSE_MAX_THREADS	1024u
 
 struct wc_fuse {
-	struct wcache *wc;		/* open; stays the caller's (closed by it afterwards) */
-	const char *mountpoint;		/* absolute path of a directory nothing is mounted on */
+	struct wcache *wc;		/* open; the caller closes it afterwards */
+	const char *mountpoint;		/* absolute; a directory nothing is mounted on */
 	unsigned threads;		/* worker threads and requests queued in the kernel, >= 1 */
 	bool allow_other;		/* let users other than the owner open the file */
 	/*

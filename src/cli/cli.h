@@ -24,7 +24,13 @@ struct cli_cmd {
 	const char *name;
 	int (*fn)(const struct cli_cmd *cmd, int argc, char **argv);	/* returns an exit code */
 	const char *summary;	/* one line for "wcache --help" */
-	const char *usage;	/* full "wcache CMD --help" text */
+	const char *usage;	/* full "wcache CMD --help" text (see cli_help) */
+	/*
+	 * WC_SET_* bits of the table options the command lists among its own
+	 * options (--start-sector with its -s): left out of its generated
+	 * table-option rows and help list.
+	 */
+	unsigned own_table_opts;
 };
 
 /*
@@ -71,7 +77,11 @@ void cli_warn(const struct cli_cmd *cmd, const char *fmt, ...) __attribute__((fo
 /* Print a usage error plus a hint to --help; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Print cmd->usage on stdout; returns CLI_EXIT_OK. */
+/*
+ * Print cmd->usage on stdout; returns CLI_EXIT_OK. A usage text with a line
+ * CLI_TABLE_OPTS_HEADER gets the list of table options after it (those of
+ * wcache_options() not in cmd->own_table_opts).
+ */
 int cli_help(const struct cli_cmd *cmd);
 
 /*
@@ -96,6 +106,43 @@ int cli_device_size(const char *path, uint64_t *out, char *why, size_t why_len);
 
 /* Human size: "484 KiB", "16.0 MiB". */
 const char *cli_human_bytes(uint64_t bytes, char *buf, size_t len);
+
+/* ---------------- shared options (options.c) ---------------- */
+
+/* The line of a usage text after which cli_help() lists the table options. */
+#define CLI_TABLE_OPTS_HEADER "Table options (dm-writecache names; '-' or '_' both accepted):\n"
+
+/* Most table options the tool handles; CLI_TABLE_LONGOPTS getopt rows hold them all. */
+#define CLI_MAX_TABLE_OPTS	16
+#define CLI_TABLE_LONGOPTS	(2 * CLI_MAX_TABLE_OPTS)
+
+/*
+ * Write the getopt_long rows of the table options whose WC_SET_* bit is not
+ * in skip into lo (room for CLI_TABLE_LONGOPTS): both spellings of each
+ * ("high-watermark", "high_watermark"), flags without an argument, val =
+ * val_base + its index in wcache_options(). Returns the number of rows.
+ */
+size_t cli_table_longopts(struct option *lo, unsigned skip, int val_base);
+/* The table option whose getopt value is c, or NULL if c is none. */
+const struct wc_opt_desc *cli_table_opt(int c, int val_base);
+/* Its name as the CLI spells it: "high-watermark". */
+const char *cli_table_opt_name(const struct wc_opt_desc *d);
+/*
+ * Apply a table option given on the command line to cfg (value: optarg,
+ * ignored for flags). Returns 0 or CLI_EXIT_USAGE after a usage error.
+ */
+int cli_table_set(const struct cli_cmd *cmd, struct wc_cfg *cfg, const struct wc_opt_desc *d,
+		  const char *value);
+/* The help list of the table options not in skip: "  --high-watermark P  ...". */
+void cli_table_help(FILE *f, unsigned skip);
+
+/*
+ * The one parser of each of these options, for every subcommand that takes
+ * it. Return 0, or CLI_EXIT_USAGE after a usage error naming the option.
+ */
+int cli_opt_start_sector(const struct cli_cmd *cmd, const char *s, uint64_t *out);
+int cli_opt_block_size(const struct cli_cmd *cmd, const char *s, uint32_t *out);
+int cli_opt_cache_io(const struct cli_cmd *cmd, const char *s, bool *buffered);
 
 /* ---------------- progress (progress.c) ---------------- */
 

@@ -132,7 +132,7 @@ int cmd_message(const struct cli_cmd *cmd, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const struct cli_cmd self = { cmd->name, cmd->fn, cmd->summary, message_usage };
+	const struct cli_cmd self = { cmd->name, cmd->fn, cmd->summary, message_usage, 0 };
 	char req[WC_CONTROL_MAX_LINE + 1], reply[CTL_REPLY_BUF], err[512];
 	const char *control = NULL;
 	int c, fd, ret;
@@ -301,7 +301,7 @@ static void print_watch_row(const struct stat_field *f, int n, uint64_t row)
 int cli_status_control_watch(const char *control_path, bool json, unsigned interval_ms,
 			     uint64_t count)
 {
-	const struct cli_cmd self = { "status", NULL, NULL, NULL };
+	const struct cli_cmd self = { "status", NULL, NULL, NULL, 0 };
 	struct stat_field f[MAX_FIELDS];
 	char *reply = malloc(CTL_REPLY_BUF), err[512];
 	bool watch = count != 1;

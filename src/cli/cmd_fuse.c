@@ -31,26 +31,13 @@
 #include "fuse.h"
 
 #define FZ_DISK_NAME	WC_FUSE_DISK_NAME
-#define MAX_START_SECTOR (UINT64_MAX >> 9)
 
 enum {
 	OPT_ALLOW_OTHER = 0x100,
 	OPT_FOS,
 	OPT_CACHE_IO,
-	OPT_TABLE = 0x200,	/* + index into table_opts[] */
+	OPT_TABLE = 0x200,	/* + index into wcache_options() */
 };
-
-/* Table options: spelled with '-' here, '_' accepted as well (as for 'wcache flush'). */
-static const struct {
-	const char *name;
-	bool has_value;
-} table_opts[] = {
-	{ "high-watermark", true },	{ "low-watermark", true },   { "writeback-jobs", true },
-	{ "autocommit-blocks", true },	{ "autocommit-time", true }, { "max-age", true },
-	{ "pause-writeback", true },	{ "cleaner", false },	     { "metadata-only", false },
-};
-
-#define NR_TABLE_OPTS (sizeof(table_opts) / sizeof(table_opts[0]))
 
 static const char fuse_usage[] =
 	"Usage: wcache fuse ORIGIN CACHE MOUNTPOINT [options] [table options]\n"
@@ -90,10 +77,7 @@ static const char fuse_usage[] =
 	"                         CACHE (default 4096), checked against the superblock\n"
 	"                         otherwise (default: take it from the superblock)\n"
 	"  -h, --help             show this help\n"
-	"Table options (dm-writecache names; '-' or '_' both accepted):\n"
-	"  --high-watermark P  --low-watermark P  --writeback-jobs N\n"
-	"  --autocommit-blocks N  --autocommit-time MS  --max-age MS\n"
-	"  --pause-writeback MS  --cleaner  --metadata-only\n"
+	CLI_TABLE_OPTS_HEADER
 	"\n"
 	"Exit status: 0 ready (or, with --foreground, stopped cleanly), 1 failed,\n"
 	"2 usage error.\n";
@@ -476,8 +460,11 @@ static int fz_set_path(char *dst, size_t len, const char *what, const char *src)
 
 int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv)
 {
-	struct option lo[16 + 2 * NR_TABLE_OPTS + 1];
-	char names[NR_TABLE_OPTS][32];
+	/* --start-sector is among the options above, with its -s. */
+	const struct cli_cmd self = { cmd->name, cmd->fn, cmd->summary, fuse_usage,
+				      WC_SET_START_SECTOR };
+	struct option lo[16 + CLI_TABLE_LONGOPTS + 1];
+	const struct wc_opt_desc *d;
 	const char *control = NULL, *pidfile = NULL, *mnt;
 	struct fz_opts *o;
 	uint64_t v;
@@ -498,15 +485,7 @@ int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv)
 	lo[n++] = (struct option){ "start-sector", required_argument, NULL, 's' };
 	lo[n++] = (struct option){ "block-size", required_argument, NULL, 'b' };
 	lo[n++] = (struct option){ "help", no_argument, NULL, 'h' };
-	for (size_t i = 0; i < NR_TABLE_OPTS; i++) {
-		int arg = table_opts[i].has_value ? required_argument : no_argument;
-
-		snprintf(names[i], sizeof(names[i]), "%s", table_opts[i].name);
-		for (char *p = names[i]; *p; p++)
-			*p = *p == '-' ? '_' : *p;
-		lo[n++] = (struct option){ table_opts[i].name, arg, NULL, OPT_TABLE + (int)i };
-		lo[n++] = (struct option){ names[i], arg, NULL, OPT_TABLE + (int)i };
-	}
+	n += cli_table_longopts(lo + n, self.own_table_opts, OPT_TABLE);
 	lo[n] = (struct option){ NULL, 0, NULL, 0 };
 
 	o = calloc(1, sizeof(*o));
@@ -548,46 +527,28 @@ int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv)
 			o->flush_on_suspend = true;
 			break;
 		case OPT_CACHE_IO:
-			if (strcmp(optarg, "direct") && strcmp(optarg, "buffered")) {
-				cli_usage_error(cmd, "--cache-io: '%s' is not direct or buffered", optarg);
+			if (cli_opt_cache_io(cmd, optarg, &o->cfg.cache_buffered))
 				goto usage;
-			}
-			o->cfg.cache_buffered = !strcmp(optarg, "buffered");
 			break;
 		case 's':
-			if (cli_opt_u64(cmd, "--start-sector", optarg, MAX_START_SECTOR,
-					&o->cfg.start_sector))
+			if (cli_opt_start_sector(cmd, optarg, &o->cfg.start_sector))
 				goto usage;
 			o->cfg.set_mask |= WC_SET_START_SECTOR;
 			break;
 		case 'b':
-			if (cli_opt_u64(cmd, "--block-size", optarg, UINT32_MAX, &v))
+			if (cli_opt_block_size(cmd, optarg, &o->cfg.block_size))
 				goto usage;
-			if (v < 512 || v > 4096 || (v & (v - 1))) {
-				cli_usage_error(cmd, "--block-size: %llu is invalid; must be 512, "
-						"1024, 2048 or 4096", (unsigned long long)v);
-				goto usage;
-			}
-			o->cfg.block_size = (uint32_t)v;
 			break;
 		case 'h':
 			free(o);
-			fputs(fuse_usage, stdout);
-			return CLI_EXIT_OK;
+			return cli_help(&self);
 		case -2:
 			goto usage;
 		default:
-			if (c >= OPT_TABLE && c < OPT_TABLE + (int)NR_TABLE_OPTS) {
-				size_t i = (size_t)(c - OPT_TABLE);
-
-				if (wcache_cfg_set(&o->cfg, table_opts[i].name,
-						   table_opts[i].has_value ? optarg : NULL) < 0) {
-					cli_usage_error(cmd, "%s", wcache_last_error());
-					goto usage;
-				}
-				break;
-			}
-			goto usage;
+			d = cli_table_opt(c, OPT_TABLE);
+			if (!d || cli_table_set(cmd, &o->cfg, d, optarg))
+				goto usage;
+			break;
 		}
 	}
 	if (argc - optind != 3) {

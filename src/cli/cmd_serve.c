@@ -47,10 +47,7 @@ static const char serve_usage[] =
 	"  -n, --dry-run          print the nbdkit command instead of running it\n"
 	"  -v, --verbose          nbdkit -v (debug messages)\n"
 	"  -h, --help             show this help\n"
-	"Table options (dm-writecache names; '-' or '_' both accepted):\n"
-	"  --high-watermark P  --low-watermark P  --writeback-jobs N  --start-sector S\n"
-	"  --autocommit-blocks N  --autocommit-time MS  --max-age MS\n"
-	"  --pause-writeback MS  --cleaner  --metadata-only\n"
+	CLI_TABLE_OPTS_HEADER
 	"\n"
 	"Exit status: that of nbdkit (0 after a clean shutdown), 1 if nbdkit cannot be\n"
 	"run, 2 usage error.\n";
@@ -60,22 +57,8 @@ enum {
 	OPT_RUN,
 	OPT_PLUGIN,
 	OPT_CACHE_IO,
-	OPT_TABLE,		/* + index into table_opts */
+	OPT_TABLE = 0x200,	/* + index into wcache_options() */
 };
-
-/* dm table options, '-' spelling; flags take no value. */
-static const struct {
-	const char *name;
-	bool flag;
-} table_opts[] = {
-	{ "start-sector", false },	{ "high-watermark", false },
-	{ "low-watermark", false },	{ "writeback-jobs", false },
-	{ "autocommit-blocks", false }, { "autocommit-time", false },
-	{ "max-age", false },		{ "pause-writeback", false },
-	{ "cleaner", true },		{ "metadata-only", true },
-};
-
-#define NR_TABLE_OPTS (sizeof(table_opts) / sizeof(table_opts[0]))
 
 /* Where nbdkit-wcache-plugin.so is: --plugin, $WCACHE_NBDKIT_PLUGIN, beside us, or nbdkit's dir. */
 static const char *find_plugin(const char *opt, char *buf, size_t len)
@@ -174,36 +157,28 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 	};
-	const struct cli_cmd self = { cmd->name, cmd->fn, cmd->summary, serve_usage };
-	struct option lo[sizeof(fixed) / sizeof(fixed[0]) + 2 * NR_TABLE_OPTS + 1];
-	char under[NR_TABLE_OPTS][32];
+	const struct cli_cmd self = { cmd->name, cmd->fn, cmd->summary, serve_usage, 0 };
+	struct option lo[sizeof(fixed) / sizeof(fixed[0]) + CLI_TABLE_LONGOPTS + 1];
+	const struct wc_opt_desc *d, *opts;
 	const char *socket_path = NULL, *port = NULL, *control = NULL, *block_size = NULL;
 	const char *format = NULL, *pidfile = NULL, *run = NULL, *plugin_opt = NULL;
 	const char *cache_io = NULL;
-	const char *topt_val[NR_TABLE_OPTS] = { 0 };
-	bool topt_set[NR_TABLE_OPTS] = { 0 };
+	const char *topt_val[CLI_MAX_TABLE_OPTS] = { 0 };
+	bool topt_set[CLI_MAX_TABLE_OPTS] = { 0 };
 	bool daemon = false, readonly = false, dry_run = false, verbose = cli_verbose;
 	char plugin_buf[PATH_MAX + 32];
 	struct argv_buf a = { 0 };
 	struct wc_cfg cfg;
 	uint64_t v;
-	size_t i, nlo = 0;
+	size_t i, nlo = 0, nr_opts;
 	int c, rc;
 
 	for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		lo[nlo++] = fixed[i];
-	for (i = 0; i < NR_TABLE_OPTS; i++) {
-		int has = table_opts[i].flag ? no_argument : required_argument;
-		char *p;
-
-		snprintf(under[i], sizeof(under[i]), "%s", table_opts[i].name);
-		for (p = under[i]; *p; p++)
-			*p = *p == '-' ? '_' : *p;
-		lo[nlo++] = (struct option){ table_opts[i].name, has, NULL, OPT_TABLE + (int)i };
-		lo[nlo++] = (struct option){ under[i], has, NULL, OPT_TABLE + (int)i };
-	}
+	nlo += cli_table_longopts(lo + nlo, self.own_table_opts, OPT_TABLE);
 	lo[nlo] = (struct option){ NULL, 0, NULL, 0 };
 
+	opts = wcache_options(&nr_opts);
 	wcache_cfg_init(&cfg);
 	while ((c = cli_getopt(&self, argc, argv, ":U:p:c:b:dP:rnvh", lo)) != -1) {
 		switch (c) {
@@ -219,8 +194,8 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 			control = optarg;
 			break;
 		case 'b':
-			if (wcache_cfg_set(&cfg, "block_size", optarg) < 0)
-				return cli_usage_error(&self, "--block-size: %s", wcache_last_error());
+			if (cli_opt_block_size(&self, optarg, &cfg.block_size))
+				return CLI_EXIT_USAGE;
 			block_size = optarg;
 			break;
 		case OPT_FORMAT:
@@ -230,9 +205,8 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 			format = optarg;
 			break;
 		case OPT_CACHE_IO:
-			if (strcmp(optarg, "direct") && strcmp(optarg, "buffered"))
-				return cli_usage_error(&self, "--cache-io: '%s' is not direct or buffered",
-						       optarg);
+			if (cli_opt_cache_io(&self, optarg, &cfg.cache_buffered))
+				return CLI_EXIT_USAGE;
 			cache_io = optarg;
 			break;
 		case 'd':
@@ -259,17 +233,13 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 		case 'h':
 			return cli_help(&self);
 		default:
-			if (c >= OPT_TABLE && c < OPT_TABLE + (int)NR_TABLE_OPTS) {
-				i = (size_t)(c - OPT_TABLE);
-				/* Check values now: a usage error beats a failed nbdkit start. */
-				if (wcache_cfg_set(&cfg, table_opts[i].name, optarg) < 0)
-					return cli_usage_error(&self, "--%s: %s", table_opts[i].name,
-							       wcache_last_error());
-				topt_set[i] = true;
-				topt_val[i] = optarg;
-				break;
-			}
-			return CLI_EXIT_USAGE;
+			/* Check values now: a usage error beats a failed nbdkit start. */
+			d = cli_table_opt(c, OPT_TABLE);
+			if (!d || cli_table_set(&self, &cfg, d, optarg))
+				return CLI_EXIT_USAGE;
+			topt_set[d - opts] = true;
+			topt_val[d - opts] = optarg;
+			break;
 		}
 	}
 	if (optind + 2 != argc)
@@ -322,13 +292,16 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 		arg_add(&a, "cache-io=%s", cache_io);
 	if (control)
 		arg_add(&a, "control=%s", control);
-	for (i = 0; i < NR_TABLE_OPTS; i++) {
-		if (!topt_set[i])
-			continue;
-		if (table_opts[i].flag)
-			arg_add(&a, "%s=1", table_opts[i].name);
-		else
-			arg_add(&a, "%s=%s", table_opts[i].name, topt_val[i]);
+	/* As listed in the help: options with a value, then flags. */
+	for (int flags = 0; flags < 2; flags++) {
+		for (i = 0; i < nr_opts; i++) {
+			if (!topt_set[i] || opts[i].has_value == flags)
+				continue;
+			if (flags)
+				arg_add(&a, "%s=1", cli_table_opt_name(&opts[i]));
+			else
+				arg_add(&a, "%s=%s", cli_table_opt_name(&opts[i]), topt_val[i]);
+		}
 	}
 	if (a.oom) {
 		cli_error(&self, "out of memory");

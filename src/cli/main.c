@@ -117,10 +117,7 @@ static const char flush_usage[] =
 	"  -p, --progress         always show progress on stderr\n"
 	"      --no-progress      never show progress\n"
 	"  -h, --help             show this help\n"
-	"Table options (dm-writecache names; '-' or '_' both accepted):\n"
-	"  --high-watermark P  --low-watermark P  --writeback-jobs N\n"
-	"  --autocommit-blocks N  --autocommit-time MS  --max-age MS\n"
-	"  --pause-writeback MS  --cleaner  --metadata-only\n"
+	CLI_TABLE_OPTS_HEADER
 	"\n"
 	"Exit status: 0 flushed (cache clean), 1 failed, 2 usage error.\n";
 
@@ -131,17 +128,21 @@ static const char flush_usage[] =
 #endif
 
 static const struct cli_cmd cmds[] = {
-	{ "format", cmd_format, "format a cache device", format_usage },
-	{ "check", cmd_check, "verify a cache device (exit 0 clean, 1 dirty, 2 corrupt)", check_usage },
-	{ "dump", cmd_dump, "print the superblock and the entries", dump_usage },
+	{ "format", cmd_format, "format a cache device", format_usage, 0 },
+	{ "check", cmd_check, "verify a cache device (exit 0 clean, 1 dirty, 2 corrupt)", check_usage,
+	  0 },
+	{ "dump", cmd_dump, "print the superblock and the entries", dump_usage, 0 },
 	{ "status", cmd_status, "print block counts (offline, or --control for a server)",
-	  status_usage },
-	{ "export", cmd_export, "copy the logical device to a file, read-only", export_usage },
-	{ "flush", cmd_flush, "write all dirty blocks back to the origin", flush_usage },
+	  status_usage, 0 },
+	{ "export", cmd_export, "copy the logical device to a file, read-only", export_usage, 0 },
+	/* --start-sector is among flush's own options, with its -s. */
+	{ "flush", cmd_flush, "write all dirty blocks back to the origin", flush_usage,
+	  WC_SET_START_SECTOR },
 	/* usage NULL: the command prints its own --help. */
-	{ "serve", cmd_serve, "serve ORIGIN CACHE over NBD (nbdkit plugin)", NULL },
-	{ "fuse", CMD_FUSE, "export ORIGIN CACHE as one file through FUSE", NULL },
-	{ "message", cmd_message, "send a message (flush, cleaner, ...) to a running server", NULL },
+	{ "serve", cmd_serve, "serve ORIGIN CACHE over NBD (nbdkit plugin)", NULL, 0 },
+	{ "fuse", CMD_FUSE, "export ORIGIN CACHE as one file through FUSE", NULL, 0 },
+	{ "message", cmd_message, "send a message (flush, cleaner, ...) to a running server", NULL,
+	  0 },
 };
 
 #define NR_CMDS (sizeof(cmds) / sizeof(cmds[0]))

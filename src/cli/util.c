@@ -64,7 +64,16 @@ int cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
 
 int cli_help(const struct cli_cmd *cmd)
 {
-	fputs(cmd->usage, stdout);
+	const char *rest = strstr(cmd->usage, CLI_TABLE_OPTS_HEADER);
+
+	if (!rest) {
+		fputs(cmd->usage, stdout);
+		return CLI_EXIT_OK;
+	}
+	rest += strlen(CLI_TABLE_OPTS_HEADER);
+	fwrite(cmd->usage, 1, (size_t)(rest - cmd->usage), stdout);
+	cli_table_help(stdout, cmd->own_table_opts);
+	fputs(rest, stdout);
 	return CLI_EXIT_OK;
 }
 

@@ -77,6 +77,8 @@ void cli_warn(const struct cli_cmd *cmd, const char *fmt, ...) __attribute__((fo
 /* Print a usage error plus a hint to --help; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* "wcache VERSION" on stdout. */
+void cli_version(void);
 /*
  * Print cmd->usage on stdout; returns CLI_EXIT_OK. A usage text with a line
  * CLI_TABLE_OPTS_HEADER gets the list of table options after it (those of
@@ -87,7 +89,9 @@ int cli_help(const struct cli_cmd *cmd);
 /*
  * Run getopt_long over argv (argv[0] = subcommand). On '?' or ':' prints a
  * usage error. Returns the option value, -1 at the end, or -2 after an error
- * (caller returns CLI_EXIT_USAGE).
+ * (caller returns CLI_EXIT_USAGE). The global options are taken here too
+ * wherever the command does not define the same letter or name itself:
+ * -v/--verbose sets cli_verbose, -V/--version prints the version and exits.
  */
 int cli_getopt(const struct cli_cmd *cmd, int argc, char **argv, const char *shortopts,
 	       const struct option *longopts);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * wcache(8) entry point: global options, the subcommand table, top-level
- * help and the library log sink. Each subcommand parses its own options and
+ * wcache(8) entry point: global options (before the command; cli_getopt
+ * takes them after it), the subcommand table, top-level help and the
+ * library log sink. Each subcommand parses its own options and
  * returns an exit code; nothing here touches a device.
  */
 #include <stdlib.h>
@@ -151,6 +152,7 @@ static void usage(FILE *f)
 {
 	fputs("Usage: wcache [-v] COMMAND [ARGS...]\n"
 	      "       wcache COMMAND --help\n"
+	      "       wcache --version\n"
 	      "\n"
 	      "Userspace dm-writecache: tools for cache devices in the kernel's SSD-mode\n"
 	      "format. Arguments go in table order: ORIGIN before CACHE.\n"
@@ -162,7 +164,10 @@ static void usage(FILE *f)
 	fputs("\n"
 	      "Global options:\n"
 	      "  -v, --verbose   also print the library's informational messages\n"
+	      "  -V, --version   print the version and exit\n"
 	      "  -h, --help      show this help\n"
+	      "-v and -V may also follow COMMAND, except where it has an option of that\n"
+	      "name (serve: -v and --verbose are nbdkit's -v).\n"
 	      "\n"
 	      "See wcache(8).\n", f);
 }
@@ -199,6 +204,9 @@ int main(int argc, char **argv)
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
 			cli_verbose = true;
+		} else if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
+			cli_version();
+			return CLI_EXIT_OK;
 		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);
 			return CLI_EXIT_OK;

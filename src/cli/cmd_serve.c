@@ -42,8 +42,9 @@ static const char serve_usage[] =
 	"  -P, --pidfile FILE     write nbdkit's process id to FILE\n"
 	"      --run CMD          run CMD ($uri, $nbd, $unixsocket set), stop after it\n"
 	"  -r, --readonly         export read-only\n"
-	"      --plugin FILE      plugin to load (default: next to this program, else\n"
-	"                         nbdkit's plugin directory; or $WCACHE_NBDKIT_PLUGIN)\n"
+	"      --plugin FILE      plugin to load (default: next to this program or in\n"
+	"                         its install tree, else nbdkit's plugin directory; or\n"
+	"                         $WCACHE_NBDKIT_PLUGIN)\n"
 	"  -n, --dry-run          print the nbdkit command instead of running it\n"
 	"  -v, --verbose          nbdkit -v (debug messages)\n"
 	"  -h, --help             show this help\n"
@@ -60,11 +61,16 @@ enum {
 	OPT_TABLE = 0x200,	/* + index into wcache_options() */
 };
 
-/* Where nbdkit-wcache-plugin.so is: --plugin, $WCACHE_NBDKIT_PLUGIN, beside us, or nbdkit's dir. */
+/*
+ * Where nbdkit-wcache-plugin.so is: --plugin, $WCACHE_NBDKIT_PLUGIN, beside
+ * us (a build tree), where 'cmake --install' put it relative to us, or by
+ * name in nbdkit's plugin directory.
+ */
 static const char *find_plugin(const char *opt, char *buf, size_t len)
 {
 	const char *env = getenv("WCACHE_NBDKIT_PLUGIN");
 	char exe[PATH_MAX];
+	const char *dir;
 	ssize_t n;
 
 	if (opt)
@@ -74,9 +80,19 @@ static const char *find_plugin(const char *opt, char *buf, size_t len)
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n > 0) {
 		exe[n] = '\0';
-		snprintf(buf, len, "%s/" PLUGIN_FILE, dirname(exe));
+		dir = dirname(exe);
+		snprintf(buf, len, "%s/" PLUGIN_FILE, dir);
 		if (access(buf, R_OK) == 0)
 			return buf;
+		snprintf(buf, len, "%s/" WC_PLUGINDIR_FROM_BINDIR "/" PLUGIN_FILE, dir);
+		if (access(buf, R_OK) == 0) {
+			char *r = realpath(buf, NULL);	/* without the "bin/../" */
+
+			if (r && strlen(r) < len)
+				strcpy(buf, r);
+			free(r);
+			return buf;
+		}
 	}
 	return "wcache";	/* nbdkit looks in its plugin directory */
 }
@@ -166,7 +182,7 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 	const char *topt_val[CLI_MAX_TABLE_OPTS] = { 0 };
 	bool topt_set[CLI_MAX_TABLE_OPTS] = { 0 };
 	bool daemon = false, readonly = false, dry_run = false, verbose = cli_verbose;
-	char plugin_buf[PATH_MAX + 32];
+	char plugin_buf[PATH_MAX + sizeof(WC_PLUGINDIR_FROM_BINDIR) + 32];
 	struct argv_buf a = { 0 };
 	struct wc_cfg cfg;
 	uint64_t v;

@@ -113,6 +113,32 @@ WC_API int wcache_cfg_set(struct wc_cfg *cfg, const char *name, const char *valu
 WC_API int wcache_cfg_validate(const struct wc_cfg *cfg);
 
 /*
+ * One optional dm-writecache table argument, as wcache_options() lists them:
+ * the one description that table parsing, wcache_cfg_set(), the CLI's
+ * options and help, and the nbdkit plugin's parameters all follow. The CLI
+ * spells the name with '-' for '_' ("--high-watermark"); wcache_cfg_set()
+ * accepts both.
+ */
+struct wc_opt_desc {
+	const char *name;	/* table name: "high_watermark" */
+	bool has_value;		/* false: a flag (a bare word in a table line, a boolean for
+				 * wcache_cfg_set) */
+	uint64_t max;		/* has_value: the largest value accepted; the smallest is 0 */
+	const char *unit;	/* has_value: the value's placeholder in help texts, naming
+				 * its unit: "P" percent, "N" a count, "MS" milliseconds,
+				 * "S" 512-byte sectors; NULL for flags */
+	const char *help;	/* one line for help texts, with the default */
+	unsigned set_bit;	/* the WC_SET_* bit it sets in wc_cfg.set_mask */
+};
+
+/*
+ * The table options wcache accepts, in the kernel's table order (fua and
+ * nofua, valid in pmem mode only, are not among them: they are refused).
+ * Sets *nr to their number. The array is static and constant. Thread-safe.
+ */
+WC_API const struct wc_opt_desc *wcache_options(size_t *nr);
+
+/*
  * Open a cache: opens/locks the devices, formats if asked, recovers the index,
  * starts the background threads. On success *out is set.
  * Errors: -EINVAL (bad config or corrupt metadata), -ENOSPC (device too small),

@@ -24,7 +24,13 @@ struct cli_cmd {
 	const char *name;
 	int (*fn)(const struct cli_cmd *cmd, int argc, char **argv);	/* returns an exit code */
 	const char *summary;	/* one line for "wcache --help" */
-	const char *usage;	/* full "wcache CMD --help" text */
+	const char *usage;	/* full "wcache CMD --help" text (see cli_help) */
+	/*
+	 * WC_SET_* bits of the table options the command lists among its own
+	 * options (--start-sector with its -s): left out of its generated
+	 * table-option rows and help list.
+	 */
+	unsigned own_table_opts;
 };
 
 /*
@@ -40,26 +46,26 @@ int cmd_export(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_flush(const struct cli_cmd *cmd, int argc, char **argv);
 
 /*
- * Hooks for the live subcommands, implemented in other src/cli files (serve,
- * fuse, message, status --control). They are weak so that the tool links and
- * says "not available in this build" while they are absent: a new file that
- * defines one of them is picked up by the src/cli glob without editing
- * main.c. cmd_* follow the calling convention above.
+ * The live subcommands: serve in cmd_serve.c, fuse in cmd_fuse.c (only with
+ * WC_WITH_FUSE: without it main.c lists fuse as not available), message and
+ * the live status below in cmd_control.c (control socket clients).
  */
-int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv) __attribute__((weak));
-int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv) __attribute__((weak));
-int cmd_message(const struct cli_cmd *cmd, int argc, char **argv) __attribute__((weak));
+int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv);
+#ifdef WC_WITH_FUSE
+int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv);
+#endif
+int cmd_message(const struct cli_cmd *cmd, int argc, char **argv);
 /*
  * "wcache status --control PATH [--json]": query a running server's control
  * socket and print the live status. Returns an exit code (0 ok, 1 failure).
  */
-int cli_status_control(const char *control_path, bool json) __attribute__((weak));
+int cli_status_control(const char *control_path, bool json);
 /*
  * Same, repeated every interval_ms until count rows were printed (count 0:
  * until the server goes away); one row (text) or one JSON object per line.
  */
 int cli_status_control_watch(const char *control_path, bool json, unsigned interval_ms,
-			     uint64_t count) __attribute__((weak));
+			     uint64_t count);
 
 /* ---------------- helpers (util.c) ---------------- */
 
@@ -71,13 +77,21 @@ void cli_warn(const struct cli_cmd *cmd, const char *fmt, ...) __attribute__((fo
 /* Print a usage error plus a hint to --help; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Print cmd->usage on stdout; returns CLI_EXIT_OK. */
+/* "wcache VERSION" on stdout. */
+void cli_version(void);
+/*
+ * Print cmd->usage on stdout; returns CLI_EXIT_OK. A usage text with a line
+ * CLI_TABLE_OPTS_HEADER gets the list of table options after it (those of
+ * wcache_options() not in cmd->own_table_opts).
+ */
 int cli_help(const struct cli_cmd *cmd);
 
 /*
  * Run getopt_long over argv (argv[0] = subcommand). On '?' or ':' prints a
  * usage error. Returns the option value, -1 at the end, or -2 after an error
- * (caller returns CLI_EXIT_USAGE).
+ * (caller returns CLI_EXIT_USAGE). The global options are taken here too
+ * wherever the command does not define the same letter or name itself:
+ * -v/--verbose sets cli_verbose, -V/--version prints the version and exits.
  */
 int cli_getopt(const struct cli_cmd *cmd, int argc, char **argv, const char *shortopts,
 	       const struct option *longopts);
@@ -96,6 +110,43 @@ int cli_device_size(const char *path, uint64_t *out, char *why, size_t why_len);
 
 /* Human size: "484 KiB", "16.0 MiB". */
 const char *cli_human_bytes(uint64_t bytes, char *buf, size_t len);
+
+/* ---------------- shared options (options.c) ---------------- */
+
+/* The line of a usage text after which cli_help() lists the table options. */
+#define CLI_TABLE_OPTS_HEADER "Table options (dm-writecache names; '-' or '_' both accepted):\n"
+
+/* Most table options the tool handles; CLI_TABLE_LONGOPTS getopt rows hold them all. */
+#define CLI_MAX_TABLE_OPTS	16
+#define CLI_TABLE_LONGOPTS	(2 * CLI_MAX_TABLE_OPTS)
+
+/*
+ * Write the getopt_long rows of the table options whose WC_SET_* bit is not
+ * in skip into lo (room for CLI_TABLE_LONGOPTS): both spellings of each
+ * ("high-watermark", "high_watermark"), flags without an argument, val =
+ * val_base + its index in wcache_options(). Returns the number of rows.
+ */
+size_t cli_table_longopts(struct option *lo, unsigned skip, int val_base);
+/* The table option whose getopt value is c, or NULL if c is none. */
+const struct wc_opt_desc *cli_table_opt(int c, int val_base);
+/* Its name as the CLI spells it: "high-watermark". */
+const char *cli_table_opt_name(const struct wc_opt_desc *d);
+/*
+ * Apply a table option given on the command line to cfg (value: optarg,
+ * ignored for flags). Returns 0 or CLI_EXIT_USAGE after a usage error.
+ */
+int cli_table_set(const struct cli_cmd *cmd, struct wc_cfg *cfg, const struct wc_opt_desc *d,
+		  const char *value);
+/* The help list of the table options not in skip: "  --high-watermark P  ...". */
+void cli_table_help(FILE *f, unsigned skip);
+
+/*
+ * The one parser of each of these options, for every subcommand that takes
+ * it. Return 0, or CLI_EXIT_USAGE after a usage error naming the option.
+ */
+int cli_opt_start_sector(const struct cli_cmd *cmd, const char *s, uint64_t *out);
+int cli_opt_block_size(const struct cli_cmd *cmd, const char *s, uint32_t *out);
+int cli_opt_cache_io(const struct cli_cmd *cmd, const char *s, bool *buffered);
 
 /* ---------------- progress (progress.c) ---------------- */
 

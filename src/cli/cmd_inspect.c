@@ -10,8 +10,6 @@
 
 #include "cli.h"
 
-#define MAX_START_SECTOR (UINT64_MAX >> 9)
-
 /* One entry reported by wcache_inspect (seq_count != -1). */
 struct dump_entry {
 	struct wc_entry_info e;
@@ -100,7 +98,7 @@ int cmd_check(const struct cli_cmd *cmd, int argc, char **argv)
 			origin = optarg;
 			break;
 		case 's':
-			if (cli_opt_u64(cmd, "--start-sector", optarg, MAX_START_SECTOR, &start))
+			if (cli_opt_start_sector(cmd, optarg, &start))
 				return CLI_EXIT_USAGE;
 			break;
 		case 'q':
@@ -313,7 +311,7 @@ int cmd_dump(const struct cli_cmd *cmd, int argc, char **argv)
 			json = true;
 			break;
 		case 's':
-			if (cli_opt_u64(cmd, "--start-sector", optarg, MAX_START_SECTOR, &start))
+			if (cli_opt_start_sector(cmd, optarg, &start))
 				return CLI_EXIT_USAGE;
 			break;
 		case 'a':
@@ -370,7 +368,7 @@ int cmd_status(const struct cli_cmd *cmd, int argc, char **argv)
 	while ((c = cli_getopt(cmd, argc, argv, ":s:c:jwh", lo)) != -1) {
 		switch (c) {
 		case 's':
-			if (cli_opt_u64(cmd, "--start-sector", optarg, MAX_START_SECTOR, &start))
+			if (cli_opt_start_sector(cmd, optarg, &start))
 				return CLI_EXIT_USAGE;
 			have_start = true;
 			break;
@@ -390,13 +388,9 @@ int cmd_status(const struct cli_cmd *cmd, int argc, char **argv)
 		}
 	}
 	if (control) {
-		/* Live status: implemented with the control socket (cli.h hook). */
+		/* Live status: a client of the server's control socket. */
 		if (optind != argc || have_start)
 			return cli_usage_error(cmd, "--control takes no CACHE and no --start-sector");
-		if (!cli_status_control || !cli_status_control_watch) {
-			cli_error(cmd, "--control is not available in this build");
-			return CLI_EXIT_FAIL;
-		}
 		if (watch)
 			return cli_status_control_watch(control, json, 1000, 0);
 		return cli_status_control(control, json);

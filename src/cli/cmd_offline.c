@@ -16,26 +16,12 @@
 
 #include "cli.h"
 
-#define MAX_START_SECTOR (UINT64_MAX >> 9)
 #define EXPORT_CHUNK (1u << 20)
 
 enum {
 	OPT_NO_PROGRESS = 0x100,
-	OPT_TABLE = 0x200,	/* + index into table_opts[] */
+	OPT_TABLE = 0x200,	/* + index into wcache_options() */
 };
-
-static int parse_block_size(const struct cli_cmd *cmd, const char *s, uint32_t *out)
-{
-	uint64_t v;
-
-	if (cli_opt_u64(cmd, "--block-size", s, UINT32_MAX, &v))
-		return CLI_EXIT_USAGE;
-	if (v < 512 || v > 4096 || (v & (v - 1)))
-		return cli_usage_error(cmd, "--block-size: %llu is invalid; must be 512, 1024, 2048 "
-				       "or 4096", (unsigned long long)v);
-	*out = (uint32_t)v;
-	return 0;
-}
 
 static int set_path(const struct cli_cmd *cmd, char *dst, size_t len, const char *what,
 		    const char *src)
@@ -71,11 +57,11 @@ int cmd_format(const struct cli_cmd *cmd, int argc, char **argv)
 	while ((c = cli_getopt(cmd, argc, argv, ":b:s:fh", lo)) != -1) {
 		switch (c) {
 		case 'b':
-			if (parse_block_size(cmd, optarg, &bs))
+			if (cli_opt_block_size(cmd, optarg, &bs))
 				return CLI_EXIT_USAGE;
 			break;
 		case 's':
-			if (cli_opt_u64(cmd, "--start-sector", optarg, MAX_START_SECTOR, &start))
+			if (cli_opt_start_sector(cmd, optarg, &start))
 				return CLI_EXIT_USAGE;
 			break;
 		case 'f':
@@ -297,13 +283,12 @@ int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 	while ((c = cli_getopt(cmd, argc, argv, ":s:b:ph", lo)) != -1) {
 		switch (c) {
 		case 's':
-			if (cli_opt_u64(cmd, "--start-sector", optarg, MAX_START_SECTOR,
-					&cfg.start_sector))
+			if (cli_opt_start_sector(cmd, optarg, &cfg.start_sector))
 				return CLI_EXIT_USAGE;
 			cfg.set_mask |= WC_SET_START_SECTOR;
 			break;
 		case 'b':
-			if (parse_block_size(cmd, optarg, &cfg.block_size))
+			if (cli_opt_block_size(cmd, optarg, &cfg.block_size))
 				return CLI_EXIT_USAGE;
 			break;
 		case 'p':
@@ -359,18 +344,6 @@ int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 
 /* ---------------- flush ---------------- */
 
-/* Table options accepted by flush: spelled with '-' here, '_' accepted as well. */
-static const struct {
-	const char *name;
-	bool has_value;
-} table_opts[] = {
-	{ "high-watermark", true },	{ "low-watermark", true },   { "writeback-jobs", true },
-	{ "autocommit-blocks", true },	{ "autocommit-time", true }, { "max-age", true },
-	{ "pause-writeback", true },	{ "cleaner", false },	     { "metadata-only", false },
-};
-
-#define NR_TABLE_OPTS (sizeof(table_opts) / sizeof(table_opts[0]))
-
 struct flush_watch {
 	struct wcache *wc;
 	struct progress pr;
@@ -396,8 +369,8 @@ static void *flush_watch_main(void *arg)
 int cmd_flush(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	/* Fixed options first, then two spellings of every table option. */
-	struct option lo[8 + 2 * NR_TABLE_OPTS + 1];
-	char names[NR_TABLE_OPTS][32];
+	struct option lo[8 + CLI_TABLE_LONGOPTS + 1];
+	const struct wc_opt_desc *d;
 	enum progress_mode pmode = PROGRESS_AUTO;
 	const char *origin, *cache;
 	struct flush_watch w = { 0 };
@@ -416,15 +389,7 @@ int cmd_flush(const struct cli_cmd *cmd, int argc, char **argv)
 	lo[n++] = (struct option){ "progress", no_argument, NULL, 'p' };
 	lo[n++] = (struct option){ "no-progress", no_argument, NULL, OPT_NO_PROGRESS };
 	lo[n++] = (struct option){ "help", no_argument, NULL, 'h' };
-	for (size_t i = 0; i < NR_TABLE_OPTS; i++) {
-		int arg = table_opts[i].has_value ? required_argument : no_argument;
-
-		snprintf(names[i], sizeof(names[i]), "%s", table_opts[i].name);
-		for (char *p = names[i]; *p; p++)
-			*p = *p == '-' ? '_' : *p;
-		lo[n++] = (struct option){ table_opts[i].name, arg, NULL, OPT_TABLE + (int)i };
-		lo[n++] = (struct option){ names[i], arg, NULL, OPT_TABLE + (int)i };
-	}
+	n += cli_table_longopts(lo + n, cmd->own_table_opts, OPT_TABLE);
 	lo[n] = (struct option){ NULL, 0, NULL, 0 };
 
 	wcache_cfg_init(&cfg);
@@ -433,13 +398,12 @@ int cmd_flush(const struct cli_cmd *cmd, int argc, char **argv)
 	while ((c = cli_getopt(cmd, argc, argv, ":s:b:ph", lo)) != -1) {
 		switch (c) {
 		case 's':
-			if (cli_opt_u64(cmd, "--start-sector", optarg, MAX_START_SECTOR,
-					&cfg.start_sector))
+			if (cli_opt_start_sector(cmd, optarg, &cfg.start_sector))
 				return CLI_EXIT_USAGE;
 			cfg.set_mask |= WC_SET_START_SECTOR;
 			break;
 		case 'b':
-			if (parse_block_size(cmd, optarg, &cfg.block_size))
+			if (cli_opt_block_size(cmd, optarg, &cfg.block_size))
 				return CLI_EXIT_USAGE;
 			break;
 		case 'p':
@@ -453,15 +417,10 @@ int cmd_flush(const struct cli_cmd *cmd, int argc, char **argv)
 		case -2:
 			return CLI_EXIT_USAGE;
 		default:
-			if (c >= OPT_TABLE && c < OPT_TABLE + (int)NR_TABLE_OPTS) {
-				size_t i = (size_t)(c - OPT_TABLE);
-
-				if (wcache_cfg_set(&cfg, table_opts[i].name,
-						   table_opts[i].has_value ? optarg : NULL) < 0)
-					return cli_usage_error(cmd, "%s", wcache_last_error());
-				break;
-			}
-			return CLI_EXIT_USAGE;
+			d = cli_table_opt(c, OPT_TABLE);
+			if (!d || cli_table_set(cmd, &cfg, d, optarg))
+				return CLI_EXIT_USAGE;
+			break;
 		}
 	}
 	if (argc - optind != 2)

@@ -1,358 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The live subcommands: "wcache serve" (builds an nbdkit command line for
- * nbdkit-wcache-plugin.so and execs nbdkit), "wcache message" and the
- * "status --control" hook (clients of a running server's control socket,
- * protocol in src/frontend/control.h). Nothing here opens a device.
+ * "wcache serve": checks its options, builds an nbdkit command line for
+ * nbdkit-wcache-plugin.so and execs nbdkit. Nothing here opens a device.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 
 #define PLUGIN_FILE "nbdkit-wcache-plugin.so"
-#define CTL_LINE_MAX 16384
-
-/* ------------------------------------------------------------ control client */
-
-static int ctl_connect(const char *path, char *err, size_t err_len)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, err_len, "control socket path %s is too long", path);
-		return -ENAMETOOLONG;
-	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, err_len, "socket: %s", strerror(errno));
-		return -errno;
-	}
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-
-		snprintf(err, err_len, "cannot connect to control socket %s: %s%s", path, strerror(e),
-			 e == ENOENT || e == ECONNREFUSED ?
-			 " (is a server running with --control/control= this path?)" : "");
-		close(fd);
-		return -e;
-	}
-	return fd;
-}
-
-/* Send one request line and read one reply line (newline stripped) into reply. */
-static int ctl_request(int fd, const char *req, char *reply, size_t len, char *err, size_t err_len)
-{
-	size_t have = 0, n = strlen(req);
-	char *nl;
-
-	while (n) {
-		ssize_t w = send(fd, req, n, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			snprintf(err, err_len, "control socket: send: %s", strerror(errno));
-			return -EIO;
-		}
-		req += w;
-		n -= (size_t)w;
-	}
-	if (send(fd, "\n", 1, MSG_NOSIGNAL) != 1) {
-		snprintf(err, err_len, "control socket: send: %s", strerror(errno));
-		return -EIO;
-	}
-	for (;;) {
-		ssize_t r = recv(fd, reply + have, len - 1 - have, 0);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			snprintf(err, err_len, "control socket: %s",
-				 r ? strerror(errno) : "the server closed the connection");
-			return -EIO;
-		}
-		have += (size_t)r;
-		reply[have] = '\0';
-		nl = memchr(reply, '\n', have);
-		if (nl) {
-			*nl = '\0';
-			return 0;
-		}
-		if (have >= len - 1) {
-			snprintf(err, err_len, "control socket: reply too long");
-			return -EIO;
-		}
-	}
-}
-
-/* "error: text" replies become failures with text in err. */
-static int ctl_reply_ok(const char *reply, char *err, size_t err_len)
-{
-	if (!strncmp(reply, "error: ", 7)) {
-		snprintf(err, err_len, "%.*s", (int)(err_len ? err_len - 1 : 0), reply + 7);
-		return -EIO;
-	}
-	return 0;
-}
-
-/* ------------------------------------------------------------------ message */
-
-static const char message_usage[] =
-	"Usage: wcache message --control PATH MESSAGE\n"
-	"\n"
-	"Send a dm-writecache message to a running server (wcache serve, the nbdkit\n"
-	"plugin or wcache fuse) through its control socket and wait for the result:\n"
-	"  flush             write every dirty block back to the origin (waits)\n"
-	"  flush_on_suspend  write everything back when the server stops\n"
-	"  cleaner           write everything back and stop caching new writes\n"
-	"  clear_stats       reset the counters of the status line\n"
-	"Prints nothing on success.\n"
-	"\n"
-	"Options:\n"
-	"  -c, --control PATH   the server's control socket\n"
-	"  -h, --help           show this help\n"
-	"\n"
-	"Exit status: 0 done, 1 failed (message printed), 2 usage error.\n";
-
-int cmd_message(const struct cli_cmd *cmd, int argc, char **argv)
-{
-	static const struct option lo[] = {
-		{ "control", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const struct cli_cmd self = { cmd->name, cmd->fn, cmd->summary, message_usage };
-	char req[300], reply[CTL_LINE_MAX], err[512];
-	const char *control = NULL;
-	int c, fd, ret;
-
-	while ((c = cli_getopt(&self, argc, argv, ":c:h", lo)) != -1) {
-		switch (c) {
-		case 'c':
-			control = optarg;
-			break;
-		case 'h':
-			return cli_help(&self);
-		default:
-			return CLI_EXIT_USAGE;
-		}
-	}
-	if (!control)
-		return cli_usage_error(&self, "--control PATH is required");
-	if (optind + 1 != argc)
-		return cli_usage_error(&self, optind >= argc ? "missing MESSAGE" :
-				       "too many arguments (one MESSAGE)");
-	if (strlen(argv[optind]) > 200 || strpbrk(argv[optind], "\n\r"))
-		return cli_usage_error(&self, "MESSAGE is not a single short line");
-	snprintf(req, sizeof(req), "message %s", argv[optind]);
-
-	fd = ctl_connect(control, err, sizeof(err));
-	if (fd < 0) {
-		cli_error(&self, "%s", err);
-		return CLI_EXIT_FAIL;
-	}
-	ret = ctl_request(fd, req, reply, sizeof(reply), err, sizeof(err));
-	close(fd);
-	if (!ret)
-		ret = ctl_reply_ok(reply, err, sizeof(err));
-	if (ret) {
-		cli_error(&self, "%s", err);
-		return CLI_EXIT_FAIL;
-	}
-	if (strcmp(reply, "ok")) {
-		cli_error(&self, "unexpected reply '%s'", reply);
-		return CLI_EXIT_FAIL;
-	}
-	return CLI_EXIT_OK;
-}
-
-/* ----------------------------------------------------------- status --control */
-
-#define MAX_FIELDS 48
-
-struct stat_field {
-	char name[40];
-	int64_t v;
-};
-
-/* Parse the reply to "stats": "name=value name=value ...". Returns the count or -EPROTO. */
-static int parse_stats(char *line, struct stat_field *f, int max)
-{
-	char *save, *tok;
-	int n = 0;
-
-	for (tok = strtok_r(line, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-		char *eq = strchr(tok, '='), *end;
-
-		if (!eq || eq == tok || (size_t)(eq - tok) >= sizeof(f->name) || n >= max)
-			return -EPROTO;
-		memcpy(f[n].name, tok, (size_t)(eq - tok));
-		f[n].name[eq - tok] = '\0';
-		errno = 0;
-		f[n].v = strtoll(eq + 1, &end, 10);
-		if (errno || *end)
-			return -EPROTO;
-		n++;
-	}
-	return n;
-}
-
-static int64_t field(const struct stat_field *f, int n, const char *name)
-{
-	for (int i = 0; i < n; i++) {
-		if (!strcmp(f[i].name, name))
-			return f[i].v;
-	}
-	return 0;
-}
-
-/* The offline "status" names for the block counts; the rest keep the server's names. */
-static const char *const renames[][2] = {
-	{ "n_blocks", "total" }, { "free_blocks", "free" }, { "dirty_blocks", "dirty" },
-	{ "writeback_blocks", "writeback" },
-};
-
-static const char *out_name(const char *name)
-{
-	for (size_t i = 0; i < sizeof(renames) / sizeof(renames[0]); i++) {
-		if (!strcmp(name, renames[i][0]))
-			return renames[i][1];
-	}
-	return name;
-}
-
-static bool is_renamed_or_first(const char *name)
-{
-	return strcmp(out_name(name), name) || !strcmp(name, "seq_count");
-}
-
-/* Offline order first (total, free, dirty, seq_count), then writeback and the rest. */
-static void print_status(const struct stat_field *f, int n, bool json, bool one_line)
-{
-	static const char *const first[] = { "n_blocks", "free_blocks", "dirty_blocks", "seq_count",
-					     "writeback_blocks" };
-	struct json j;
-	size_t k;
-	int i;
-
-	if (json) {
-		json_init(&j, stdout);
-		json_object_begin(&j, NULL, one_line);
-		for (k = 0; k < sizeof(first) / sizeof(first[0]); k++)
-			json_i64(&j, out_name(first[k]), field(f, n, first[k]));
-		for (i = 0; i < n; i++) {
-			if (!is_renamed_or_first(f[i].name))
-				json_i64(&j, f[i].name, f[i].v);
-		}
-		json_object_end(&j);
-		json_finish(&j);
-		return;
-	}
-	for (k = 0; k < sizeof(first) / sizeof(first[0]); k++)
-		printf("%s: %" PRId64 "\n", out_name(first[k]), field(f, n, first[k]));
-	for (i = 0; i < n; i++) {
-		if (!is_renamed_or_first(f[i].name))
-			printf("%s: %" PRId64 "\n", f[i].name, f[i].v);
-	}
-}
-
-static void print_watch_row(const struct stat_field *f, int n, uint64_t row)
-{
-	static const char *const cols[] = { "n_blocks", "free_blocks", "dirty_blocks",
-					    "writeback_blocks", "reads", "read_hits", "writes",
-					    "flushes", "commits", "error" };
-	char ts[16];
-	time_t now = time(NULL);
-	struct tm tm;
-	size_t k;
-
-	if (row % 20 == 0) {
-		printf("%-8s", "time");
-		for (k = 0; k < sizeof(cols) / sizeof(cols[0]); k++)
-			printf(" %12s", out_name(cols[k]));
-		printf("\n");
-	}
-	localtime_r(&now, &tm);
-	strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
-	printf("%-8s", ts);
-	for (k = 0; k < sizeof(cols) / sizeof(cols[0]); k++)
-		printf(" %12" PRId64, field(f, n, cols[k]));
-	printf("\n");
-}
-
-/*
- * Live status of a running server. With count != 1 it repeats every
- * interval_ms (count 0: until the server goes away or the tool is killed),
- * printing one row (text) or one JSON object per line (cli.h). Returns an
- * exit code.
- */
-int cli_status_control_watch(const char *control_path, bool json, unsigned interval_ms,
-			     uint64_t count)
-{
-	const struct cli_cmd self = { "status", NULL, NULL, NULL };
-	struct stat_field f[MAX_FIELDS];
-	char *reply = malloc(CTL_LINE_MAX), err[512];
-	bool watch = count != 1;
-	int fd, n, rc = CLI_EXIT_FAIL;
-
-	if (!reply) {
-		cli_error(&self, "out of memory");
-		return CLI_EXIT_FAIL;
-	}
-	fd = ctl_connect(control_path, err, sizeof(err));
-	if (fd < 0) {
-		cli_error(&self, "%s", err);
-		goto out_free;
-	}
-	for (uint64_t row = 0; !count || row < count; row++) {
-		if (row) {
-			struct timespec ts = { interval_ms / 1000, (long)(interval_ms % 1000) * 1000000 };
-
-			fflush(stdout);
-			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-				;
-		}
-		if (ctl_request(fd, "stats", reply, CTL_LINE_MAX, err, sizeof(err)) ||
-		    ctl_reply_ok(reply, err, sizeof(err))) {
-			cli_error(&self, "%s", err);
-			goto out_close;
-		}
-		n = parse_stats(reply, f, MAX_FIELDS);
-		if (n < 0) {
-			cli_error(&self, "malformed reply from the server");
-			goto out_close;
-		}
-		if (watch && !json)
-			print_watch_row(f, n, row);
-		else
-			print_status(f, n, json, watch);
-		if (ferror(stdout))
-			goto out_close;
-	}
-	rc = CLI_EXIT_OK;
-out_close:
-	close(fd);
-out_free:
-	free(reply);
-	return rc;
-}
-
-int cli_status_control(const char *control_path, bool json)
-{
-	return cli_status_control_watch(control_path, json, 0, 1);
-}
 
 /* -------------------------------------------------------------------- serve */
 
@@ -382,15 +42,13 @@ static const char serve_usage[] =
 	"  -P, --pidfile FILE     write nbdkit's process id to FILE\n"
 	"      --run CMD          run CMD ($uri, $nbd, $unixsocket set), stop after it\n"
 	"  -r, --readonly         export read-only\n"
-	"      --plugin FILE      plugin to load (default: next to this program, else\n"
-	"                         nbdkit's plugin directory; or $WCACHE_NBDKIT_PLUGIN)\n"
+	"      --plugin FILE      plugin to load (default: next to this program or in\n"
+	"                         its install tree, else nbdkit's plugin directory; or\n"
+	"                         $WCACHE_NBDKIT_PLUGIN)\n"
 	"  -n, --dry-run          print the nbdkit command instead of running it\n"
 	"  -v, --verbose          nbdkit -v (debug messages)\n"
 	"  -h, --help             show this help\n"
-	"Table options (dm-writecache names; '-' or '_' both accepted):\n"
-	"  --high-watermark P  --low-watermark P  --writeback-jobs N  --start-sector S\n"
-	"  --autocommit-blocks N  --autocommit-time MS  --max-age MS\n"
-	"  --pause-writeback MS  --cleaner  --metadata-only\n"
+	CLI_TABLE_OPTS_HEADER
 	"\n"
 	"Exit status: that of nbdkit (0 after a clean shutdown), 1 if nbdkit cannot be\n"
 	"run, 2 usage error.\n";
@@ -400,28 +58,19 @@ enum {
 	OPT_RUN,
 	OPT_PLUGIN,
 	OPT_CACHE_IO,
-	OPT_TABLE,		/* + index into table_opts */
+	OPT_TABLE = 0x200,	/* + index into wcache_options() */
 };
 
-/* dm table options, '-' spelling; flags take no value. */
-static const struct {
-	const char *name;
-	bool flag;
-} table_opts[] = {
-	{ "start-sector", false },	{ "high-watermark", false },
-	{ "low-watermark", false },	{ "writeback-jobs", false },
-	{ "autocommit-blocks", false }, { "autocommit-time", false },
-	{ "max-age", false },		{ "pause-writeback", false },
-	{ "cleaner", true },		{ "metadata-only", true },
-};
-
-#define NR_TABLE_OPTS (sizeof(table_opts) / sizeof(table_opts[0]))
-
-/* Where nbdkit-wcache-plugin.so is: --plugin, $WCACHE_NBDKIT_PLUGIN, beside us, or nbdkit's dir. */
+/*
+ * Where nbdkit-wcache-plugin.so is: --plugin, $WCACHE_NBDKIT_PLUGIN, beside
+ * us (a build tree), where 'cmake --install' put it relative to us, or by
+ * name in nbdkit's plugin directory.
+ */
 static const char *find_plugin(const char *opt, char *buf, size_t len)
 {
 	const char *env = getenv("WCACHE_NBDKIT_PLUGIN");
 	char exe[PATH_MAX];
+	const char *dir;
 	ssize_t n;
 
 	if (opt)
@@ -431,9 +80,19 @@ static const char *find_plugin(const char *opt, char *buf, size_t len)
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n > 0) {
 		exe[n] = '\0';
-		snprintf(buf, len, "%s/" PLUGIN_FILE, dirname(exe));
+		dir = dirname(exe);
+		snprintf(buf, len, "%s/" PLUGIN_FILE, dir);
 		if (access(buf, R_OK) == 0)
 			return buf;
+		snprintf(buf, len, "%s/" WC_PLUGINDIR_FROM_BINDIR "/" PLUGIN_FILE, dir);
+		if (access(buf, R_OK) == 0) {
+			char *r = realpath(buf, NULL);	/* without the "bin/../" */
+
+			if (r && strlen(r) < len)
+				strcpy(buf, r);
+			free(r);
+			return buf;
+		}
 	}
 	return "wcache";	/* nbdkit looks in its plugin directory */
 }
@@ -514,36 +173,28 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 	};
-	const struct cli_cmd self = { cmd->name, cmd->fn, cmd->summary, serve_usage };
-	struct option lo[sizeof(fixed) / sizeof(fixed[0]) + 2 * NR_TABLE_OPTS + 1];
-	char under[NR_TABLE_OPTS][32];
+	const struct cli_cmd self = { cmd->name, cmd->fn, cmd->summary, serve_usage, 0 };
+	struct option lo[sizeof(fixed) / sizeof(fixed[0]) + CLI_TABLE_LONGOPTS + 1];
+	const struct wc_opt_desc *d, *opts;
 	const char *socket_path = NULL, *port = NULL, *control = NULL, *block_size = NULL;
 	const char *format = NULL, *pidfile = NULL, *run = NULL, *plugin_opt = NULL;
 	const char *cache_io = NULL;
-	const char *topt_val[NR_TABLE_OPTS] = { 0 };
-	bool topt_set[NR_TABLE_OPTS] = { 0 };
+	const char *topt_val[CLI_MAX_TABLE_OPTS] = { 0 };
+	bool topt_set[CLI_MAX_TABLE_OPTS] = { 0 };
 	bool daemon = false, readonly = false, dry_run = false, verbose = cli_verbose;
-	char plugin_buf[PATH_MAX + 32];
+	char plugin_buf[PATH_MAX + sizeof(WC_PLUGINDIR_FROM_BINDIR) + 32];
 	struct argv_buf a = { 0 };
 	struct wc_cfg cfg;
 	uint64_t v;
-	size_t i, nlo = 0;
+	size_t i, nlo = 0, nr_opts;
 	int c, rc;
 
 	for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		lo[nlo++] = fixed[i];
-	for (i = 0; i < NR_TABLE_OPTS; i++) {
-		int has = table_opts[i].flag ? no_argument : required_argument;
-		char *p;
-
-		snprintf(under[i], sizeof(under[i]), "%s", table_opts[i].name);
-		for (p = under[i]; *p; p++)
-			*p = *p == '-' ? '_' : *p;
-		lo[nlo++] = (struct option){ table_opts[i].name, has, NULL, OPT_TABLE + (int)i };
-		lo[nlo++] = (struct option){ under[i], has, NULL, OPT_TABLE + (int)i };
-	}
+	nlo += cli_table_longopts(lo + nlo, self.own_table_opts, OPT_TABLE);
 	lo[nlo] = (struct option){ NULL, 0, NULL, 0 };
 
+	opts = wcache_options(&nr_opts);
 	wcache_cfg_init(&cfg);
 	while ((c = cli_getopt(&self, argc, argv, ":U:p:c:b:dP:rnvh", lo)) != -1) {
 		switch (c) {
@@ -559,8 +210,8 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 			control = optarg;
 			break;
 		case 'b':
-			if (wcache_cfg_set(&cfg, "block_size", optarg) < 0)
-				return cli_usage_error(&self, "--block-size: %s", wcache_last_error());
+			if (cli_opt_block_size(&self, optarg, &cfg.block_size))
+				return CLI_EXIT_USAGE;
 			block_size = optarg;
 			break;
 		case OPT_FORMAT:
@@ -570,9 +221,8 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 			format = optarg;
 			break;
 		case OPT_CACHE_IO:
-			if (strcmp(optarg, "direct") && strcmp(optarg, "buffered"))
-				return cli_usage_error(&self, "--cache-io: '%s' is not direct or buffered",
-						       optarg);
+			if (cli_opt_cache_io(&self, optarg, &cfg.cache_buffered))
+				return CLI_EXIT_USAGE;
 			cache_io = optarg;
 			break;
 		case 'd':
@@ -599,17 +249,13 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 		case 'h':
 			return cli_help(&self);
 		default:
-			if (c >= OPT_TABLE && c < OPT_TABLE + (int)NR_TABLE_OPTS) {
-				i = (size_t)(c - OPT_TABLE);
-				/* Check values now: a usage error beats a failed nbdkit start. */
-				if (wcache_cfg_set(&cfg, table_opts[i].name, optarg) < 0)
-					return cli_usage_error(&self, "--%s: %s", table_opts[i].name,
-							       wcache_last_error());
-				topt_set[i] = true;
-				topt_val[i] = optarg;
-				break;
-			}
-			return CLI_EXIT_USAGE;
+			/* Check values now: a usage error beats a failed nbdkit start. */
+			d = cli_table_opt(c, OPT_TABLE);
+			if (!d || cli_table_set(&self, &cfg, d, optarg))
+				return CLI_EXIT_USAGE;
+			topt_set[d - opts] = true;
+			topt_val[d - opts] = optarg;
+			break;
 		}
 	}
 	if (optind + 2 != argc)
@@ -662,13 +308,16 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 		arg_add(&a, "cache-io=%s", cache_io);
 	if (control)
 		arg_add(&a, "control=%s", control);
-	for (i = 0; i < NR_TABLE_OPTS; i++) {
-		if (!topt_set[i])
-			continue;
-		if (table_opts[i].flag)
-			arg_add(&a, "%s=1", table_opts[i].name);
-		else
-			arg_add(&a, "%s=%s", table_opts[i].name, topt_val[i]);
+	/* As listed in the help: options with a value, then flags. */
+	for (int flags = 0; flags < 2; flags++) {
+		for (i = 0; i < nr_opts; i++) {
+			if (!topt_set[i] || opts[i].has_value == flags)
+				continue;
+			if (flags)
+				arg_add(&a, "%s=1", cli_table_opt_name(&opts[i]));
+			else
+				arg_add(&a, "%s=%s", cli_table_opt_name(&opts[i]), topt_val[i]);
+		}
 	}
 	if (a.oom) {
 		cli_error(&self, "out of memory");

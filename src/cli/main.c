@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * wcache(8) entry point: global options, the subcommand table, top-level
- * help and the library log sink. Each subcommand parses its own options and
+ * wcache(8) entry point: global options (before the command; cli_getopt
+ * takes them after it), the subcommand table, top-level help and the
+ * library log sink. Each subcommand parses its own options and
  * returns an exit code; nothing here touches a device.
  */
 #include <stdlib.h>
@@ -117,34 +118,32 @@ static const char flush_usage[] =
 	"  -p, --progress         always show progress on stderr\n"
 	"      --no-progress      never show progress\n"
 	"  -h, --help             show this help\n"
-	"Table options (dm-writecache names; '-' or '_' both accepted):\n"
-	"  --high-watermark P  --low-watermark P  --writeback-jobs N\n"
-	"  --autocommit-blocks N  --autocommit-time MS  --max-age MS\n"
-	"  --pause-writeback MS  --cleaner  --metadata-only\n"
+	CLI_TABLE_OPTS_HEADER
 	"\n"
 	"Exit status: 0 flushed (cache clean), 1 failed, 2 usage error.\n";
 
-/* -------- live subcommands: implemented elsewhere in src/cli (see cli.h) -------- */
-/*
- * The rows below belong to the engineer adding serve / fuse / message and
- * status --control. Their cmd_* functions are weak hooks; usage NULL means the
- * command prints its own --help.
- */
-#define LIVE_CMDS                                                                        \
-	{ "serve", cmd_serve, "serve ORIGIN CACHE over NBD (nbdkit plugin)", NULL },         \
-	{ "fuse", cmd_fuse, "export ORIGIN CACHE as one file through FUSE", NULL },         \
-	{ "message", cmd_message, "send a message (flush, cleaner, ...) to a running server", NULL },
-/* -------- end of live subcommands -------- */
+#ifdef WC_WITH_FUSE
+#define CMD_FUSE cmd_fuse
+#else
+#define CMD_FUSE NULL	/* listed, but "not available in this build" */
+#endif
 
 static const struct cli_cmd cmds[] = {
-	{ "format", cmd_format, "format a cache device", format_usage },
-	{ "check", cmd_check, "verify a cache device (exit 0 clean, 1 dirty, 2 corrupt)", check_usage },
-	{ "dump", cmd_dump, "print the superblock and the entries", dump_usage },
+	{ "format", cmd_format, "format a cache device", format_usage, 0 },
+	{ "check", cmd_check, "verify a cache device (exit 0 clean, 1 dirty, 2 corrupt)", check_usage,
+	  0 },
+	{ "dump", cmd_dump, "print the superblock and the entries", dump_usage, 0 },
 	{ "status", cmd_status, "print block counts (offline, or --control for a server)",
-	  status_usage },
-	{ "export", cmd_export, "copy the logical device to a file, read-only", export_usage },
-	{ "flush", cmd_flush, "write all dirty blocks back to the origin", flush_usage },
-	LIVE_CMDS
+	  status_usage, 0 },
+	{ "export", cmd_export, "copy the logical device to a file, read-only", export_usage, 0 },
+	/* --start-sector is among flush's own options, with its -s. */
+	{ "flush", cmd_flush, "write all dirty blocks back to the origin", flush_usage,
+	  WC_SET_START_SECTOR },
+	/* usage NULL: the command prints its own --help. */
+	{ "serve", cmd_serve, "serve ORIGIN CACHE over NBD (nbdkit plugin)", NULL, 0 },
+	{ "fuse", CMD_FUSE, "export ORIGIN CACHE as one file through FUSE", NULL, 0 },
+	{ "message", cmd_message, "send a message (flush, cleaner, ...) to a running server", NULL,
+	  0 },
 };
 
 #define NR_CMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -153,6 +152,7 @@ static void usage(FILE *f)
 {
 	fputs("Usage: wcache [-v] COMMAND [ARGS...]\n"
 	      "       wcache COMMAND --help\n"
+	      "       wcache --version\n"
 	      "\n"
 	      "Userspace dm-writecache: tools for cache devices in the kernel's SSD-mode\n"
 	      "format. Arguments go in table order: ORIGIN before CACHE.\n"
@@ -164,7 +164,10 @@ static void usage(FILE *f)
 	fputs("\n"
 	      "Global options:\n"
 	      "  -v, --verbose   also print the library's informational messages\n"
+	      "  -V, --version   print the version and exit\n"
 	      "  -h, --help      show this help\n"
+	      "-v and -V may also follow COMMAND, except where it has an option of that\n"
+	      "name (serve: -v and --verbose are nbdkit's -v).\n"
 	      "\n"
 	      "See wcache(8).\n", f);
 }
@@ -201,6 +204,9 @@ int main(int argc, char **argv)
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
 			cli_verbose = true;
+		} else if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
+			cli_version();
+			return CLI_EXIT_OK;
 		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);
 			return CLI_EXIT_OK;

@@ -64,18 +64,98 @@ int cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
 
 int cli_help(const struct cli_cmd *cmd)
 {
-	fputs(cmd->usage, stdout);
+	const char *rest = strstr(cmd->usage, CLI_TABLE_OPTS_HEADER);
+
+	if (!rest) {
+		fputs(cmd->usage, stdout);
+		return CLI_EXIT_OK;
+	}
+	rest += strlen(CLI_TABLE_OPTS_HEADER);
+	fwrite(cmd->usage, 1, (size_t)(rest - cmd->usage), stdout);
+	cli_table_help(stdout, cmd->own_table_opts);
+	fputs(rest, stdout);
 	return CLI_EXIT_OK;
+}
+
+void cli_version(void)
+{
+	printf("wcache %s\n", WC_VERSION);
+}
+
+/* getopt values of the global long options (main.c takes them before the command too). */
+enum { GLOBAL_VERBOSE = 0x7e00, GLOBAL_VERSION };
+
+#define MAX_LONGOPTS 96
+
+/*
+ * A command's options plus the global ones it does not define itself:
+ * -v/--verbose, -V/--version. Rebuilt when the command's arrays change.
+ */
+struct with_globals {
+	const char *from_short;
+	const struct option *from_long;
+	char shortopts[128];
+	struct option longopts[MAX_LONGOPTS];
+	bool short_v, short_V;		/* -v, -V are the global ones */
+};
+
+static bool has_long(const struct option *lo, const char *name)
+{
+	for (; lo->name; lo++) {
+		if (!strcmp(lo->name, name))
+			return true;
+	}
+	return false;
+}
+
+static void add_globals(struct with_globals *g, const char *shortopts,
+			const struct option *longopts)
+{
+	size_t n = 0;
+
+	g->from_short = shortopts;
+	g->from_long = longopts;
+	g->short_v = !strchr(shortopts, 'v');
+	g->short_V = !strchr(shortopts, 'V');
+	if (strlen(shortopts) + 3 > sizeof(g->shortopts))
+		abort();	/* a command with that many options would not fit in its help */
+	snprintf(g->shortopts, sizeof(g->shortopts), "%s%s%s", shortopts, g->short_v ? "v" : "",
+		 g->short_V ? "V" : "");
+	for (; longopts[n].name; n++) {
+		if (n + 3 > MAX_LONGOPTS)
+			abort();
+		g->longopts[n] = longopts[n];
+	}
+	if (!has_long(longopts, "verbose"))
+		g->longopts[n++] = (struct option){ "verbose", no_argument, NULL, GLOBAL_VERBOSE };
+	if (!has_long(longopts, "version"))
+		g->longopts[n++] = (struct option){ "version", no_argument, NULL, GLOBAL_VERSION };
+	g->longopts[n] = (struct option){ NULL, 0, NULL, 0 };
 }
 
 int cli_getopt(const struct cli_cmd *cmd, int argc, char **argv, const char *shortopts,
 	       const struct option *longopts)
 {
-	int c, before = optind;
+	static struct with_globals g;
+	int c, before;
 	const char *word;
 
+	if (g.from_short != shortopts || g.from_long != longopts)
+		add_globals(&g, shortopts, longopts);
 	opterr = 0;
-	c = getopt_long(argc, argv, shortopts, longopts, NULL);
+	for (;;) {
+		before = optind;
+		c = getopt_long(argc, argv, g.shortopts, g.longopts, NULL);
+		if (c == GLOBAL_VERBOSE || (c == 'v' && g.short_v)) {
+			cli_verbose = true;
+			continue;
+		}
+		if (c == GLOBAL_VERSION || (c == 'V' && g.short_V)) {
+			cli_version();
+			exit(fflush(stdout) ? CLI_EXIT_FAIL : CLI_EXIT_OK);
+		}
+		break;
+	}
 	if (c != '?' && c != ':')
 		return c;
 	/* The offending word: optind has moved past it unless inside "-abc". */

@@ -17,46 +17,48 @@
 #include "log.h"
 #include "table.h"
 
-enum opt_id {
-	OPT_START_SECTOR,
-	OPT_HIGH_WM,
-	OPT_LOW_WM,
-	OPT_WB_JOBS,
-	OPT_AC_BLOCKS,
-	OPT_AC_TIME,
-	OPT_MAX_AGE,
-	OPT_CLEANER,
-	OPT_METADATA_ONLY,
-	OPT_PAUSE,
-	OPT_FUA,
-	OPT_NOFUA,
-};
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
-struct opt_desc {
-	const char *name;
-	enum opt_id id;
-	bool has_value;
-	uint64_t max;		/* valued options: inclusive upper bound, lower bound is 0 */
-	unsigned set_bit;	/* WC_SET_*; 0 for options we reject */
-};
-
-/* In the kernel's table order (spec 7.2); fua/nofua last since we never print them. */
-static const struct opt_desc opts[] = {
-	{ "start_sector", OPT_START_SECTOR, true, TABLE_MAX_START_SECTOR, WC_SET_START_SECTOR },
-	{ "high_watermark", OPT_HIGH_WM, true, 100, WC_SET_HIGH_WM },
-	{ "low_watermark", OPT_LOW_WM, true, 100, WC_SET_LOW_WM },
-	{ "writeback_jobs", OPT_WB_JOBS, true, UINT32_MAX, WC_SET_WB_JOBS },
-	{ "autocommit_blocks", OPT_AC_BLOCKS, true, UINT32_MAX, WC_SET_AC_BLOCKS },
-	{ "autocommit_time", OPT_AC_TIME, true, WC_MAX_AUTOCOMMIT_MS, WC_SET_AC_TIME },
-	{ "max_age", OPT_MAX_AGE, true, WC_MAX_AGE_MS, WC_SET_MAX_AGE },
-	{ "cleaner", OPT_CLEANER, false, 0, WC_SET_CLEANER },
-	{ "metadata_only", OPT_METADATA_ONLY, false, 0, WC_SET_METADATA_ONLY },
-	{ "pause_writeback", OPT_PAUSE, true, WC_MAX_PAUSE_MS, WC_SET_PAUSE },
-	{ "fua", OPT_FUA, false, 0, 0 },
-	{ "nofua", OPT_NOFUA, false, 0, 0 },
+/*
+ * The table options (wcache.h), in the kernel's table order (that of its
+ * table line, see wc_table_format_line). A new option needs a row here, its
+ * WC_SET_* bit, a wc_cfg field and a case in opt_store() and opt_value().
+ */
+static const struct wc_opt_desc opts[] = {
+	{ "start_sector", true, TABLE_MAX_START_SECTOR, "S",
+	  "metadata offset in 512-byte sectors (default 0)", WC_SET_START_SECTOR },
+	{ "high_watermark", true, 100, "P",
+	  "start writeback above P% of blocks in use (default " STR(WC_DEFAULT_HIGH_WATERMARK) ")",
+	  WC_SET_HIGH_WM },
+	{ "low_watermark", true, 100, "P",
+	  "stop writeback below P% of blocks in use (default " STR(WC_DEFAULT_LOW_WATERMARK) ")",
+	  WC_SET_LOW_WM },
+	{ "writeback_jobs", true, UINT32_MAX, "N",
+	  "blocks in flight in writeback, 0 = unlimited (default "
+	  STR(WC_DEFAULT_WRITEBACK_JOBS) ")", WC_SET_WB_JOBS },
+	{ "autocommit_blocks", true, UINT32_MAX, "N",
+	  "commit after N written blocks (default " STR(WC_DEFAULT_AUTOCOMMIT_BLOCKS) ")",
+	  WC_SET_AC_BLOCKS },
+	{ "autocommit_time", true, WC_MAX_AUTOCOMMIT_MS, "MS",
+	  "commit after MS milliseconds (default " STR(WC_DEFAULT_AUTOCOMMIT_MS) ")",
+	  WC_SET_AC_TIME },
+	{ "max_age", true, WC_MAX_AGE_MS, "MS",
+	  "write back blocks older than MS milliseconds (default 0: off)", WC_SET_MAX_AGE },
+	{ "cleaner", false, 0, NULL, "write everything back, cache no new writes", WC_SET_CLEANER },
+	{ "metadata_only", false, 0, NULL, "accepted for compatibility", WC_SET_METADATA_ONLY },
+	{ "pause_writeback", true, WC_MAX_PAUSE_MS, "MS",
+	  "pause writeback MS after application writes (default " STR(WC_DEFAULT_PAUSE_MS) ")",
+	  WC_SET_PAUSE },
 };
 
 #define NR_OPTS (sizeof(opts) / sizeof(opts[0]))
+
+const struct wc_opt_desc *wcache_options(size_t *nr)
+{
+	*nr = NR_OPTS;
+	return opts;
+}
 
 void wcache_cfg_init(struct wc_cfg *cfg)
 {
@@ -125,7 +127,7 @@ static int parse_block_size(const char *s, uint32_t *out)
 	return 0;
 }
 
-static const struct opt_desc *opt_lookup(const char *name)
+static const struct wc_opt_desc *opt_lookup(const char *name)
 {
 	size_t i;
 
@@ -136,48 +138,51 @@ static const struct opt_desc *opt_lookup(const char *name)
 	return NULL;
 }
 
+/* Valid table options of pmem mode, which wcache does not have: refused by name. */
+static bool opt_is_fua(const char *name)
+{
+	return !strcasecmp(name, "fua") || !strcasecmp(name, "nofua");
+}
+
 static int opt_reject_fua(void)
 {
 	return wc_err(-EINVAL, "fua/nofua are only valid in pmem mode; wcache supports s (SSD) mode only");
 }
 
 /* Store a parsed value; flags get v != 0 (and lose their set bit when cleared). */
-static void opt_store(struct wc_cfg *cfg, const struct opt_desc *d, uint64_t v)
+static void opt_store(struct wc_cfg *cfg, const struct wc_opt_desc *d, uint64_t v)
 {
-	switch (d->id) {
-	case OPT_START_SECTOR:
+	switch (d->set_bit) {
+	case WC_SET_START_SECTOR:
 		cfg->start_sector = v;
 		break;
-	case OPT_HIGH_WM:
+	case WC_SET_HIGH_WM:
 		cfg->high_watermark = (unsigned)v;
 		break;
-	case OPT_LOW_WM:
+	case WC_SET_LOW_WM:
 		cfg->low_watermark = (unsigned)v;
 		break;
-	case OPT_WB_JOBS:
+	case WC_SET_WB_JOBS:
 		cfg->writeback_jobs = (uint32_t)v;
 		break;
-	case OPT_AC_BLOCKS:
+	case WC_SET_AC_BLOCKS:
 		cfg->autocommit_blocks = (uint32_t)v;
 		break;
-	case OPT_AC_TIME:
+	case WC_SET_AC_TIME:
 		cfg->autocommit_ms = (uint32_t)v;
 		break;
-	case OPT_MAX_AGE:
+	case WC_SET_MAX_AGE:
 		cfg->max_age_ms = (uint32_t)v;
 		break;
-	case OPT_CLEANER:
+	case WC_SET_CLEANER:
 		cfg->cleaner = v != 0;
 		break;
-	case OPT_METADATA_ONLY:
+	case WC_SET_METADATA_ONLY:
 		cfg->metadata_only = v != 0;
 		break;
-	case OPT_PAUSE:
+	case WC_SET_PAUSE:
 		cfg->pause_writeback_ms = (uint32_t)v;
 		break;
-	case OPT_FUA:
-	case OPT_NOFUA:
-		return;
 	}
 	if (!d->has_value && !v)
 		cfg->set_mask &= ~d->set_bit;
@@ -282,13 +287,13 @@ static int parse_words(struct wc_cfg *cfg, char **w, size_t nr)
 			      (unsigned long long)n_opt, nr, nr == 1 ? "" : "s", nr == 1 ? "s" : "");
 
 	for (i = 0; i < nr; i++) {
-		const struct opt_desc *d = opt_lookup(w[i]);
+		const struct wc_opt_desc *d = opt_lookup(w[i]);
 		uint64_t v = 1;
 
+		if (!d && opt_is_fua(w[i]))
+			return opt_reject_fua();
 		if (!d)
 			return wc_err(-EINVAL, "unknown option '%.64s'", w[i]);
-		if (d->id == OPT_FUA || d->id == OPT_NOFUA)
-			return opt_reject_fua();
 		if (d->has_value) {
 			if (i + 1 >= nr)
 				return wc_err(-EINVAL, "%s: missing value", d->name);
@@ -352,7 +357,7 @@ static int parse_bool(const char *name, const char *s, uint64_t *out)
 
 int wcache_cfg_set(struct wc_cfg *cfg, const char *name, const char *value)
 {
-	const struct opt_desc *d;
+	const struct wc_opt_desc *d;
 	char key[32];
 	uint64_t v = 0;
 	size_t i;
@@ -373,10 +378,10 @@ int wcache_cfg_set(struct wc_cfg *cfg, const char *name, const char *value)
 	if (!strcasecmp(key, "block_size"))
 		return parse_block_size(value, &cfg->block_size);
 	d = opt_lookup(key);
+	if (!d && opt_is_fua(key))
+		return opt_reject_fua();
 	if (!d)
 		return wc_err(-EINVAL, "unknown option '%.64s'", name);
-	if (d->id == OPT_FUA || d->id == OPT_NOFUA)
-		return opt_reject_fua();
 	if (d->has_value)
 		ret = wc_table_parse_u64(d->name, value, d->max, &v);
 	else
@@ -473,32 +478,27 @@ static void line_add(struct line *l, const char *fmt, ...)
 		l->pos += (size_t)n;
 }
 
-static uint64_t opt_value(const struct wc_cfg *cfg, enum opt_id id)
+static uint64_t opt_value(const struct wc_cfg *cfg, const struct wc_opt_desc *d)
 {
-	switch (id) {
-	case OPT_START_SECTOR:
+	switch (d->set_bit) {
+	case WC_SET_START_SECTOR:
 		return cfg->start_sector;
-	case OPT_HIGH_WM:
+	case WC_SET_HIGH_WM:
 		return cfg->high_watermark;
-	case OPT_LOW_WM:
+	case WC_SET_LOW_WM:
 		return cfg->low_watermark;
-	case OPT_WB_JOBS:
+	case WC_SET_WB_JOBS:
 		return cfg->writeback_jobs;
-	case OPT_AC_BLOCKS:
+	case WC_SET_AC_BLOCKS:
 		return cfg->autocommit_blocks;
-	case OPT_AC_TIME:
+	case WC_SET_AC_TIME:
 		return cfg->autocommit_ms;
-	case OPT_MAX_AGE:
+	case WC_SET_MAX_AGE:
 		return cfg->max_age_ms;
-	case OPT_PAUSE:
+	case WC_SET_PAUSE:
 		return cfg->pause_writeback_ms;
-	case OPT_CLEANER:
-	case OPT_METADATA_ONLY:
-	case OPT_FUA:
-	case OPT_NOFUA:
-		break;
 	}
-	return 0;
+	return 0;	/* flags have no value */
 }
 
 int wc_table_format_line(const struct wc_cfg *cfg, char *buf, size_t len)
@@ -508,20 +508,20 @@ int wc_table_format_line(const struct wc_cfg *cfg, char *buf, size_t len)
 	size_t i;
 
 	for (i = 0; i < NR_OPTS; i++) {
-		if (opts[i].set_bit && (cfg->set_mask & opts[i].set_bit))
+		if (cfg->set_mask & opts[i].set_bit)
 			n += opts[i].has_value ? 2 : 1;
 	}
 	line_add(&l, "s %.*s %.*s %u %u", (int)sizeof(cfg->origin_path) - 1,
 		 cfg->origin_path[0] ? cfg->origin_path : "-", (int)sizeof(cfg->cache_path) - 1,
 		 cfg->cache_path[0] ? cfg->cache_path : "-", cfg->block_size, n);
 	for (i = 0; i < NR_OPTS; i++) {
-		const struct opt_desc *d = &opts[i];
+		const struct wc_opt_desc *d = &opts[i];
 
-		if (!d->set_bit || !(cfg->set_mask & d->set_bit))
+		if (!(cfg->set_mask & d->set_bit))
 			continue;
 		if (d->has_value)
 			line_add(&l, " %s %llu", d->name,
-				 (unsigned long long)opt_value(cfg, d->id));
+				 (unsigned long long)opt_value(cfg, d));
 		else
 			line_add(&l, " %s", d->name);
 	}

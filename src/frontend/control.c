@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Control socket server (protocol in control.h). One accept thread plus one
- * thread per client (at most CTL_MAX_CLIENTS), so a long "message flush"
- * does not hold up "status" from another client. Uses only wcache.h; never
+ * Control socket server (control.h; protocol in control_proto.h). One
+ * accept thread plus one thread per client (at most CTL_MAX_CLIENTS), so a
+ * long "message flush" does not hold up "status" from another client. Uses only wcache.h; never
  * touches engine internals.
  */
 #include <errno.h>
@@ -25,7 +25,7 @@
 #include "control.h"
 
 #define CTL_MAX_CLIENTS 16
-#define CTL_REPLY_BYTES 16384	/* a table line holds two 4 KiB paths */
+#define CTL_REPLY_BYTES WC_CONTROL_MAX_REPLY
 
 enum slot_state { SLOT_FREE, SLOT_RESERVED, SLOT_ACTIVE, SLOT_DONE };
 
@@ -147,7 +147,7 @@ static void format_stats(struct wcache *wc, bool json, char *reply, size_t len)
 	else
 		jb_add(&b, " error=%d", s.error);
 	if (b.pos >= len)
-		snprintf(reply, len, "error: reply too long");
+		snprintf(reply, len, WC_CTL_ERROR "reply too long");
 }
 
 void wc_control_handle(struct wcache *wc, const char *req, char *reply, size_t len)
@@ -161,11 +161,11 @@ void wc_control_handle(struct wcache *wc, const char *req, char *reply, size_t l
 		req++;
 	n = strcspn(req, " \t");
 	if (n == 0) {
-		snprintf(reply, len, "error: empty request");
+		snprintf(reply, len, WC_CTL_ERROR "empty request");
 		return;
 	}
 	if (n >= sizeof(cmd)) {
-		snprintf(reply, len, "error: unknown command '%.*s...'", 16, req);
+		snprintf(reply, len, WC_CTL_ERROR "unknown command '%.*s...'", 16, req);
 		return;
 	}
 	memcpy(cmd, req, n);
@@ -177,42 +177,45 @@ void wc_control_handle(struct wcache *wc, const char *req, char *reply, size_t l
 	while (alen && (arg[alen - 1] == ' ' || arg[alen - 1] == '\t'))
 		alen--;
 
-	if (!strcmp(cmd, "status") || !strcmp(cmd, "table")) {
+	if (!strcmp(cmd, WC_CTL_STATUS) || !strcmp(cmd, WC_CTL_TABLE)) {
 		if (alen) {
-			snprintf(reply, len, "error: %s takes no arguments", cmd);
+			snprintf(reply, len, WC_CTL_ERROR "%s takes no arguments", cmd);
 			return;
 		}
-		ret = cmd[0] == 's' ? wcache_status(wc, reply, len) : wcache_table(wc, reply, len);
+		ret = !strcmp(cmd, WC_CTL_STATUS) ? wcache_status(wc, reply, len) :
+						    wcache_table(wc, reply, len);
 		if (ret < 0)
-			snprintf(reply, len, "error: %s: %s", cmd, wcache_last_error());
-	} else if (!strcmp(cmd, "stats")) {
+			snprintf(reply, len, WC_CTL_ERROR "%s: %s", cmd, wcache_last_error());
+	} else if (!strcmp(cmd, WC_CTL_STATS)) {
 		if (alen == 0)
 			format_stats(wc, false, reply, len);
-		else if (alen == 6 && !strncmp(arg, "--json", 6))
+		else if (alen == strlen(WC_CTL_STATS_JSON) &&
+			 !strncmp(arg, WC_CTL_STATS_JSON, alen))
 			format_stats(wc, true, reply, len);
 		else
-			snprintf(reply, len, "error: stats: unknown argument '%.*s' (try --json)",
+			snprintf(reply, len,
+				 WC_CTL_ERROR "stats: unknown argument '%.*s' (try --json)",
 				 (int)(alen > 64 ? 64 : alen), arg);
-	} else if (!strcmp(cmd, "message")) {
+	} else if (!strcmp(cmd, WC_CTL_MESSAGE)) {
 		char msg[WC_CONTROL_MAX_LINE + 1];
 
 		if (alen == 0) {
-			snprintf(reply, len, "error: message: which one? (flush, flush_on_suspend, "
-				 "cleaner, clear_stats)");
+			snprintf(reply, len, WC_CTL_ERROR "message: which one? (flush, "
+				 "flush_on_suspend, cleaner, clear_stats)");
 			return;
 		}
 		snprintf(msg, sizeof(msg), "%.*s", (int)alen, arg);
 		ret = wcache_message(wc, msg);
 		if (ret < 0)
-			snprintf(reply, len, "error: %s", wcache_last_error());
+			snprintf(reply, len, WC_CTL_ERROR "%s", wcache_last_error());
 		else
-			snprintf(reply, len, "ok");
-	} else if (!strcmp(cmd, "help")) {
+			snprintf(reply, len, WC_CTL_OK);
+	} else if (!strcmp(cmd, WC_CTL_HELP)) {
 		snprintf(reply, len, "commands: status, table, stats [--json], message "
 			 "flush|flush_on_suspend|cleaner|clear_stats");
 	} else {
-		snprintf(reply, len, "error: unknown command '%s' (status, table, stats [--json], "
-			 "message MSG, help)", cmd);
+		snprintf(reply, len, WC_CTL_ERROR "unknown command '%s' (status, table, stats "
+			 "[--json], message MSG, help)", cmd);
 	}
 }
 
@@ -260,7 +263,7 @@ static void *client_main(void *opaque)
 	int fd = slot->fd;	/* stable until we close it below */
 
 	if (!reply) {
-		send_line(fd, "error: out of memory");
+		send_line(fd, WC_CTL_ERROR "out of memory");
 		goto out;
 	}
 	for (;;) {
@@ -274,7 +277,7 @@ static void *client_main(void *opaque)
 		if (serve_lines(ctl->wc, fd, buf, &have, reply))
 			break;
 		if (have >= sizeof(buf) - 1) {
-			send_line(fd, "error: request too long");
+			send_line(fd, WC_CTL_ERROR "request too long");
 			have = 0;
 			break;
 		}
@@ -330,7 +333,7 @@ static void add_client(struct wc_control *ctl, int fd)
 	pthread_mutex_unlock(&ctl->lock);
 
 	if (!slot) {
-		send_line(fd, "error: too many control clients");
+		send_line(fd, WC_CTL_ERROR "too many control clients");
 		close(fd);
 		return;
 	}
@@ -341,7 +344,7 @@ static void add_client(struct wc_control *ctl, int fd)
 	slot->state = SLOT_ACTIVE;	/* before the thread can set DONE */
 	pthread_mutex_unlock(&ctl->lock);
 	if (spawn(&slot->thread, client_main, slot)) {
-		send_line(fd, "error: cannot start a thread");
+		send_line(fd, WC_CTL_ERROR "cannot start a thread");
 		pthread_mutex_lock(&ctl->lock);
 		close(fd);
 		slot->fd = -1;
@@ -378,7 +381,7 @@ static void *accept_main(void *opaque)
 			continue;
 		}
 		if (!peer_allowed(fd)) {
-			send_line(fd, "error: permission denied");
+			send_line(fd, WC_CTL_ERROR "permission denied");
 			close(fd);
 			continue;
 		}

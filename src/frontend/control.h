@@ -1,27 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Control socket shared by the frontends (nbdkit plugin, FUSE export): a
- * unix stream socket, mode 0600, on which a running server answers one-line
- * requests with one-line replies. Uses only the public wcache.h API.
- *
- * Protocol (each request and each reply is one '\n'-terminated line; a
- * connection may carry any number of requests):
- *   status                 the 14-field dm status line
- *   table                  the dm table line
- *   stats [--json]         counters as "name=value ..." or as one JSON object
- *   message MSG            flush | flush_on_suspend | cleaner | clear_stats
- * Replies to message are "ok"; any failure is "error: <text>".
+ * Control socket server shared by the frontends (nbdkit plugin, FUSE export):
+ * a unix stream socket, mode 0600, on which a running server answers
+ * one-line requests with one-line replies (protocol in control_proto.h).
+ * Uses only the public wcache.h API.
  */
 #ifndef WC_FRONTEND_CONTROL_H
 #define WC_FRONTEND_CONTROL_H
 
 #include <stddef.h>
 
+#include "control_proto.h"
+
 struct wcache;
 struct wc_control;
-
-/* Longest request line accepted, without the newline. */
-#define WC_CONTROL_MAX_LINE 256
 
 /*
  * Create, bind (mode 0600) and listen on the socket at path; no thread yet,

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * FUSE export: "wcache fuse ORIGIN CACHE MOUNTPOINT" serves one file,
- * MOUNTPOINT/disk, whose bytes are the cached device, so that losetup gives a
- * local block device on hosts without nbd/ublk. Owns the option parsing, the
- * daemon lifecycle and the mapping of FUSE requests onto wcache.h; knows
- * nothing of the cache format. Thread model: libfuse multi-threaded loop,
- * every handler calls the (thread-safe) engine directly.
+ * FUSE export (fuse.h): serves one file, MOUNTPOINT/disk, whose bytes are the
+ * cached device, so that losetup gives a local block device on hosts without
+ * nbd/ublk. Owns the FUSE session and the mapping of FUSE requests onto
+ * wcache.h; knows nothing of the cache format and nothing of the command line
+ * (option parsing, checks, pidfile and daemon live in src/cli/cmd_fuse.c).
+ * Thread model: libfuse multi-threaded loop, every handler calls the
+ * (thread-safe) engine directly.
  *
  * Request mapping:
  *   read/write             wcache_read / wcache_write (WC_FUA when the write
@@ -19,121 +20,33 @@
  *   fallocate ZERO_RANGE   wcache_write_zeroes
  * The file has a fixed size: writes at or past the end fail with ENOSPC,
  * truncate with EPERM.
- *
- * Lifecycle: checks, fork (unless --foreground; the parent waits on a pipe
- * until the child has mounted or failed, so errors reach the terminal and
- * the command returns only when MOUNTPOINT/disk is usable), open the cache
- * in the child (fork would lose the engine's threads), control socket,
- * mount, loop. Unmount or SIGTERM/SIGINT/SIGHUP end the loop; then the cache
- * is closed, which commits (and, with flush_on_suspend, writes back first).
  */
 #define FUSE_USE_VERSION 312
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/statvfs.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
 
-#include "cli.h"
-#include "control.h"
+#include "fuse.h"
 
-#define FZ_DISK_NAME	"disk"
+#define FZ_DISK_NAME	WC_FUSE_DISK_NAME
 #define FZ_ROOT_INO	FUSE_ROOT_ID
 #define FZ_DISK_INO	2
 #define FZ_ATTR_TIMEOUT	3600.0		/* the size never changes while mounted */
-#define FZ_DEF_THREADS	64u
-#define FZ_MAX_THREADS	1024u
 #define FZ_PUNCH_CHUNK	(1u << 20)	/* read-back unit when checking a punched range */
 #define FZ_BUF_ALIGN	4096		/* buffers handed to the engine (O_DIRECT devices) */
-#define MAX_START_SECTOR (UINT64_MAX >> 9)
-
-enum {
-	OPT_ALLOW_OTHER = 0x100,
-	OPT_FOS,
-	OPT_CACHE_IO,
-	OPT_TABLE = 0x200,	/* + index into table_opts[] */
-};
-
-/* Table options: spelled with '-' here, '_' accepted as well (as for 'wcache flush'). */
-static const struct {
-	const char *name;
-	bool has_value;
-} table_opts[] = {
-	{ "high-watermark", true },	{ "low-watermark", true },   { "writeback-jobs", true },
-	{ "autocommit-blocks", true },	{ "autocommit-time", true }, { "max-age", true },
-	{ "pause-writeback", true },	{ "cleaner", false },	     { "metadata-only", false },
-};
-
-#define NR_TABLE_OPTS (sizeof(table_opts) / sizeof(table_opts[0]))
-
-static const char fuse_usage[] =
-	"Usage: wcache fuse ORIGIN CACHE MOUNTPOINT [options] [table options]\n"
-	"\n"
-	"Serve the cached device (ORIGIN with the write-back cache CACHE in front of\n"
-	"it) as one file, MOUNTPOINT/disk, through FUSE. A loop device on that file is\n"
-	"a local block device backed by wcache:\n"
-	"  losetup --find --show --direct-io=on --sector-size 4096 MOUNTPOINT/disk\n"
-	"Reads and writes go through the cache; fsync/fdatasync commit (dm-writecache\n"
-	"FLUSH); writes through a file opened O_SYNC/O_DSYNC are FUA; fallocate\n"
-	"PUNCH_HOLE discards (the range reads back as zeroes), ZERO_RANGE writes\n"
-	"zeroes. The file has a fixed size. A blank CACHE (first 8 bytes zero) is\n"
-	"formatted, with --block-size (default 4096).\n"
-	"\n"
-	"The command returns once MOUNTPOINT/disk is ready; the server keeps running\n"
-	"in the background until MOUNTPOINT is unmounted (detach loop devices first:\n"
-	"losetup -d, then umount MOUNTPOINT or fusermount3 -u MOUNTPOINT) or it gets\n"
-	"SIGTERM, SIGINT or SIGHUP. Then it commits and closes the cache; with\n"
-	"flush_on_suspend set it writes every dirty block back to ORIGIN first.\n"
-	"\n"
-	"Options:\n"
-	"  -c, --control PATH     serve the control socket at PATH (status, table,\n"
-	"                         stats, message: see 'wcache status --control')\n"
-	"  -f, --foreground       do not go to the background; messages on stderr\n"
-	"  -P, --pidfile PATH     write the server's process id to PATH\n"
-	"  -l, --log FILE         in the background, append messages to FILE\n"
-	"                         (default: discard them)\n"
-	"  -t, --threads N        at most N FUSE worker threads and N requests queued\n"
-	"                         in the kernel (default 64)\n"
-	"      --allow-other      let users other than the owner open the file\n"
-	"      --cache-io MODE    direct (O_DIRECT on a CACHE file, default) or buffered\n"
-	"                         (page cache; as safe, faster re-reads, RAM used twice)\n"
-	"      --flush-on-suspend write everything back when the server stops (the\n"
-	"                         flush_on_suspend message, sent at start)\n"
-	"  -s, --start-sector S   metadata starts S 512-byte sectors into CACHE (default 0)\n"
-	"  -b, --block-size N     cache block size: required when formatting a blank\n"
-	"                         CACHE (default 4096), checked against the superblock\n"
-	"                         otherwise (default: take it from the superblock)\n"
-	"  -h, --help             show this help\n"
-	"Table options (dm-writecache names; '-' or '_' both accepted):\n"
-	"  --high-watermark P  --low-watermark P  --writeback-jobs N\n"
-	"  --autocommit-blocks N  --autocommit-time MS  --max-age MS\n"
-	"  --pause-writeback MS  --cleaner  --metadata-only\n"
-	"\n"
-	"Exit status: 0 ready (or, with --foreground, stopped cleanly), 1 failed,\n"
-	"2 usage error.\n";
-
-struct fz_opts {
-	struct wc_cfg cfg;
-	char mnt[PATH_MAX];		/* absolute */
-	char control[PATH_MAX];		/* absolute, or "" */
-	char pidfile[PATH_MAX];		/* absolute, or "" */
-	char logfile[PATH_MAX];		/* as given, or "" */
-	bool foreground, allow_other, flush_on_suspend;
-	unsigned threads;
-};
 
 /* Attributes that chmod/chown/touch may change; the rest is fixed. */
 struct fz_attr {
@@ -152,10 +65,14 @@ struct fz {
 	struct fz_attr root, disk;	/* lock */
 	atomic_uint nr_open;		/* open handles of the disk file */
 	atomic_llong last_err_log;	/* seconds; rate limit for I/O error messages */
+	const struct wc_fuse *f;	/* the caller's description (log) */
 };
 
-static const struct cli_cmd *fz_cmd;
+/* The session's description, for libfuse's log hook (which has no opaque pointer). */
+static const struct wc_fuse *fz_session;
 static pthread_key_t fz_buf_key;
+static pthread_once_t fz_buf_once = PTHREAD_ONCE_INIT;
+static int fz_buf_key_err;
 
 /* ---------------- helpers ---------------- */
 
@@ -200,6 +117,21 @@ static void *fz_tbuf_get(size_t len)
 }
 
 /* Log a failed request, at most once a second (a sticky error fails every request). */
+__attribute__((format(printf, 3, 4)))
+static void fz_log(const struct wc_fuse *f, enum wc_log_level level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (!f->log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	f->log(level, msg, f->log_opaque);
+}
+
+/* Log a failed request, at most once a second (a sticky error fails every request). */
 static void fz_io_error(struct fz *fz, const char *op, int ret, uint64_t len, uint64_t off)
 {
 	long long now = (long long)time(NULL);
@@ -209,8 +141,8 @@ static void fz_io_error(struct fz *fz, const char *op, int ret, uint64_t len, ui
 	    !atomic_compare_exchange_strong_explicit(&fz->last_err_log, &last, now,
 						     memory_order_relaxed, memory_order_relaxed))
 		return;
-	cli_error(fz_cmd, "%s of %" PRIu64 " bytes at %" PRIu64 " failed: %s (%s)", op, len, off,
-		  strerror(-ret), wcache_last_error());
+	fz_log(fz->f, WC_LOG_ERROR, "%s of %" PRIu64 " bytes at %" PRIu64 " failed: %s (%s)", op,
+	       len, off, strerror(-ret), wcache_last_error());
 }
 
 static bool fz_is_zero(const uint8_t *p, size_t len)
@@ -643,344 +575,109 @@ static const struct fuse_lowlevel_ops fz_ops = {
 	.statfs = fz_statfs,
 };
 
+
+/* libfuse's messages: warnings and errors always, the rest as WC_LOG_INFO. */
 __attribute__((format(printf, 2, 0)))
 static void fz_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
 {
+	const struct wc_fuse *f = fz_session;
 	char msg[1024];
 	size_t n;
 
-	if (level > FUSE_LOG_WARNING && !cli_verbose)
+	if (!f || !f->log)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	n = strlen(msg);
 	while (n && msg[n - 1] == '\n')
 		msg[--n] = '\0';
-	cli_error(fz_cmd, "libfuse: %s", msg);
+	fz_log(f, level > FUSE_LOG_WARNING ? WC_LOG_INFO : WC_LOG_ERROR, "libfuse: %s", msg);
 }
 
-/* ---------------- checks before anything is opened ---------------- */
-
-static int fz_check_dev_fuse(void)
+static void fz_buf_key_create(void)
 {
-	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
-
-	if (fd >= 0) {
-		close(fd);
-		return 0;
-	}
-	if (errno == ENOENT)
-		cli_error(fz_cmd, "/dev/fuse does not exist: this kernel has no FUSE support "
-			  "(CONFIG_FUSE_FS) or this container was started without /dev/fuse");
-	else
-		cli_error(fz_cmd, "cannot open /dev/fuse: %s", strerror(errno));
-	return -1;
+	fz_buf_key_err = pthread_key_create(&fz_buf_key, fz_tbuf_free);
 }
 
-/* Undo the octal escapes (\040 etc.) of a /proc/self/mountinfo path field, in place. */
-static void fz_unescape(char *s)
+int wc_fuse_run(const struct wc_fuse *f)
 {
-	char *d = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*d++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*d++ = *s;
-		}
-	}
-	*d = '\0';
-}
-
-/* true if abs is a mount point; its file system type goes to type. */
-static bool fz_is_mountpoint(const char *abs, char *type, size_t type_len)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL;
-	size_t cap = 0;
-	bool found = false;
-
-	if (!f)
-		return false;
-	while (!found && getline(&line, &cap, f) > 0) {
-		char *save, *tok, *mp = NULL;
-		int i = 0;
-
-		/* id parent maj:min root MOUNT_POINT options [optional...] - TYPE source opts */
-		for (tok = strtok_r(line, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save), i++) {
-			if (i == 4) {
-				mp = tok;
-				fz_unescape(mp);
-				if (strcmp(mp, abs))
-					break;
-			} else if (i > 4 && !strcmp(tok, "-")) {
-				tok = strtok_r(NULL, " \n", &save);
-				snprintf(type, type_len, "%s", tok ? tok : "?");
-				found = true;
-				break;
-			}
-		}
-	}
-	free(line);
-	fclose(f);
-	return found;
-}
-
-static int fz_check_mountpoint(const char *mnt, char *abs, size_t abs_len)
-{
-	char type[64], *r;
-	struct statfs sfs;
-	struct stat st;
-
-	/* statfs always reaches a FUSE server; stat may be answered from cached attributes. */
-	if (stat(mnt, &st) < 0 || statfs(mnt, &sfs) < 0) {
-		if (errno == ENOTCONN)
-			cli_error(fz_cmd, "%s: %s: a FUSE server mounted there has died; unmount it "
-				  "first (fusermount3 -u %s, or umount -l %s)", mnt, strerror(errno),
-				  mnt, mnt);
-		else
-			cli_error(fz_cmd, "mount point %s: %s", mnt, strerror(errno));
-		return -1;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		cli_error(fz_cmd, "mount point %s is not a directory", mnt);
-		return -1;
-	}
-	r = realpath(mnt, NULL);
-	if (!r || strlen(r) >= abs_len) {
-		cli_error(fz_cmd, "mount point %s: %s", mnt, r ? "path too long" : strerror(errno));
-		free(r);
-		return -1;
-	}
-	strcpy(abs, r);
-	free(r);
-	if (fz_is_mountpoint(abs, type, sizeof(type))) {
-		cli_error(fz_cmd, "mount point %s is in use: a %s file system is mounted there "
-			  "(another 'wcache fuse'?); unmount it or choose another directory", mnt,
-			  type);
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * Absolute form of a path whose file may not exist yet (the server chdirs to
- * /): the directory must exist.
- */
-static int fz_abs_path(const char *what, const char *path, char *out, size_t out_len)
-{
-	char *copy = strdup(path), *slash, *dir;
-	const char *base;
-	int ret = -1;
-
-	if (!copy) {
-		cli_error(fz_cmd, "out of memory");
-		return -1;
-	}
-	slash = strrchr(copy, '/');
-	if (!slash) {
-		base = copy;
-		dir = realpath(".", NULL);
-	} else {
-		*slash = '\0';
-		base = slash + 1;
-		dir = realpath(*copy ? copy : "/", NULL);
-	}
-	if (!*base) {
-		cli_error(fz_cmd, "%s %s: not a file name", what, path);
-	} else if (!dir) {
-		cli_error(fz_cmd, "%s %s: directory: %s", what, path, strerror(errno));
-	} else if ((size_t)snprintf(out, out_len, "%s/%s", strcmp(dir, "/") ? dir : "", base) >=
-		   out_len) {
-		cli_error(fz_cmd, "%s %s: path too long", what, path);
-	} else {
-		ret = 0;
-	}
-	free(dir);
-	free(copy);
-	return ret;
-}
-
-/* Device paths: absolute when they name an existing file (URIs stay as they are). */
-static void fz_abs_dev(char *path, size_t len)
-{
-	char *r;
-
-	if (strstr(path, "://"))
-		return;
-	r = realpath(path, NULL);
-	if (r && strlen(r) < len)
-		strcpy(path, r);
-	free(r);
-}
-
-/* ---------------- server ---------------- */
-
-static int fz_write_pidfile(const char *path)
-{
-	char buf[32];
-	int fd, n, ret = 0;
-
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		cli_error(fz_cmd, "pidfile %s: %s", path, strerror(errno));
-		return -1;
-	}
-	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-	if (write(fd, buf, (size_t)n) != n) {
-		cli_error(fz_cmd, "pidfile %s: write failed: %s", path, strerror(errno));
-		ret = -1;
-	}
-	close(fd);
-	return ret;
-}
-
-static void fz_remove_pidfile(const char *path)
-{
-	char buf[32] = "";
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n > 0 && strtol(buf, NULL, 10) == (long)getpid())
-		unlink(path);
-}
-
-/* Background: stdio to /dev/null (stderr to the log file), leave the caller's cwd. */
-static int fz_detach_stdio(int log_fd)
-{
-	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-
-	if (null < 0)
-		return -1;
-	fflush(stdout);
-	fflush(stderr);
-	if (dup2(null, STDIN_FILENO) < 0 || dup2(null, STDOUT_FILENO) < 0 ||
-	    dup2(log_fd >= 0 ? log_fd : null, STDERR_FILENO) < 0) {
-		close(null);
-		return -1;
-	}
-	close(null);
-	if (chdir("/") < 0)
-		return -1;
-	return 0;
-}
-
-/*
- * Run the server in this process. notify_fd >= 0: a daemon child, which
- * writes one zero byte there once MOUNTPOINT/disk is ready. Returns an exit code.
- */
-static int fz_serve(struct fz_opts *o, int notify_fd, int log_fd)
-{
-	char err[512], opts[256], size_buf[32];
+	char opts[256];
 	char *fargv[] = { (char *)"wcache-fuse", (char *)"-o", opts, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
 	struct fuse_loop_config *lcfg = NULL;
 	struct fuse_session *se = NULL;
-	struct wc_control *ctl = NULL;
-	sigset_t block, old;
+	sigset_t term, old;
 	struct fz fz;
 	struct timespec now;
 	bool mounted = false, handlers = false;
-	int rc = CLI_EXIT_FAIL, ret;
+	int ret = -EIO;
 	unsigned left;
 
+	pthread_once(&fz_buf_once, fz_buf_key_create);
+	if (fz_buf_key_err) {
+		fz_log(f, WC_LOG_ERROR, "out of memory");
+		return -ENOMEM;
+	}
 	memset(&fz, 0, sizeof(fz));
 	pthread_mutex_init(&fz.lock, NULL);
-	fz.threads = o->threads;
+	fz.wc = f->wc;
+	fz.f = f;
+	fz.size = wcache_size(f->wc);
+	fz.bs = wcache_block_size(f->wc);
+	fz.threads = f->threads ? f->threads : WC_FUSE_DEF_THREADS;
 	clock_gettime(CLOCK_REALTIME, &now);
 	fz.root = (struct fz_attr){ 0755, getuid(), getgid(), now, now, now };
 	fz.disk = (struct fz_attr){ 0600, getuid(), getgid(), now, now, now };
-
-	/*
-	 * Threads started by the engine and the control socket inherit this mask:
-	 * termination signals must reach the thread running the FUSE loop.
-	 */
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &block, &old);
-
-	ret = wcache_open(&o->cfg, &fz.wc);
-	if (ret < 0) {
-		cli_error(fz_cmd, "%s", wcache_last_error());
-		goto out;
-	}
-	fz.size = wcache_size(fz.wc);
-	fz.bs = wcache_block_size(fz.wc);
-	if (!fz.size) {
-		cli_error(fz_cmd, "origin %s is empty: nothing to export", o->cfg.origin_path);
-		goto out;
-	}
-	if (o->flush_on_suspend && wcache_message(fz.wc, "flush_on_suspend") < 0) {
-		cli_error(fz_cmd, "flush_on_suspend: %s", wcache_last_error());
-		goto out;
-	}
-	if (o->control[0] && wc_control_start(o->control, fz.wc, &ctl, err, sizeof(err)) < 0) {
-		cli_error(fz_cmd, "control socket %s: %s", o->control, err);
-		goto out;
-	}
+	fz_session = f;
+	fuse_set_log_func(fz_fuse_log);
 
 	snprintf(opts, sizeof(opts), "fsname=wcache,subtype=wcache,default_permissions%s",
-		 o->allow_other ? ",allow_other" : "");
+		 f->allow_other ? ",allow_other" : "");
 	se = fuse_session_new(&args, &fz_ops, sizeof(fz_ops), &fz);
 	if (!se) {
-		cli_error(fz_cmd, "cannot create the FUSE session (see the message above)");
+		fz_log(f, WC_LOG_ERROR, "cannot create the FUSE session (see the message above)");
 		goto out;
 	}
 	if (fuse_set_signal_handlers(se) < 0) {
-		cli_error(fz_cmd, "cannot install signal handlers");
+		fz_log(f, WC_LOG_ERROR, "cannot install signal handlers");
 		goto out;
 	}
 	handlers = true;
-	if (fuse_session_mount(se, o->mnt) < 0) {
-		cli_error(fz_cmd, "cannot mount FUSE on %s (see the message above)", o->mnt);
+	if (fuse_session_mount(se, f->mountpoint) < 0) {
+		fz_log(f, WC_LOG_ERROR, "cannot mount FUSE on %s (see the message above)",
+		       f->mountpoint);
 		goto out;
 	}
 	mounted = true;
-	if (o->pidfile[0] && fz_write_pidfile(o->pidfile) < 0)
-		goto out;
 	lcfg = fuse_loop_cfg_create();
 	if (!lcfg) {
-		cli_error(fz_cmd, "out of memory");
+		fz_log(f, WC_LOG_ERROR, "out of memory");
+		ret = -ENOMEM;
 		goto out;
 	}
-	fuse_loop_cfg_set_max_threads(lcfg, o->threads);
-	fuse_loop_cfg_set_idle_threads(lcfg, o->threads < 16 ? o->threads : 16);
+	fuse_loop_cfg_set_max_threads(lcfg, fz.threads);
+	fuse_loop_cfg_set_idle_threads(lcfg, fz.threads < 16 ? fz.threads : 16);
 	fuse_loop_cfg_set_clone_fd(lcfg, 0);
+	if (f->ready && f->ready(f->ready_opaque) < 0)
+		goto out;
 
-	if (notify_fd >= 0) {
-		if (fz_detach_stdio(log_fd) < 0) {
-			cli_error(fz_cmd, "cannot detach from the terminal: %s", strerror(errno));
-			goto out;
-		}
-		if (write(notify_fd, "", 1) != 1)
-			goto out;	/* the parent is gone: nobody waits for us */
-		close(notify_fd);
-		notify_fd = -1;
-	} else {
-		cli_human_bytes(fz.size, size_buf, sizeof(size_buf));
-		fprintf(stderr, "wcache fuse: serving %s/%s (%s); stop with umount or SIGTERM\n",
-			o->mnt, FZ_DISK_NAME, size_buf);
-	}
-
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* The caller blocked these for the threads it started: let them end the loop here. */
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigaddset(&term, SIGINT);
+	sigaddset(&term, SIGHUP);
+	pthread_sigmask(SIG_UNBLOCK, &term, &old);
 	ret = fuse_session_loop_mt(se, lcfg);
-	pthread_sigmask(SIG_BLOCK, &block, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret < 0) {
-		cli_error(fz_cmd, "FUSE loop failed: %s", strerror(-ret));
+		fz_log(f, WC_LOG_ERROR, "FUSE loop failed: %s", strerror(-ret));
 		goto out;
 	}
 	left = atomic_load(&fz.nr_open);
 	if (left)
-		cli_warn(fz_cmd, "stopping while %s/%s is still open (%u handles; a loop device "
-			 "still attached?): its further I/O fails", o->mnt, FZ_DISK_NAME, left);
-	rc = CLI_EXIT_OK;
+		fz_log(f, WC_LOG_WARN, "stopping while %s/%s is still open (%u handles; a loop "
+		       "device still attached?): its further I/O fails", f->mountpoint, FZ_DISK_NAME,
+		       left);
+	ret = 0;
 out:
 	if (mounted)
 		fuse_session_unmount(se);
@@ -990,249 +687,9 @@ out:
 		fuse_session_destroy(se);
 	if (lcfg)
 		fuse_loop_cfg_destroy(lcfg);
-	wc_control_stop(ctl);
-	if (fz.wc) {
-		/* Commit; with flush_on_suspend write everything back first. */
-		if (wcache_close(fz.wc) < 0) {
-			cli_error(fz_cmd, "close (final commit) failed: %s", wcache_last_error());
-			rc = CLI_EXIT_FAIL;
-		}
-	}
-	if (mounted && o->pidfile[0])
-		fz_remove_pidfile(o->pidfile);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_mutex_destroy(&fz.lock);
 	fuse_opt_free_args(&args);
-	if (notify_fd >= 0)
-		close(notify_fd);
-	return rc;
-}
-
-/* Parent of a daemon: wait until the child is ready (0) or has failed (its exit code). */
-static int fz_wait_ready(int fd, pid_t pid)
-{
-	char c;
-	ssize_t n;
-	int st;
-
-	do {
-		n = read(fd, &c, 1);
-	} while (n < 0 && errno == EINTR);
-	close(fd);
-	if (n == 1)
-		return CLI_EXIT_OK;
-	while (waitpid(pid, &st, 0) < 0) {
-		if (errno != EINTR) {
-			cli_error(fz_cmd, "waiting for the server: %s", strerror(errno));
-			return CLI_EXIT_FAIL;
-		}
-	}
-	if (WIFEXITED(st) && WEXITSTATUS(st))
-		return WEXITSTATUS(st);
-	cli_error(fz_cmd, "the server exited before it was ready");
-	return CLI_EXIT_FAIL;
-}
-
-static int fz_set_path(char *dst, size_t len, const char *what, const char *src)
-{
-	if (!*src)
-		return cli_usage_error(fz_cmd, "%s: empty path", what);
-	if (strlen(src) >= len)
-		return cli_usage_error(fz_cmd, "%s: path is too long (max %zu bytes)", what,
-				       len - 1);
-	strcpy(dst, src);
-	return 0;
-}
-
-int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv)
-{
-	struct option lo[16 + 2 * NR_TABLE_OPTS + 1];
-	char names[NR_TABLE_OPTS][32];
-	const char *control = NULL, *pidfile = NULL, *mnt;
-	struct fz_opts *o;
-	uint64_t v;
-	int c, rc = CLI_EXIT_FAIL, log_fd = -1;
-	size_t n = 0;
-
-	fz_cmd = cmd;
-	lo[n++] = (struct option){ "control", required_argument, NULL, 'c' };
-	lo[n++] = (struct option){ "foreground", no_argument, NULL, 'f' };
-	lo[n++] = (struct option){ "pidfile", required_argument, NULL, 'P' };
-	lo[n++] = (struct option){ "log", required_argument, NULL, 'l' };
-	lo[n++] = (struct option){ "threads", required_argument, NULL, 't' };
-	lo[n++] = (struct option){ "allow-other", no_argument, NULL, OPT_ALLOW_OTHER };
-	lo[n++] = (struct option){ "allow_other", no_argument, NULL, OPT_ALLOW_OTHER };
-	lo[n++] = (struct option){ "cache-io", required_argument, NULL, OPT_CACHE_IO };
-	lo[n++] = (struct option){ "flush-on-suspend", no_argument, NULL, OPT_FOS };
-	lo[n++] = (struct option){ "flush_on_suspend", no_argument, NULL, OPT_FOS };
-	lo[n++] = (struct option){ "start-sector", required_argument, NULL, 's' };
-	lo[n++] = (struct option){ "block-size", required_argument, NULL, 'b' };
-	lo[n++] = (struct option){ "help", no_argument, NULL, 'h' };
-	for (size_t i = 0; i < NR_TABLE_OPTS; i++) {
-		int arg = table_opts[i].has_value ? required_argument : no_argument;
-
-		snprintf(names[i], sizeof(names[i]), "%s", table_opts[i].name);
-		for (char *p = names[i]; *p; p++)
-			*p = *p == '-' ? '_' : *p;
-		lo[n++] = (struct option){ table_opts[i].name, arg, NULL, OPT_TABLE + (int)i };
-		lo[n++] = (struct option){ names[i], arg, NULL, OPT_TABLE + (int)i };
-	}
-	lo[n] = (struct option){ NULL, 0, NULL, 0 };
-
-	o = calloc(1, sizeof(*o));
-	if (!o) {
-		cli_error(cmd, "out of memory");
-		return CLI_EXIT_FAIL;
-	}
-	wcache_cfg_init(&o->cfg);
-	o->cfg.block_size = 0;		/* from the superblock; 4096 when formatting */
-	o->threads = FZ_DEF_THREADS;
-	while ((c = cli_getopt(cmd, argc, argv, ":c:fP:l:t:s:b:h", lo)) != -1) {
-		switch (c) {
-		case 'c':
-			control = optarg;
-			break;
-		case 'f':
-			o->foreground = true;
-			break;
-		case 'P':
-			pidfile = optarg;
-			break;
-		case 'l':
-			if (fz_set_path(o->logfile, sizeof(o->logfile), "--log", optarg))
-				goto usage;
-			break;
-		case 't':
-			if (cli_opt_u64(cmd, "--threads", optarg, FZ_MAX_THREADS, &v))
-				goto usage;
-			if (!v) {
-				cli_usage_error(cmd, "--threads: must be at least 1");
-				goto usage;
-			}
-			o->threads = (unsigned)v;
-			break;
-		case OPT_ALLOW_OTHER:
-			o->allow_other = true;
-			break;
-		case OPT_FOS:
-			o->flush_on_suspend = true;
-			break;
-		case OPT_CACHE_IO:
-			if (strcmp(optarg, "direct") && strcmp(optarg, "buffered")) {
-				cli_usage_error(cmd, "--cache-io: '%s' is not direct or buffered", optarg);
-				goto usage;
-			}
-			o->cfg.cache_buffered = !strcmp(optarg, "buffered");
-			break;
-		case 's':
-			if (cli_opt_u64(cmd, "--start-sector", optarg, MAX_START_SECTOR,
-					&o->cfg.start_sector))
-				goto usage;
-			o->cfg.set_mask |= WC_SET_START_SECTOR;
-			break;
-		case 'b':
-			if (cli_opt_u64(cmd, "--block-size", optarg, UINT32_MAX, &v))
-				goto usage;
-			if (v < 512 || v > 4096 || (v & (v - 1))) {
-				cli_usage_error(cmd, "--block-size: %llu is invalid; must be 512, "
-						"1024, 2048 or 4096", (unsigned long long)v);
-				goto usage;
-			}
-			o->cfg.block_size = (uint32_t)v;
-			break;
-		case 'h':
-			free(o);
-			fputs(fuse_usage, stdout);
-			return CLI_EXIT_OK;
-		case -2:
-			goto usage;
-		default:
-			if (c >= OPT_TABLE && c < OPT_TABLE + (int)NR_TABLE_OPTS) {
-				size_t i = (size_t)(c - OPT_TABLE);
-
-				if (wcache_cfg_set(&o->cfg, table_opts[i].name,
-						   table_opts[i].has_value ? optarg : NULL) < 0) {
-					cli_usage_error(cmd, "%s", wcache_last_error());
-					goto usage;
-				}
-				break;
-			}
-			goto usage;
-		}
-	}
-	if (argc - optind != 3) {
-		cli_usage_error(cmd, argc - optind < 3 ? "expected ORIGIN CACHE MOUNTPOINT"
-				: "too many arguments (expected ORIGIN CACHE MOUNTPOINT)");
-		goto usage;
-	}
-	if (fz_set_path(o->cfg.origin_path, sizeof(o->cfg.origin_path), "ORIGIN", argv[optind]) ||
-	    fz_set_path(o->cfg.cache_path, sizeof(o->cfg.cache_path), "CACHE", argv[optind + 1]))
-		goto usage;
-	mnt = argv[optind + 2];
-	if (!*mnt) {
-		cli_usage_error(cmd, "MOUNTPOINT: empty path");
-		goto usage;
-	}
-	if (wcache_cfg_validate(&o->cfg) < 0) {
-		cli_usage_error(cmd, "%s", wcache_last_error());
-		goto usage;
-	}
-
-	fuse_set_log_func(fz_fuse_log);
-	if (fz_check_dev_fuse() < 0 || fz_check_mountpoint(mnt, o->mnt, sizeof(o->mnt)) < 0)
-		goto out;
-	if (control && fz_abs_path("--control", control, o->control, sizeof(o->control)) < 0)
-		goto out;
-	if (pidfile && fz_abs_path("--pidfile", pidfile, o->pidfile, sizeof(o->pidfile)) < 0)
-		goto out;
-	fz_abs_dev(o->cfg.origin_path, sizeof(o->cfg.origin_path));
-	fz_abs_dev(o->cfg.cache_path, sizeof(o->cfg.cache_path));
-	if (o->logfile[0] && !o->foreground) {
-		log_fd = open(o->logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		if (log_fd < 0) {
-			cli_error(cmd, "--log %s: %s", o->logfile, strerror(errno));
-			goto out;
-		}
-	}
-	if (pthread_key_create(&fz_buf_key, fz_tbuf_free)) {
-		cli_error(cmd, "out of memory");
-		goto out;
-	}
-
-	if (o->foreground) {
-		rc = fz_serve(o, -1, -1);
-	} else {
-		int p[2];
-		pid_t pid;
-
-		if (pipe2(p, O_CLOEXEC) < 0) {
-			cli_error(cmd, "pipe: %s", strerror(errno));
-			goto out;
-		}
-		fflush(stdout);
-		fflush(stderr);
-		pid = fork();
-		if (pid < 0) {
-			cli_error(cmd, "fork: %s", strerror(errno));
-			close(p[0]);
-			close(p[1]);
-			goto out;
-		}
-		if (pid > 0) {
-			close(p[1]);
-			rc = fz_wait_ready(p[0], pid);
-			goto out;
-		}
-		close(p[0]);
-		setsid();	/* out of the caller's process group and session */
-		rc = fz_serve(o, p[1], log_fd);
-	}
-out:
-	if (log_fd >= 0)
-		close(log_fd);
-	free(o);
-	return rc;
-usage:
-	free(o);
-	return CLI_EXIT_USAGE;
+	pthread_mutex_destroy(&fz.lock);
+	fuse_set_log_func(NULL);	/* libfuse's default: stderr */
+	fz_session = NULL;
+	return ret;
 }

@@ -58,8 +58,11 @@ static void log_to_nbdkit(enum wc_log_level level, const char *msg, void *opaque
 	}
 }
 
+static void build_config_help(void);
+
 static void wcache_nbd_load(void)
 {
+	build_config_help();
 	wcache_cfg_init(&cfg);
 	/* 0: take the block size from the superblock (4096 when formatting). */
 	cfg.block_size = 0;
@@ -246,7 +249,12 @@ static int wcache_nbd_config_complete(void)
 	return 0;
 }
 
-#define wcache_nbd_config_help \
+/*
+ * --help: the fixed parameters, then one line per table option from
+ * wcache_options(), written into config_help by wcache_nbd_load (nbdkit
+ * prints the help after loading the plugin).
+ */
+#define CONFIG_HELP_FIXED \
 	"origin=<PATH>        (required) origin file or block device\n" \
 	"cache=<PATH>         (required) dm-writecache cache device\n" \
 	"block-size=<N>       cache block size 512..4096 (default: from the cache, 4096 new)\n" \
@@ -254,9 +262,28 @@ static int wcache_nbd_config_complete(void)
 	"control=<SOCKET>     unix control socket (status, table, stats, message)\n" \
 	"cache-io=direct|buffered  cache file I/O: O_DIRECT (default) or page cache\n" \
 	"table=<LINE>         instead of the above: \"s ORIGIN CACHE BS N [options]\"\n" \
-	"high_watermark=<PCT>, low_watermark=, writeback_jobs=, autocommit_blocks=,\n" \
-	"autocommit_time=<MS>, max_age=<MS>, pause_writeback=<MS>, start_sector=,\n" \
-	"cleaner=<BOOL>, metadata_only=<BOOL>  dm-writecache table options ('-' or '_')"
+	"dm-writecache table options ('-' or '_' in the name):"
+
+static char config_help[4096] = CONFIG_HELP_FIXED;
+
+static void build_config_help(void)
+{
+	size_t nr, i, pos = strlen(CONFIG_HELP_FIXED);
+	const struct wc_opt_desc *d = wcache_options(&nr);
+
+	for (i = 0; i < nr && pos < sizeof(config_help); i++) {
+		char name[64];
+		int n;
+
+		snprintf(name, sizeof(name), "%s=<%s>", d[i].name,
+			 d[i].has_value ? d[i].unit : "BOOL");
+		n = snprintf(config_help + pos, sizeof(config_help) - pos, "\n%-20s %s", name,
+			     d[i].help);
+		if (n < 0)
+			break;
+		pos += (size_t)n;
+	}
+}
 
 /*
  * Check-open: every error a user can make (paths, lock, block size, format,
@@ -415,7 +442,7 @@ static struct nbdkit_plugin plugin = {
 	.unload = wcache_nbd_unload,
 	.config = wcache_nbd_config,
 	.config_complete = wcache_nbd_config_complete,
-	.config_help = wcache_nbd_config_help,
+	.config_help = config_help,
 	.magic_config_key = "origin",
 	.get_ready = wcache_nbd_get_ready,
 	.after_fork = wcache_nbd_after_fork,

@@ -472,6 +472,28 @@ static void test_parse_keeps_extras(void **state)
 	assert_true(cfg.cleaner);
 }
 
+/* wcache_options() publishes the parser's own description: names, order, ranges, bits. */
+static void test_options(void **state)
+{
+	const struct wc_opt_desc *d;
+	unsigned all = 0;
+	size_t nr, i;
+
+	(void)state;
+	d = wcache_options(&nr);
+	assert_int_equal(nr, NR_CASES);
+	for (i = 0; i < nr; i++) {
+		assert_string_equal(d[i].name, cases[i].name);
+		assert_int_equal(d[i].has_value, cases[i].has_value);
+		assert_int_equal(d[i].set_bit, cases[i].bit);
+		assert_int_equal(d[i].max, cases[i].has_value ? cases[i].max : 0);
+		assert_true(d[i].has_value == (d[i].unit != NULL));
+		assert_true(d[i].help && *d[i].help);
+		assert_int_equal(all & d[i].set_bit, 0);
+		all |= d[i].set_bit;
+	}
+}
+
 static void test_cfg_set(void **state)
 {
 	struct wc_cfg cfg;
@@ -742,6 +764,7 @@ int main(void)
 		cmocka_unit_test(test_repeat_and_start_sector),
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_parse_keeps_extras),
+		cmocka_unit_test(test_options),
 		cmocka_unit_test(test_cfg_set),
 		cmocka_unit_test(test_validate),
 		cmocka_unit_test(test_format_line),

@@ -13,6 +13,7 @@
  * and writeback retries with backoff (a remote origin may come back).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,6 +268,7 @@ static int slices_reap(struct wb_pipe *p, struct wb_item *items, const uint64_t 
 {
 	int ret = 0;
 
+	/* Rescan after each finish: a slice may end while the lock is dropped. */
 	for (unsigned s = 0; s < p->nr_slices; s++) {
 		int err;
 
@@ -279,6 +281,7 @@ static int slices_reap(struct wb_pipe *p, struct wb_item *items, const uint64_t 
 		pthread_mutex_lock(&p->lock);
 		if (err && !ret)
 			ret = err;
+		s = UINT_MAX;	/* (wraps to 0) */
 	}
 	return ret;
 }

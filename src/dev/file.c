@@ -8,9 +8,10 @@
  * Two paths. The synchronous calls (file_pread ...) do the I/O in the
  * caller's thread: the fast path of a thread-per-request server. Submitted
  * requests (file_submit) are set up at the first one: an io_uring with a
- * completion thread (uring.c), or, when io_uring is not built in or cannot
- * be set up, a pool of up to FILE_POOL_THREADS threads running the
- * synchronous calls. With the ring:
+ * completion thread (uring.c), or, when io_uring is not built in, cannot be
+ * set up (ENOSYS, EPERM in some containers) or WC_NO_URING=1 is set, a pool
+ * of up to FILE_POOL_THREADS threads running the synchronous calls. With the
+ * ring:
  *  - reads, writes and flushes go to the ring, except requests O_DIRECT
  *    cannot take (buffer, offset or length not aligned to the logical block):
  *    those go to the pool, which bounces them as the synchronous path does;
@@ -557,18 +558,30 @@ static const struct wc_uring_ops file_uring_ops = {
 /* Set up the ring, or the pool if there is no ring. Called once, under f->alock. */
 static int file_async_start(struct file_dev *f)
 {
+	static atomic_flag told = ATOMIC_FLAG_INIT;
+	const char *why = "built without liburing";
 #ifdef WC_WITH_URING
+	const char *no = getenv("WC_NO_URING");
 	sigset_t old;
 	int ret;
 
-	block_signals(&old);
-	ret = uring_open(FILE_URING_DEPTH, &file_uring_ops, f, f->dev.name, &f->uring);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (ret == 0)
-		return FILE_ASYNC_URING;
-#else
-	(void)f;
+	if (no && *no && strcmp(no, "0") != 0) {
+		why = "WC_NO_URING is set";
+	} else {
+		block_signals(&old);
+		ret = uring_open(FILE_URING_DEPTH, &file_uring_ops, f, f->dev.name, &f->uring);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (ret == 0) {
+			wc_log(WC_LOG_DEBUG, "%s: asynchronous I/O on io_uring", f->dev.name);
+			return FILE_ASYNC_URING;
+		}
+		why = strerror(-ret);
+	}
 #endif
+	if (!atomic_flag_test_and_set(&told))
+		wc_log(WC_LOG_INFO, "no io_uring (%s): asynchronous file I/O runs on %d threads "
+		       "per device", why, FILE_POOL_THREADS);
+	wc_log(WC_LOG_DEBUG, "%s: asynchronous I/O on threads (%s)", f->dev.name, why);
 	return FILE_ASYNC_POOL;
 }
 

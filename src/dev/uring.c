@@ -54,7 +54,14 @@ static void uring_enter_locked(struct wc_uring *u)
 	}
 }
 
-/* Move backlogged requests into SQEs while the ring has room, then submit them. Under u->lock. */
+/*
+ * The ring whose completion thread this is, if any. Requests submitted from
+ * its completion callbacks are only prepared; the thread hands all of them
+ * to the kernel with one io_uring_submit after the batch of callbacks.
+ */
+static __thread struct wc_uring *uring_reaping;
+
+/* Move backlogged requests into SQEs while the ring has room. Under u->lock. */
 static void uring_fill_locked(struct wc_uring *u)
 {
 	while (u->backlog && u->nr_inflight < u->depth) {
@@ -69,7 +76,6 @@ static void uring_fill_locked(struct wc_uring *u)
 		io_uring_sqe_set_data(sqe, io);
 		u->nr_inflight++;
 	}
-	uring_enter_locked(u);
 }
 
 void uring_submit(struct wc_uring *u, struct wc_io *list)
@@ -82,13 +88,16 @@ void uring_submit(struct wc_uring *u, struct wc_io *list)
 		list = list->next;
 	u->backlog_tail = &list->next;
 	uring_fill_locked(u);
+	if (uring_reaping != u)
+		uring_enter_locked(u);
 	pthread_mutex_unlock(&u->lock);
 }
 
 /*
  * Reap CQEs in batches; refill the ring from the backlog before running the
- * hooks, so the device stays busy while completion callbacks run. A CQE with
- * no request (user_data 0) is uring_close's stop signal.
+ * hooks, so the device stays busy while completion callbacks run; then
+ * submit what the hooks and their callbacks queued with one io_uring_submit.
+ * A CQE with no request (user_data 0) is uring_close's stop signal.
  */
 static void *uring_thread(void *arg)
 {
@@ -99,6 +108,7 @@ static void *uring_thread(void *arg)
 	} batch[URING_BATCH];
 	bool stop = false;
 
+	uring_reaping = u;
 	while (!stop) {
 		struct wc_io *again = NULL, **tail = &again;
 		struct io_uring_cqe *cqe;
@@ -128,6 +138,7 @@ static void *uring_thread(void *arg)
 				stop = true;
 		}
 		uring_fill_locked(u);
+		uring_enter_locked(u);
 		pthread_mutex_unlock(&u->lock);
 		for (i = 0; i < n; i++) {
 			struct wc_io *io = batch[i].io;
@@ -139,6 +150,9 @@ static void *uring_thread(void *arg)
 		}
 		*tail = NULL;
 		uring_submit(u, again);
+		pthread_mutex_lock(&u->lock);
+		uring_enter_locked(u);
+		pthread_mutex_unlock(&u->lock);
 	}
 	return NULL;
 }

@@ -40,7 +40,9 @@ int uring_open(unsigned depth, const struct wc_uring_ops *ops, void *ctx, const 
 /*
  * Queue the requests list, linked by io->next (the ring uses io->next while
  * the request is in flight), and submit them with one io_uring_submit as far
- * as the ring has room. Any thread, including the completion thread.
+ * as the ring has room. Any thread. On the completion thread (a hook, or a
+ * done callback) they are only prepared, and go to the kernel together with
+ * everything else queued by that batch of completions.
  */
 void uring_submit(struct wc_uring *u, struct wc_io *list);
 /* Stop the completion thread and free the ring. Nothing may be in flight. */

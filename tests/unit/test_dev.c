@@ -1015,6 +1015,7 @@ static void test_async_flush(void **state)
 /* Each request of a batch fails or succeeds on its own; errors come through done. */
 static void test_async_errors(void **state)
 {
+	char msg[600] = "";
 	uint8_t *data, *buf;
 	struct req r[6];
 	struct wc_io_wait w;
@@ -1030,7 +1031,11 @@ static void test_async_errors(void **state)
 	req_init(&r[3], &w, WC_IO_WRITE, buf + 8193, 100, 7);		/* unaligned */
 	req_init(&r[4], &w, WC_IO_READ, buf + 12288, 512, 8000);	/* past the end */
 	req_init(&r[5], &w, WC_IO_READ, buf + 12288 + 1, 100, 1);	/* unaligned */
+	r[3].io.msg = msg;	/* the failure text comes back with the request */
+	r[3].io.msg_len = sizeof(msg);
 	assert_true(submit_wait(held_dev, r, 6, &w) < 0);	/* the first error to complete */
+	assert_non_null(strstr(msg, "read-only"));
+	assert_non_null(strstr(msg, path));
 	assert_int_equal(r[0].result, -EROFS);
 	assert_int_equal(r[1].result, 0);
 	assert_memory_equal(buf + 4096, data + 4096, 4096);

@@ -624,16 +624,24 @@ static void crash_inflight(int n, int k, uint64_t seed)
 	struct wc_dev *dev = open_fault();
 	struct areq *r = calloc(n, sizeof(*r));
 	uint8_t *data = malloc((size_t)n * 512), buf[512];
+	char *msgs = calloc(n, 128);
 	struct wc_io_wait w;
 	uint64_t base = fault_ops(dev);
 	int nr_ok = 0;
 
+	order_reset();
 	fault_set_async(dev, true, seed);
 	fault_async_hold(dev, true);
 	wc_io_wait_init(&w);
 	for (int i = 0; i < n; i++) {
 		memset(data + i * 512, i + 1, 512);
 		areq_init(&r[i], i, WC_IO_WRITE, data + i * 512, 512, (uint64_t)i * 512, &w);
+	}
+	if (k < n) {	/* the failure text of the request the cut hits comes back with it */
+		for (int i = 0; i < n; i++) {
+			r[i].io.msg = msgs + i * 128;
+			r[i].io.msg_len = 128;
+		}
 	}
 	asubmit(dev, r, n, seed & 1);
 	fault_arm_crash(dev, k + 1);
@@ -644,6 +652,8 @@ static void crash_inflight(int n, int k, uint64_t seed)
 		nr_ok += r[i].result == 0;
 	}
 	assert_int_equal(nr_ok, k < n ? k : n);
+	if (k < n)
+		assert_non_null(strstr(msgs + order[k] * 128, "power cut at op"));
 	assert_int_equal(fault_ops(dev) - base, k < n ? k + 1 : n);
 	fault_heal(dev);
 	for (int i = 0; i < n; i++) {
@@ -655,6 +665,7 @@ static void crash_inflight(int n, int k, uint64_t seed)
 	for (int i = 0; i < n; i++)
 		assert_true(all_eq(fault_durable(dev), r[i].result ? 0 : i + 1, 512, i * 512));
 	dev_close(dev);
+	free(msgs);
 	free(data);
 	free(r);
 }

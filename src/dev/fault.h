@@ -34,7 +34,10 @@ struct fault_dev_state;
 
 /* Create a fault device of size bytes. */
 int dev_fault_open(uint64_t size, struct wc_dev **out);
-/* Operation counter: every pread/pwrite/flush/discard increments it. */
+/*
+ * Operation counter: every pread/pwrite/flush/discard increments it (a
+ * submitted request when it completes, see fault_set_async).
+ */
 uint64_t fault_ops(struct wc_dev *dev);
 /*
  * Arm a crash at operation number n (counted from now by fault_ops): that op and
@@ -65,5 +68,38 @@ void fault_heal(struct wc_dev *dev);
 const uint8_t *fault_durable(struct wc_dev *dev);
 /* A second handle sharing the same storage; storage is freed when the last handle closes. */
 int dev_fault_share(struct wc_dev *dev, struct wc_dev **out);
+
+/*
+ * Asynchronous mode, off by default. On: every handle of the storage (and
+ * every later dev_fault_share) gets a submit hook, so dev_is_async() is true
+ * and dev_submit() queues requests instead of running them. A completion
+ * thread completes queued requests one at a time in a random order drawn
+ * from seed, so completions arrive out of submission order. Each request is
+ * executed when it completes, not when submitted: it reads or changes the
+ * volatile image, counts in fault_ops() and passes the armed crash and the
+ * injected errors exactly as the synchronous call would at that moment; then
+ * done() runs on the completion thread. A request still in flight when power
+ * is cut (the armed crash firing, or fault_crash()) fails with -EIO, changes
+ * nothing and does not count as an op. A submitted FLUSH makes durable
+ * exactly the writes (and discards) completed before it was submitted, not
+ * those completing after, even if it runs later. The synchronous calls keep
+ * running at once beside the queue. Which requests are queued when the
+ * thread picks depends on timing, so the order is reproducible from the seed
+ * only for requests submitted while held (fault_async_hold).
+ * Calling it with on again re-seeds and restarts fault_max_inflight(); off
+ * waits for every request in flight (releasing a hold) and stops the thread.
+ * Switch modes only while no other thread uses the device.
+ */
+void fault_set_async(struct wc_dev *dev, bool on, uint64_t seed);
+/*
+ * While held, submitted requests stay queued (in flight) and none completes;
+ * releasing lets the completion thread take them all in seeded random order.
+ * Closing a handle or turning async off with requests in flight releases it.
+ */
+void fault_async_hold(struct wc_dev *dev, bool hold);
+/* Submitted requests not completed yet (a request stops counting before its done() runs). */
+unsigned fault_inflight(struct wc_dev *dev);
+/* The most requests in flight at once since fault_set_async(dev, true, ...). */
+unsigned fault_max_inflight(struct wc_dev *dev);
 
 #endif

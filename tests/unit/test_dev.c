@@ -2,8 +2,9 @@
 /*
  * Device layer: dispatch range checks and NULL hooks (dev.c), the RAM device,
  * the file backend (O_DIRECT bounce paths checked byte-exact against a shadow
- * copy, EOF, flush, discard, locking, errors), block devices via a loop device
- * when we may create one, and dev_open_uri.
+ * copy, EOF, flush, discard, locking, errors), its submitted requests on
+ * io_uring and on the thread fallback (WC_NO_URING=1), block devices via a
+ * loop device when we may create one, and dev_open_uri.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -12,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/io_uring.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -520,9 +524,6 @@ static void test_file_errors(void **state)
 	dev_close(dev);
 }
 
-/* ---- block device: a loop device with 4096-byte logical blocks ---- */
-
-static char loop[64];
 static struct wc_dev *held_dev;	/* closed by the teardowns if a test fails with it open */
 
 static void close_held(void)
@@ -531,6 +532,658 @@ static void close_held(void)
 	held_dev = NULL;
 }
 
+/* ---- file backend: submitted requests, on io_uring and on the thread fallback ---- */
+
+/*
+ * Each test runs twice: state points at ASYNC_URING or ASYNC_THREADS, and
+ * WC_NO_URING is set accordingly before the device sees its first request.
+ */
+enum { ASYNC_URING, ASYNC_THREADS };
+static const int mode_uring = ASYNC_URING, mode_threads = ASYNC_THREADS;
+
+static void async_mode(void **state)
+{
+	if (*(const int *)*state == ASYNC_THREADS)
+		setenv("WC_NO_URING", "1", 1);
+	else
+		unsetenv("WC_NO_URING");
+}
+
+static int async_teardown(void **state)
+{
+	(void)state;
+	unsetenv("WC_NO_URING");
+	close_held();
+	return 0;
+}
+
+/* Can this process set up an io_uring at all (a container may forbid it)? */
+static bool uring_works(void)
+{
+#ifdef WC_WITH_URING
+	struct io_uring_params p = { 0 };
+	long fd = syscall(__NR_io_uring_setup, 4, &p);
+
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+#else
+	return false;
+#endif
+}
+
+/* Open fds of this process whose link target starts with prefix. */
+static int count_fds(const char *prefix)
+{
+	const char *path = "/proc/self/fd";
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		char link[600], target[600];
+		ssize_t len;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
+		len = readlink(link, target, sizeof(target) - 1);
+		if (len < 0)
+			continue;
+		target[len] = 0;
+		n += !strncmp(target, prefix, strlen(prefix));
+	}
+	closedir(d);
+	return n;
+}
+
+static int nr_rings(void)
+{
+	return count_fds("anon_inode:[io_uring]");
+}
+
+/* Threads of this process, without the kernel's io_uring workers (iou-wrk-*, iou-sqp-*). */
+static int nr_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		char path[300], comm[32] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (!fgets(comm, sizeof(comm), f) || strncmp(comm, "iou-", 4))
+			n++;
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+/* A 4 KiB-aligned buffer (O_DIRECT-ready), or the test fails. */
+static void *alloc_4k(size_t size)
+{
+	void *p = NULL;
+
+	assert_int_equal(posix_memalign(&p, 4096, size), 0);
+	return p;
+}
+
+/* A submitted request that remembers its result and how often done() ran. */
+struct req {
+	struct wc_io io;
+	int result;
+	int calls;
+	struct wc_io_wait *w;
+};
+
+static void req_done(struct wc_io *io, int result)
+{
+	struct req *r = (struct req *)io;
+
+	r->result = result;
+	r->calls++;
+	wc_io_wait_done(io, result);
+}
+
+static void req_init(struct req *r, struct wc_io_wait *w, enum wc_io_op op, void *buf,
+		     uint64_t len, uint64_t off)
+{
+	memset(r, 0, sizeof(*r));
+	r->io = (struct wc_io){ .op = op, .buf = buf, .len = len, .off = off, .done = req_done,
+				.opaque = w };
+	r->w = w;
+}
+
+/* Submit n requests (already req_init'ed on w) in one call, wait, return the first error. */
+static int submit_wait(struct wc_dev *dev, struct req *r, unsigned n, struct wc_io_wait *w)
+{
+	struct wc_io **p = malloc((n ? n : 1) * sizeof(*p));
+	int ret;
+
+	assert_non_null(p);
+	for (unsigned i = 0; i < n; i++)
+		p[i] = &r[i].io;
+	wc_io_wait_add(w, n);
+	dev_submit(dev, p, n);
+	ret = wc_io_wait_end(w);
+	free(p);
+	for (unsigned i = 0; i < n; i++)
+		assert_int_equal(r[i].calls, 1);
+	return ret;
+}
+
+#define AR_BLK 4096
+#define AR_NR_BLK 512		/* 2 MiB file */
+#define AR_WRITERS 4
+#define AR_WRITES 250		/* per writer: 1,000 in all */
+
+struct ar_arg {
+	struct wc_dev *dev;
+	uint8_t *shadow;	/* each writer owns blocks b with b % AR_WRITERS == id */
+	int id;
+	uint64_t seed;
+};
+
+#define AR_BATCH (AR_NR_BLK / AR_WRITERS)
+
+/* One submitting thread: AR_WRITES random 4K writes to its own blocks, in batches of 1-128. */
+static void *ar_writer(void *p)
+{
+	struct ar_arg *a = p;
+	struct req *r = calloc(AR_BATCH, sizeof(*r));
+	uint8_t *mem = NULL;
+	struct rng st = { a->seed };	/* g_rng is not thread-safe */
+	int left = AR_WRITES;
+
+	if (!r || posix_memalign((void **)&mem, 4096, AR_BATCH * AR_BLK))
+		return p;
+	while (left) {
+		struct wc_io_wait w;
+		struct wc_io *ios[AR_BATCH];
+		uint8_t used[AR_NR_BLK] = { 0 };
+		int n = 1 + rng_below(&st, AR_BATCH);
+
+		if (n > left)
+			n = left;
+		wc_io_wait_init(&w);
+		for (int i = 0; i < n; i++) {
+			uint8_t *buf = mem + (size_t)i * AR_BLK;
+			uint64_t b;
+
+			do {	/* distinct blocks in one batch: their order is unspecified */
+				b = rng_below(&st, AR_BATCH) * AR_WRITERS + a->id;
+			} while (used[b]);
+			used[b] = 1;
+			rng_bytes(&st, buf, AR_BLK);
+			memcpy(a->shadow + b * AR_BLK, buf, AR_BLK);
+			req_init(&r[i], &w, WC_IO_WRITE, buf, AR_BLK, b * AR_BLK);
+			ios[i] = &r[i].io;
+		}
+		wc_io_wait_add(&w, n);
+		dev_submit(a->dev, ios, n);
+		if (wc_io_wait_end(&w))
+			return p;
+		left -= n;
+	}
+	free(mem);
+	free(r);
+	return NULL;
+}
+
+/*
+ * 1,000 random 4K writes from four submitting threads at once (more than the
+ * ring's 256 entries in flight: the backlog), then every block read back by
+ * submitted reads and by a plain fd. The ring exists only while the device is
+ * open, and only in io_uring mode.
+ */
+static void test_async_random_rw(void **state)
+{
+	size_t size = AR_NR_BLK * AR_BLK;
+	uint8_t *shadow, *check, *mem;
+	struct ar_arg args[AR_WRITERS];
+	pthread_t th[AR_WRITERS];
+	struct req *r = calloc(AR_NR_BLK, sizeof(*r));
+	struct wc_io_wait w;
+	char *path = make_file("async-rw.img", size, &shadow);
+	int rings = nr_rings();
+	void *ret;
+
+	async_mode(state);
+	assert_int_equal(dev_file_open(path, 0, &held_dev), 0);
+	assert_true(dev_is_async(held_dev));
+	if (fs_allows_direct(path))
+		assert_true(fd_flags_of(path) & O_DIRECT);
+	for (int i = 0; i < AR_WRITERS; i++) {
+		args[i] = (struct ar_arg){ held_dev, shadow, i, 1000 + i };
+		assert_int_equal(pthread_create(&th[i], NULL, ar_writer, &args[i]), 0);
+	}
+	for (int i = 0; i < AR_WRITERS; i++) {
+		assert_int_equal(pthread_join(th[i], &ret), 0);
+		assert_null(ret);
+	}
+	if (*(const int *)*state == ASYNC_URING && uring_works())
+		assert_int_equal(nr_rings(), rings + 1);
+	else
+		assert_int_equal(nr_rings(), rings);
+
+	/* Read everything back in one batch of 512 aligned 4K reads. */
+	mem = alloc_4k(size);
+	memset(mem, 0xee, size);
+	wc_io_wait_init(&w);
+	for (int b = 0; b < AR_NR_BLK; b++)
+		req_init(&r[b], &w, WC_IO_READ, mem + (size_t)b * AR_BLK, AR_BLK,
+			 (uint64_t)b * AR_BLK);
+	assert_int_equal(submit_wait(held_dev, r, AR_NR_BLK, &w), 0);
+	assert_memory_equal(mem, shadow, size);
+	close_held();
+	assert_int_equal(nr_rings(), rings);
+	check = malloc(size);
+	read_file(path, check, size);
+	assert_memory_equal(check, shadow, size);
+	free(check);
+	free(mem);
+	free(r);
+	free(shadow);
+}
+
+/*
+ * Under O_DIRECT, batches mixing aligned and unaligned requests (odd offsets
+ * and lengths, unaligned buffers; unaligned ones go through the bounce path)
+ * against a shadow copy; writes in one batch never overlap each other or a
+ * read. Then one batch of 100-byte writes sharing every sector (the
+ * read-modify-write gate keeps them all), mixed with aligned writes.
+ */
+static void test_async_unaligned(void **state)
+{
+	size_t size = 256 * 1024;
+	uint8_t *shadow, *mem, *check;
+	struct req r[64];
+	struct wc_dev *dev;
+	char *path = make_file("async-unaligned.img", size, &shadow);
+	int round;
+
+	async_mode(state);
+	g_rng.s = 11;
+	assert_int_equal(dev_file_open(path, 0, &held_dev), 0);
+	dev = held_dev;
+	if (fs_allows_direct(path))
+		assert_true(fd_flags_of(path) & O_DIRECT);
+	mem = alloc_4k(64 * 8192);
+	for (round = 0; round < 60; round++) {
+		struct wc_io_wait w;
+		uint8_t *busy = calloc(size, 1);	/* 1: read in this batch, 2: written */
+		unsigned n = 0;
+
+		wc_io_wait_init(&w);
+		for (int k = 0; k < 64; k++) {
+			bool aligned = rng_below(&g_rng, 3) == 0, write = rng_next(&g_rng) & 1;
+			uint64_t off = rng_below(&g_rng, size);
+			size_t len = 1 + rng_below(&g_rng, 8000);
+			uint8_t *buf = mem + (size_t)n * 8192 + (aligned ? 0 : 1 + rng_below(&g_rng, 63));
+			bool clash = false;
+
+			if (aligned) {
+				off &= ~511ull;
+				len = (len + 511) & ~511ul;
+			}
+			if (len > size - off)
+				len = aligned ? (size - off) & ~511ul : size - off;
+			if (!len)
+				continue;
+			for (size_t i = 0; i < len && !clash; i++)
+				clash = busy[off + i] == 2 || (write && busy[off + i]);
+			if (clash)
+				continue;
+			memset(busy + off, write ? 2 : 1, len);
+			if (write) {
+				fill_random(buf, len);
+				memcpy(shadow + off, buf, len);
+			}
+			req_init(&r[n++], &w, write ? WC_IO_WRITE : WC_IO_READ, buf, len, off);
+		}
+		assert_int_equal(submit_wait(dev, r, n, &w), 0);
+		for (unsigned i = 0; i < n; i++)
+			if (r[i].io.op == WC_IO_READ)
+				assert_memory_equal(r[i].io.buf, shadow + r[i].io.off, r[i].io.len);
+		free(busy);
+	}
+	close_held();
+	check = malloc(size);
+	read_file(path, check, size);
+	assert_memory_equal(check, shadow, size);
+
+	/* 100-byte stripes over [0, 64K) and aligned 4K writes over [64K, 128K), one batch. */
+	{
+		unsigned nr = STRIPE_AREA / STRIPE + 16;
+		struct req *s = calloc(nr, sizeof(*s));
+		struct wc_io_wait w;
+		unsigned n = 0;
+
+		assert_int_equal(dev_file_open(path, 0, &held_dev), 0);
+		wc_io_wait_init(&w);
+		for (int k = 0; k * STRIPE + STRIPE <= STRIPE_AREA; k++) {
+			memset(mem + k * STRIPE, k % 251, STRIPE);
+			req_init(&s[n++], &w, WC_IO_WRITE, mem + k * STRIPE, STRIPE,
+				 (uint64_t)k * STRIPE);
+		}
+		memcpy(shadow, mem, (STRIPE_AREA / STRIPE) * STRIPE);
+		for (int k = 0; k < 16; k++) {
+			uint8_t *b = mem + 65536 + k * 4096;
+
+			fill_random(b, 4096);
+			memcpy(shadow + 65536 + k * 4096, b, 4096);
+			req_init(&s[n++], &w, WC_IO_WRITE, b, 4096, 65536 + k * 4096);
+		}
+		assert_int_equal(submit_wait(held_dev, s, n, &w), 0);
+		close_held();
+		read_file(path, check, size);
+		assert_memory_equal(check, shadow, size);
+		free(s);
+	}
+	free(check);
+	free(mem);
+	free(shadow);
+}
+
+/*
+ * A whole-sector write and a partial write of the same sector in one batch
+ * may land in either order, but the partial write's read-modify-write must
+ * never put back the sector's old bytes over the whole-sector write: each
+ * sector ends as all A, or B's 100 bytes then A.
+ */
+static void test_async_rmw_vs_aligned(void **state)
+{
+	enum { NR_SECT = 64 };
+	size_t size = NR_SECT * 512;
+	uint8_t *a, *b, *check = malloc(size);
+	char *path = make_file("async-rmw.img", size, NULL);
+	struct req r[2 * NR_SECT];
+
+	async_mode(state);
+	a = alloc_4k(size);
+	b = alloc_4k(NR_SECT * 128);
+	assert_int_equal(dev_file_open(path, 0, &held_dev), 0);
+	for (int round = 0; round < 50; round++) {
+		struct wc_io_wait w;
+
+		memset(check, 0x11, size);
+		assert_int_equal(dev_pwrite(held_dev, check, size, 0), 0);
+		memset(a, 0xaa, size);
+		memset(b, 0xbb, NR_SECT * 128);
+		wc_io_wait_init(&w);
+		for (int s = 0; s < NR_SECT; s++) {
+			req_init(&r[2 * s], &w, WC_IO_WRITE, a + s * 512, 512, s * 512);
+			req_init(&r[2 * s + 1], &w, WC_IO_WRITE, b + s * 128, 100, s * 512);
+		}
+		assert_int_equal(submit_wait(held_dev, r, 2 * NR_SECT, &w), 0);
+		assert_int_equal(dev_pread(held_dev, check, size, 0), 0);
+		for (int s = 0; s < NR_SECT; s++) {
+			const uint8_t *p = check + s * 512;
+
+			for (int i = 100; i < 512; i++)
+				assert_int_equal(p[i], 0xaa);
+			for (int i = 0; i < 100; i++)
+				assert_true(p[i] == p[0] && (p[0] == 0xaa || p[0] == 0xbb));
+		}
+	}
+	close_held();
+	free(check);
+	free(a);
+	free(b);
+}
+
+/* Submitted reads past the end of a file shrunk behind our back return zeros. */
+static void test_async_eof(void **state)
+{
+	uint8_t *data, *buf;
+	struct req r[3];
+	struct wc_io_wait w;
+	char *path = make_file("async-eof.img", 16384, &data);
+
+	async_mode(state);
+	assert_int_equal(dev_file_open(path, 0, &held_dev), 0);
+	assert_int_equal(truncate(path, 6000), 0);	/* not even sector-aligned */
+	buf = alloc_4k(3 * 8192);
+	memset(buf, 0xee, 3 * 8192);
+	wc_io_wait_init(&w);
+	req_init(&r[0], &w, WC_IO_READ, buf, 8192, 4096);		/* aligned, straddles EOF */
+	req_init(&r[1], &w, WC_IO_READ, buf + 8192 + 3, 5000, 3000);	/* unaligned */
+	req_init(&r[2], &w, WC_IO_READ, buf + 16384, 4096, 12288);	/* wholly past EOF */
+	assert_int_equal(submit_wait(held_dev, r, 3, &w), 0);
+	assert_memory_equal(buf, data + 4096, 6000 - 4096);
+	for (int i = 6000 - 4096; i < 8192; i++)
+		assert_int_equal(buf[i], 0);
+	assert_memory_equal(buf + 8192 + 3, data + 3000, 3000);
+	for (int i = 3000; i < 5000; i++)
+		assert_int_equal(buf[8192 + 3 + i], 0);
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(buf[16384 + i], 0);
+	close_held();
+	free(buf);
+	free(data);
+}
+
+/* Writes, then a submitted flush; a flush on a read-only device succeeds too. */
+static void test_async_flush(void **state)
+{
+	uint8_t *buf, check[8192];
+	struct req r[2];
+	struct wc_io_wait w;
+	char *path = make_file("async-flush.img", 65536, NULL);
+
+	async_mode(state);
+	buf = alloc_4k(8192);
+	fill_random(buf, 8192);
+	assert_int_equal(dev_file_open(path, 0, &held_dev), 0);
+	wc_io_wait_init(&w);
+	req_init(&r[0], &w, WC_IO_WRITE, buf, 4096, 8192);
+	req_init(&r[1], &w, WC_IO_WRITE, buf + 4096, 4096, 16384);
+	assert_int_equal(submit_wait(held_dev, r, 2, &w), 0);
+	/* The flush is submitted after both writes completed: it covers them. */
+	wc_io_wait_init(&w);
+	req_init(&r[0], &w, WC_IO_FLUSH, NULL, 0, 0);
+	assert_int_equal(submit_wait(held_dev, r, 1, &w), 0);
+	close_held();
+	read_file(path, check, 8192);	/* [0, 8192) untouched, so read [8192, 24576) apart */
+	{
+		int fd = open(path, O_RDONLY);
+
+		assert_int_equal(pread(fd, check, 4096, 8192), 4096);
+		assert_int_equal(pread(fd, check + 4096, 4096, 16384), 4096);
+		close(fd);
+	}
+	assert_memory_equal(check, buf, 8192);
+	assert_int_equal(dev_file_open(path, DEV_RDONLY, &held_dev), 0);
+	wc_io_wait_init(&w);
+	req_init(&r[0], &w, WC_IO_FLUSH, NULL, 0, 0);
+	assert_int_equal(submit_wait(held_dev, r, 1, &w), 0);
+	close_held();
+	free(buf);
+}
+
+/* Each request of a batch fails or succeeds on its own; errors come through done. */
+static void test_async_errors(void **state)
+{
+	char msg[600] = "";
+	uint8_t *data, *buf;
+	struct req r[6];
+	struct wc_io_wait w;
+	char *path = make_file("async-ro.img", 8192, &data);
+
+	async_mode(state);
+	buf = alloc_4k(16384);
+	assert_int_equal(dev_file_open(path, DEV_RDONLY, &held_dev), 0);
+	wc_io_wait_init(&w);
+	req_init(&r[0], &w, WC_IO_WRITE, buf, 4096, 0);
+	req_init(&r[1], &w, WC_IO_READ, buf + 4096, 4096, 4096);
+	req_init(&r[2], &w, WC_IO_DISCARD, NULL, 512, 0);
+	req_init(&r[3], &w, WC_IO_WRITE, buf + 8193, 100, 7);		/* unaligned */
+	req_init(&r[4], &w, WC_IO_READ, buf + 12288, 512, 8000);	/* past the end */
+	req_init(&r[5], &w, WC_IO_READ, buf + 12288 + 1, 100, 1);	/* unaligned */
+	r[3].io.msg = msg;	/* the failure text comes back with the request */
+	r[3].io.msg_len = sizeof(msg);
+	assert_true(submit_wait(held_dev, r, 6, &w) < 0);	/* the first error to complete */
+	assert_non_null(strstr(msg, "read-only"));
+	assert_non_null(strstr(msg, path));
+	assert_int_equal(r[0].result, -EROFS);
+	assert_int_equal(r[1].result, 0);
+	assert_memory_equal(buf + 4096, data + 4096, 4096);
+	assert_int_equal(r[2].result, -EROFS);
+	assert_int_equal(r[3].result, -EROFS);
+	assert_int_equal(r[4].result, -EINVAL);
+	assert_int_equal(r[5].result, 0);
+	assert_memory_equal(buf + 12288 + 1, data + 1, 100);
+	close_held();
+	/* A discard on a writable device runs in the submitter and succeeds. */
+	assert_int_equal(dev_file_open(path, 0, &held_dev), 0);
+	wc_io_wait_init(&w);
+	req_init(&r[0], &w, WC_IO_DISCARD, NULL, 4096, 0);
+	assert_int_equal(submit_wait(held_dev, r, 1, &w), 0);
+	close_held();
+	free(buf);
+	free(data);
+}
+
+/*
+ * dev_close with requests in flight: it returns only after every done() has
+ * run, including those of requests submitted by completion callbacks, and the
+ * device's threads (completion thread, pool) are gone.
+ */
+#define CD_NR 384
+
+static atomic_int cd_calls, cd_errors;
+static struct wc_io *cd_ios;
+static bool cd_again[CD_NR];	/* written only by the one callback of each request */
+
+static void cd_done(struct wc_io *io, int result)
+{
+	size_t i = io - cd_ios;
+
+	if (result)
+		atomic_fetch_add(&cd_errors, 1);
+	atomic_fetch_add(&cd_calls, 1);
+	/*
+	 * First generation: the same write again, from here: half of them as
+	 * they were (back to the ring, which submits them after this batch of
+	 * callbacks), half one byte shorter (to the pool under O_DIRECT).
+	 */
+	if (!cd_again[i]) {
+		cd_again[i] = true;
+		if (i & 1)
+			io->len = 4095;
+		dev_submit(io->opaque, &io, 1);
+	}
+}
+
+static void test_async_close_drains(void **state)
+{
+	size_t size = CD_NR * 4096;
+	uint8_t *mem, *check;
+	struct wc_io *ios = calloc(CD_NR, sizeof(*ios)), **p = calloc(CD_NR, sizeof(*p));
+	char *path = make_file("async-close.img", size, NULL);
+	int threads = nr_threads(), rings = nr_rings();
+
+	async_mode(state);
+	mem = alloc_4k(size);
+	fill_random(mem, size);
+	atomic_store(&cd_calls, 0);
+	atomic_store(&cd_errors, 0);
+	memset(cd_again, 0, sizeof(cd_again));
+	cd_ios = ios;
+	assert_int_equal(dev_file_open(path, 0, &held_dev), 0);
+	for (int i = 0; i < CD_NR; i++) {
+		ios[i] = (struct wc_io){ .op = WC_IO_WRITE, .buf = mem + (size_t)i * 4096,
+					 .len = 4096, .off = (uint64_t)i * 4096, .done = cd_done,
+					 .opaque = held_dev };
+		p[i] = &ios[i];
+	}
+	dev_submit(held_dev, p, CD_NR);
+	close_held();
+	assert_int_equal(atomic_load(&cd_calls), 2 * CD_NR);
+	assert_int_equal(atomic_load(&cd_errors), 0);
+	assert_int_equal(nr_threads(), threads);
+	assert_int_equal(nr_rings(), rings);
+	check = malloc(size);
+	read_file(path, check, size);
+	assert_memory_equal(check, mem, size);
+	free(check);
+	free(mem);
+	free(p);
+	free(ios);
+}
+
+/*
+ * Without io_uring (WC_NO_URING=1) one info line says so, once per process
+ * however many devices there are. Checked in a fresh process: this binary
+ * run again with --fallback-log-child PATH.
+ */
+static int log_nr_uring;
+
+static void count_uring_lines(enum wc_log_level level, const char *msg, void *opaque)
+{
+	(void)opaque;
+	if (level == WC_LOG_INFO && strstr(msg, "io_uring"))
+		log_nr_uring++;
+}
+
+static int fallback_log_child(const char *path)
+{
+	struct wc_dev *a, *b;
+	uint8_t buf[512];
+	struct wc_io io = { .op = WC_IO_READ, .buf = buf, .len = 512 };
+	struct wc_io *p = &io;
+	struct wc_io_wait w;
+
+	wcache_set_logger(count_uring_lines, NULL);
+	if (dev_file_open(path, 0, &a) || dev_file_open(path, 0, &b))
+		return 2;
+	for (int i = 0; i < 4; i++) {
+		wc_io_wait_init(&w);
+		wc_io_wait_add(&w, 1);
+		io.done = wc_io_wait_done;
+		io.opaque = &w;
+		dev_submit(i & 1 ? a : b, &p, 1);
+		if (wc_io_wait_end(&w))
+			return 3;
+	}
+	dev_close(a);
+	dev_close(b);
+	return log_nr_uring == 1 ? 0 : 10 + log_nr_uring;
+}
+
+static void test_async_fallback_log(void **state)
+{
+	char *path = make_file("async-log.img", 8192, NULL);
+	pid_t pid;
+	int status;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		setenv("WC_NO_URING", "1", 1);
+		execl("/proc/self/exe", "test_dev", "--fallback-log-child", path, (char *)NULL);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* ---- block device: a loop device with 4096-byte logical blocks ---- */
+
+static char loop[64];
 static int loop_teardown(void **state)
 {
 	char cmd[100];
@@ -582,6 +1235,33 @@ static void test_blockdev(void **state)
 		memcpy(data + off, buf + 1, len);
 		assert_int_equal(dev_pread(dev, buf + 3, len, off), 0);
 		assert_memory_equal(buf + 3, data + off, len);
+	}
+	/*
+	 * Submitted: 4K-aligned requests go to the ring, 512-aligned ones (not
+	 * enough for this device) must not, or the ring's EINVAL would cost O_DIRECT.
+	 */
+	{
+		uint8_t *mem = alloc_4k(64 * 8192);
+		struct req r[64];
+		struct wc_io_wait w;
+
+		wc_io_wait_init(&w);
+		for (i = 0; i < 64; i++) {
+			uint64_t off = (uint64_t)i * 16384 + (i % 3 == 1 ? 512 : 0);
+			size_t len = i % 3 == 2 ? 1536 : 8192;
+
+			req_init(&r[i], &w, i & 1 ? WC_IO_READ : WC_IO_WRITE, mem + i * 8192, len,
+				 off);
+			if (i & 1)
+				continue;
+			fill_random(mem + i * 8192, len);
+			memcpy(data + off, mem + i * 8192, len);
+		}
+		assert_int_equal(submit_wait(dev, r, 64, &w), 0);
+		for (i = 1; i < 64; i += 2)
+			assert_memory_equal(r[i].io.buf, data + r[i].io.off, r[i].io.len);
+		assert_true(fd_flags_of(loop) & O_DIRECT);
+		free(mem);
 	}
 	assert_int_equal(dev_flush(dev), 0);
 	/* Only the whole 4 KiB sectors inside [5000, 30000) are discarded: [8192, 28672). */
@@ -678,6 +1358,37 @@ static void test_file_direct_fallback(void **state)
 	assert_int_equal(dev_pwrite(held_dev, data, 512, 512), 0);
 	assert_false(fd_flags_of(path) & O_DIRECT);
 	close_held();
+
+	/* Same for submitted requests: the ring's EINVAL drops O_DIRECT, the retry succeeds. */
+	{
+		struct req r[2];
+		struct wc_io_wait w;
+		uint8_t *a;
+
+		fd = open(path, O_RDWR);
+		assert_int_equal(pwrite(fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
+		close(fd);
+		a = alloc_4k(8192);
+		assert_int_equal(dev_file_open(path, 0, &held_dev), 0);
+		assert_true(fd_flags_of(path) & O_DIRECT);
+		wc_io_wait_init(&w);
+		req_init(&r[0], &w, WC_IO_READ, a, 1024, 512);		/* 512-aligned: the ring */
+		assert_int_equal(submit_wait(held_dev, r, 1, &w), 0);
+		assert_memory_equal(a, data + 512, 1024);
+		assert_false(fd_flags_of(path) & O_DIRECT);
+		close_held();
+		assert_int_equal(dev_file_open(path, 0, &held_dev), 0);
+		memset(a, 0x5c, 1024);
+		memset(data + 1536, 0x5c, 1024);
+		wc_io_wait_init(&w);
+		req_init(&r[0], &w, WC_IO_WRITE, a, 1024, 1536);
+		assert_int_equal(submit_wait(held_dev, r, 1, &w), 0);
+		assert_false(fd_flags_of(path) & O_DIRECT);
+		close_held();
+		read_file(path, a, 8192);
+		assert_memory_equal(a, data, 8192);
+		free(a);
+	}
 	assert_int_equal(fs_teardown(NULL), 0);
 }
 
@@ -707,7 +1418,11 @@ static void test_uri(void **state)
 	assert_int_equal(dev_open_uri("/definitely/not/here", 0, &dev), -ENOENT);
 }
 
-int main(void)
+#define ASYNC_TEST(f)                                                     \
+	{ #f "(uring)", f, NULL, async_teardown, (void *)&mode_uring },    \
+	{ #f "(threads)", f, NULL, async_teardown, (void *)&mode_threads }
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dispatch),
@@ -723,10 +1438,20 @@ int main(void)
 		cmocka_unit_test(test_file_discard),
 		cmocka_unit_test(test_file_excl),
 		cmocka_unit_test(test_file_errors),
+		ASYNC_TEST(test_async_random_rw),
+		ASYNC_TEST(test_async_unaligned),
+		ASYNC_TEST(test_async_rmw_vs_aligned),
+		ASYNC_TEST(test_async_eof),
+		ASYNC_TEST(test_async_flush),
+		ASYNC_TEST(test_async_errors),
+		ASYNC_TEST(test_async_close_drains),
+		cmocka_unit_test(test_async_fallback_log),
 		cmocka_unit_test_teardown(test_blockdev, loop_teardown),
 		cmocka_unit_test_teardown(test_file_direct_fallback, fs_teardown),
 		cmocka_unit_test(test_uri),
 	};
 
+	if (argc == 3 && !strcmp(argv[1], "--fallback-log-child"))
+		return fallback_log_child(argv[2]);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

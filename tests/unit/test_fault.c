@@ -2,7 +2,10 @@
 /*
  * Fault device: what each crash mode guarantees (flushed data always
  * survives; DROP_ALL / KEEP_ALL / RANDOM_SUBSET / TEAR outcomes), armed power
- * cuts, injected write/op errors, determinism by seed, shared handles.
+ * cuts, injected write/op errors, determinism by seed, shared handles; in
+ * asynchronous mode: out-of-order completion, per-request errors, power cuts
+ * with requests in flight, what a submitted flush covers, in-flight counters,
+ * callbacks that submit, close draining.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -439,6 +442,448 @@ static void test_threads(void **state)
 	dev_close(dev);
 }
 
+/* ---- asynchronous mode ---- */
+
+/* A submitted request that records its result and its place in the completion order. */
+struct areq {
+	struct wc_io io;
+	int idx;
+	int result;
+};
+
+static pthread_mutex_t order_lock = PTHREAD_MUTEX_INITIALIZER;
+static int order[256], nr_order;
+
+static void areq_done(struct wc_io *io, int result)
+{
+	struct areq *r = (struct areq *)io;
+
+	pthread_mutex_lock(&order_lock);
+	r->result = result;
+	if (nr_order < (int)(sizeof(order) / sizeof(order[0])))
+		order[nr_order++] = r->idx;
+	pthread_mutex_unlock(&order_lock);
+	wc_io_wait_done(io, result);
+}
+
+static void areq_init(struct areq *r, int idx, enum wc_io_op op, void *buf, uint64_t len,
+		      uint64_t off, struct wc_io_wait *w)
+{
+	*r = (struct areq){ .io = { .op = op, .buf = buf, .len = len, .off = off,
+				    .done = areq_done, .opaque = w },
+			    .idx = idx, .result = 1 };
+}
+
+/* Submit r[0..n) one dev_submit call each (batch = false) or all in one. */
+static void asubmit(struct wc_dev *dev, struct areq *r, int n, bool batch)
+{
+	struct wc_io *p[256];
+
+	wc_io_wait_add(r[0].io.opaque, n);
+	for (int i = 0; i < n; i++)
+		p[i] = &r[i].io;
+	if (batch) {
+		dev_submit(dev, p, n);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		dev_submit(dev, &p[i], 1);
+}
+
+static void order_reset(void)
+{
+	pthread_mutex_lock(&order_lock);
+	nr_order = 0;
+	pthread_mutex_unlock(&order_lock);
+}
+
+static void test_async_mode(void **state)
+{
+	struct wc_dev *a = open_fault(), *b, *c;
+
+	(void)state;
+	assert_int_equal(dev_fault_share(a, &b), 0);
+	assert_false(dev_is_async(a));
+	fault_set_async(a, true, 1);
+	assert_true(dev_is_async(a));
+	assert_true(dev_is_async(b));
+	assert_int_equal(dev_fault_share(b, &c), 0);
+	assert_true(dev_is_async(c));
+	fault_set_async(c, false, 0);
+	assert_false(dev_is_async(a) || dev_is_async(b) || dev_is_async(c));
+	fault_set_async(c, true, 2);
+	dev_close(a);
+	dev_close(b);
+	dev_close(c);	/* the last handle stops the completion thread */
+}
+
+/*
+ * Held requests execute only when released, one by one in an order drawn
+ * from the seed: the same seed gives the same order, and most seeds give an
+ * order other than the submission order.
+ */
+static void run_held_writes(uint64_t seed, int *out_order)
+{
+	struct wc_dev *dev = open_fault();
+	struct areq r[16];
+	uint8_t data[16][512], buf[512];
+	struct wc_io_wait w;
+	uint64_t base = fault_ops(dev);
+
+	fault_set_async(dev, true, seed);
+	fault_async_hold(dev, true);
+	wc_io_wait_init(&w);
+	order_reset();
+	for (int i = 0; i < 16; i++) {
+		memset(data[i], i + 1, 512);
+		areq_init(&r[i], i, WC_IO_WRITE, data[i], 512, i * 1024, &w);
+	}
+	asubmit(dev, r, 16, false);
+	/* Nothing has happened yet: not counted, not in the volatile image. */
+	assert_int_equal(fault_ops(dev), base);
+	assert_int_equal(fault_inflight(dev), 16);
+	assert_int_equal(dev_pread(dev, buf, 512, 0), 0);
+	assert_true(all_eq(buf, 0, 512, 0));
+	fault_async_hold(dev, false);
+	assert_int_equal(wc_io_wait_end(&w), 0);
+	assert_int_equal(fault_ops(dev), base + 1 + 16);
+	assert_int_equal(fault_inflight(dev), 0);
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(r[i].result, 0);
+		assert_int_equal(dev_pread(dev, buf, 512, i * 1024), 0);
+		assert_true(all_eq(buf, i + 1, 512, 0));
+	}
+	assert_int_equal(nr_order, 16);
+	memcpy(out_order, order, sizeof(int) * 16);
+	dev_close(dev);
+}
+
+static void test_async_out_of_order(void **state)
+{
+	int first[16], again[16], nr_shuffled = 0;
+
+	(void)state;
+	for (uint64_t seed = 0; seed < 16; seed++) {
+		bool in_order = true;
+
+		run_held_writes(seed, first);
+		run_held_writes(seed, again);
+		assert_memory_equal(first, again, sizeof(first));
+		for (int i = 0; i < 16; i++)
+			in_order &= first[i] == i;
+		nr_shuffled += !in_order;
+	}
+	assert_true(nr_shuffled >= 15);
+}
+
+/* Injected errors hit each request on its own: with pwrite failing, only the writes fail. */
+static void test_async_individual_errors(void **state)
+{
+	struct wc_dev *dev = open_fault();
+	struct areq r[16];
+	uint8_t bufs[16][512];
+	struct wc_io_wait w;
+
+	(void)state;
+	put(dev, 0x5a, 8192, 0);
+	fault_set_async(dev, true, 7);
+	fault_set_error(dev, "pwrite", true);
+	fault_async_hold(dev, true);
+	wc_io_wait_init(&w);
+	for (int i = 0; i < 16; i++) {
+		memset(bufs[i], 0x77, 512);
+		areq_init(&r[i], i, i & 1 ? WC_IO_WRITE : WC_IO_READ, bufs[i], 512, i * 512, &w);
+	}
+	asubmit(dev, r, 16, true);
+	fault_async_hold(dev, false);
+	assert_int_equal(wc_io_wait_end(&w), -EIO);
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(r[i].result, i & 1 ? -EIO : 0);
+		if (!(i & 1))
+			assert_true(all_eq(bufs[i], 0x5a, 512, 0));
+	}
+	fault_set_error(dev, "pwrite", false);
+	{
+		uint8_t buf[8192];
+
+		assert_int_equal(dev_pread(dev, buf, 8192, 0), 0);
+		assert_true(all_eq(buf, 0x5a, 8192, 0));	/* the failed writes changed nothing */
+	}
+	dev_close(dev);
+}
+
+/*
+ * A power cut with n writes in flight. The first k to complete (in random
+ * order) succeed; the cut fails the next one, and every write still queued
+ * fails with -EIO, changes nothing and is not counted. After heal, the
+ * completed writes are in the volatile image and a flush makes them durable;
+ * the others are nowhere.
+ */
+static void crash_inflight(int n, int k, uint64_t seed)
+{
+	struct wc_dev *dev = open_fault();
+	struct areq *r = calloc(n, sizeof(*r));
+	uint8_t *data = malloc((size_t)n * 512), buf[512];
+	char *msgs = calloc(n, 128);
+	struct wc_io_wait w;
+	uint64_t base = fault_ops(dev);
+	int nr_ok = 0;
+
+	order_reset();
+	fault_set_async(dev, true, seed);
+	fault_async_hold(dev, true);
+	wc_io_wait_init(&w);
+	for (int i = 0; i < n; i++) {
+		memset(data + i * 512, i + 1, 512);
+		areq_init(&r[i], i, WC_IO_WRITE, data + i * 512, 512, (uint64_t)i * 512, &w);
+	}
+	if (k < n) {	/* the failure text of the request the cut hits comes back with it */
+		for (int i = 0; i < n; i++) {
+			r[i].io.msg = msgs + i * 128;
+			r[i].io.msg_len = 128;
+		}
+	}
+	asubmit(dev, r, n, seed & 1);
+	fault_arm_crash(dev, k + 1);
+	fault_async_hold(dev, false);
+	assert_int_equal(wc_io_wait_end(&w), k < n ? -EIO : 0);
+	for (int i = 0; i < n; i++) {
+		assert_true(r[i].result == 0 || r[i].result == -EIO);
+		nr_ok += r[i].result == 0;
+	}
+	assert_int_equal(nr_ok, k < n ? k : n);
+	if (k < n)
+		assert_non_null(strstr(msgs + order[k] * 128, "power cut at op"));
+	assert_int_equal(fault_ops(dev) - base, k < n ? k + 1 : n);
+	fault_heal(dev);
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(dev_pread(dev, buf, 512, (uint64_t)i * 512), 0);
+		assert_true(all_eq(buf, r[i].result ? 0 : i + 1, 512, 0));
+	}
+	assert_int_equal(dev_flush(dev), 0);
+	fault_crash(dev, FAULT_DROP_ALL, 0);
+	for (int i = 0; i < n; i++)
+		assert_true(all_eq(fault_durable(dev), r[i].result ? 0 : i + 1, 512, i * 512));
+	dev_close(dev);
+	free(msgs);
+	free(data);
+	free(r);
+}
+
+static void test_async_crash_inflight(void **state)
+{
+	static const int ns[] = { 1, 8, 64 };
+
+	(void)state;
+	for (int j = 0; j < 3; j++) {
+		int n = ns[j];
+
+		crash_inflight(n, 0, n);
+		crash_inflight(n, n / 2, n + 1);
+		crash_inflight(n, n - 1, n + 2);
+		crash_inflight(n, n, n + 3);	/* the cut comes after all of them */
+	}
+}
+
+/* fault_crash() while requests are queued: they all fail when they complete, and change nothing. */
+static void test_async_crash_held(void **state)
+{
+	struct wc_dev *dev = open_fault();
+	struct areq r[8];
+	uint8_t data[512];
+	struct wc_io_wait w;
+	uint64_t base;
+
+	(void)state;
+	put(dev, 0x11, 4096, 0);
+	assert_int_equal(dev_flush(dev), 0);
+	base = fault_ops(dev);
+	fault_set_async(dev, true, 3);
+	fault_async_hold(dev, true);
+	memset(data, 0x22, sizeof(data));
+	wc_io_wait_init(&w);
+	for (int i = 0; i < 8; i++)
+		areq_init(&r[i], i, i == 7 ? WC_IO_FLUSH : WC_IO_WRITE, data, 512, i * 512, &w);
+	asubmit(dev, r, 8, true);
+	fault_crash(dev, FAULT_KEEP_ALL, 0);
+	fault_async_hold(dev, false);
+	assert_int_equal(wc_io_wait_end(&w), -EIO);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(r[i].result, -EIO);
+	assert_int_equal(fault_ops(dev), base);
+	assert_true(all_eq(fault_durable(dev), 0x11, 4096, 0));
+	check_reads_durable(dev);
+	/* The device works again, asynchronously. */
+	wc_io_wait_init(&w);
+	areq_init(&r[0], 0, WC_IO_WRITE, data, 512, 0, &w);
+	areq_init(&r[1], 1, WC_IO_READ, data, 512, 512, &w);
+	asubmit(dev, r, 2, false);
+	assert_int_equal(wc_io_wait_end(&w), 0);
+	dev_close(dev);
+}
+
+/*
+ * A submitted flush covers the writes completed before it was submitted and
+ * no others, even when it runs after a write submitted with it completes.
+ */
+static void test_async_flush_covers_completed(void **state)
+{
+	bool later_first = false, flush_first = false;
+
+	(void)state;
+	for (uint64_t seed = 0; seed < 32; seed++) {
+		struct wc_dev *dev = open_fault();
+		uint8_t one[512], two[512];
+		struct areq r[2];
+		struct wc_io_wait w;
+
+		memset(one, 1, sizeof(one));
+		memset(two, 2, sizeof(two));
+		fault_set_async(dev, true, seed);
+		wc_io_wait_init(&w);
+		areq_init(&r[0], 0, WC_IO_WRITE, one, 512, 0, &w);
+		asubmit(dev, r, 1, true);
+		assert_int_equal(wc_io_wait_end(&w), 0);
+
+		fault_async_hold(dev, true);
+		order_reset();
+		wc_io_wait_init(&w);
+		areq_init(&r[0], 0, WC_IO_FLUSH, NULL, 0, 0, &w);
+		areq_init(&r[1], 1, WC_IO_WRITE, two, 512, 512, &w);
+		asubmit(dev, r, 2, seed & 1);
+		fault_async_hold(dev, false);
+		assert_int_equal(wc_io_wait_end(&w), 0);
+		later_first |= order[0] == 1;
+		flush_first |= order[0] == 0;
+		fault_crash(dev, FAULT_DROP_ALL, 0);
+		assert_true(all_eq(fault_durable(dev), 1, 512, 0));
+		assert_true(all_eq(fault_durable(dev), 0, 512, 512));
+		dev_close(dev);
+	}
+	assert_true(later_first && flush_first);
+}
+
+/* The in-flight counters: what is queued now, and the most ever since async was turned on. */
+static void test_async_max_inflight(void **state)
+{
+	struct wc_dev *dev = open_fault();
+	uint8_t buf[512] = { 0 };
+	struct areq r[10];
+	struct wc_io_wait w;
+
+	(void)state;
+	fault_set_async(dev, true, 5);
+	assert_int_equal(fault_max_inflight(dev), 0);
+	fault_async_hold(dev, true);
+	wc_io_wait_init(&w);
+	for (int i = 0; i < 10; i++)
+		areq_init(&r[i], i, WC_IO_WRITE, buf, 512, i * 512, &w);
+	asubmit(dev, r, 4, true);
+	assert_int_equal(fault_inflight(dev), 4);
+	asubmit(dev, r + 4, 6, true);
+	assert_int_equal(fault_inflight(dev), 10);
+	assert_int_equal(fault_max_inflight(dev), 10);
+	fault_async_hold(dev, false);
+	assert_int_equal(wc_io_wait_end(&w), 0);
+	assert_int_equal(fault_inflight(dev), 0);
+	assert_int_equal(fault_max_inflight(dev), 10);
+	/* Synchronous calls are not "in flight". */
+	assert_int_equal(dev_pwrite(dev, buf, 512, 0), 0);
+	fault_set_async(dev, true, 6);		/* restarts the count */
+	assert_int_equal(fault_max_inflight(dev), 0);
+	wc_io_wait_init(&w);
+	asubmit(dev, r, 3, false);
+	assert_int_equal(wc_io_wait_end(&w), 0);
+	assert_true(fault_max_inflight(dev) >= 1 && fault_max_inflight(dev) <= 3);
+	dev_close(dev);
+}
+
+/* Completion callbacks may submit more: a chain of 50 writes, one in flight at a time. */
+struct chain {
+	struct wc_io io;
+	struct wc_dev *dev;
+	struct wc_io_wait *w;
+	int left;
+	uint8_t buf[512];
+};
+
+static void chain_done(struct wc_io *io, int result)
+{
+	struct chain *c = (struct chain *)io;
+	struct wc_io *p = io;
+
+	if (result || --c->left == 0) {
+		wc_io_wait_done(io, result);
+		return;
+	}
+	c->buf[0] = c->left;
+	io->off = (uint64_t)c->left * 512;
+	dev_submit(c->dev, &p, 1);
+}
+
+static void test_async_chain(void **state)
+{
+	struct wc_dev *dev = open_fault();
+	struct wc_io_wait w;
+	struct chain c = { .io = { .op = WC_IO_WRITE, .len = 512, .off = 50 * 512,
+				   .done = chain_done },
+			   .left = 50 };
+	struct wc_io *p = &c.io;
+	uint64_t base = fault_ops(dev);
+
+	(void)state;
+	fault_set_async(dev, true, 9);
+	c.dev = dev;
+	c.io.buf = c.buf;
+	c.io.opaque = &w;
+	c.buf[0] = 50;
+	wc_io_wait_init(&w);
+	wc_io_wait_add(&w, 1);
+	dev_submit(dev, &p, 1);
+	assert_int_equal(wc_io_wait_end(&w), 0);
+	assert_int_equal(fault_ops(dev) - base, 50);
+	assert_int_equal(fault_max_inflight(dev), 1);
+	for (int i = 1; i <= 50; i++) {
+		uint8_t b;
+
+		assert_int_equal(dev_pread(dev, &b, 1, (uint64_t)i * 512), 0);
+		assert_int_equal(b, i);
+	}
+	dev_close(dev);
+}
+
+/* Closing a handle waits for the requests submitted through it, releasing a hold. */
+static void test_async_close_drains(void **state)
+{
+	struct wc_dev *a = open_fault(), *b;
+	uint8_t data[8][512], buf[512];
+	struct areq r[8];
+	struct wc_io_wait w;
+
+	(void)state;
+	fault_set_async(a, true, 11);
+	assert_int_equal(dev_fault_share(a, &b), 0);
+	fault_async_hold(a, true);
+	wc_io_wait_init(&w);
+	order_reset();
+	for (int i = 0; i < 8; i++) {
+		memset(data[i], 0x30 + i, 512);
+		areq_init(&r[i], i, WC_IO_WRITE, data[i], 512, i * 512, &w);
+	}
+	asubmit(b, r, 8, true);
+	dev_close(b);
+	pthread_mutex_lock(&order_lock);
+	assert_int_equal(nr_order, 8);
+	pthread_mutex_unlock(&order_lock);
+	assert_int_equal(wc_io_wait_end(&w), 0);
+	assert_int_equal(fault_inflight(a), 0);
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(dev_pread(a, buf, 512, i * 512), 0);
+		assert_true(all_eq(buf, 0x30 + i, 512, 0));
+	}
+	dev_close(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -453,6 +898,15 @@ int main(void)
 		cmocka_unit_test(test_determinism),
 		cmocka_unit_test(test_share),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_async_mode),
+		cmocka_unit_test(test_async_out_of_order),
+		cmocka_unit_test(test_async_individual_errors),
+		cmocka_unit_test(test_async_crash_inflight),
+		cmocka_unit_test(test_async_crash_held),
+		cmocka_unit_test(test_async_flush_covers_completed),
+		cmocka_unit_test(test_async_max_inflight),
+		cmocka_unit_test(test_async_chain),
+		cmocka_unit_test(test_async_close_drains),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -62,7 +62,25 @@ void wc_unreserve_block(struct wcache *c, uint32_t e)
 	c->state[e] = 0;
 	c->free_bm[e >> 6] |= 1ull << (e & 63);
 	c->nr_free++;
+	wc_grant_waiters(c);
 	pthread_cond_broadcast(&c->cond);	/* a write may be waiting for space */
+}
+
+/*
+ * Granting here, by whoever frees, serves every waiter in one pass; a
+ * chain of wake-ups, each waiter taking its own block and waking the next,
+ * costs a context switch per waiter on a busy machine.
+ */
+void wc_grant_waiters(struct wcache *c)
+{
+	for (struct wc_space_waiter *w = c->space_head; w && c->nr_free && c->space_ungranted;
+	     w = w->next) {
+		if (w->granted != IDX_NONE)
+			continue;
+		w->granted = wc_alloc_block(c);
+		c->space_ungranted--;
+		pthread_cond_signal(&w->cond);
+	}
 }
 
 /* Entry e changed in the RAM metadata: its granule goes out with the next metadata write. */

@@ -133,6 +133,7 @@ int wc_persist_and_release(struct wcache *c)
 		c->nr_pend--;
 	}
 	wc_elist_drop_front(&c->pend, n);
+	wc_grant_waiters(c);
 	pthread_cond_broadcast(&c->cond);
 	return 0;
 }

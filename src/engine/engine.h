@@ -48,6 +48,8 @@
 /* A write waiting for a free block (on its stack; see wait_for_space in io.c). */
 struct wc_space_waiter {
 	struct wc_space_waiter *next;
+	uint32_t granted;	/* lock: the block handed to it, or IDX_NONE */
+	pthread_cond_t cond;	/* signalled when granted */
 };
 
 struct wcache {
@@ -109,6 +111,8 @@ struct wcache {
 	 * waits (lock).
 	 */
 	struct wc_space_waiter *space_head, *space_tail;
+	uint64_t space_ungranted;	/* lock: waiters still without a block */
+	bool wb_sleeping;		/* lock: the writeback thread waits for a kick */
 
 	uint64_t io_epoch;		/* lock */
 	uint64_t io_count[2];		/* lock: reads/in-place writes in flight per epoch */
@@ -168,7 +172,9 @@ void wc_kick_writeback(struct wcache *c);
 uint32_t wc_alloc_block(struct wcache *c);		/* IDX_NONE if none free */
 bool wc_alloc_next_if_free(struct wcache *c, uint32_t e);	/* take e if it is free */
 void wc_free_entry(struct wcache *c, uint32_t e);	/* RAM free -> pending list */
-void wc_unreserve_block(struct wcache *c, uint32_t e);	/* never installed: back to free */
+void wc_unreserve_block(struct wcache *c, uint32_t e);
+/* Hand free blocks to waiting writes, oldest first, and wake them. */
+void wc_grant_waiters(struct wcache *c);	/* never installed: back to free */
 void wc_install_entry(struct wcache *c, uint32_t e, uint64_t blk);
 void wc_old_remove(struct wcache *c, uint32_t e);
 void wc_old_forget(struct wcache *c, uint32_t e);	/* counters only: caller unlinked e */

@@ -114,16 +114,18 @@ static void space_dequeue(struct wcache *c, struct wc_space_waiter *w)
 
 /*
  * Called with no locks held when a write needs a free block and none is
- * left. Waiters are served in arrival order, and each leaves with the
- * block it was woken for in *reserved (the Linux 4.19 lesson: a woken
- * waiter that must race newcomers for the block can starve).
+ * left. Waiters are served in arrival order: whoever frees blocks hands
+ * them out (wc_grant_waiters), and each waiter leaves with the block it
+ * was woken for in *reserved (the Linux 4.19 lesson: a woken waiter that
+ * must race newcomers for the block can starve).
  */
 static int wait_for_space(struct wcache *c, uint32_t *reserved)
 {
 	uint64_t t0 = wc_now_ns(), deadline = t0 + (uint64_t)c->cfg.full_wait_ms * 1000000ull;
-	struct wc_space_waiter w = { NULL };
+	struct wc_space_waiter w = { .next = NULL, .granted = IDX_NONE };
 	int ret = 0;
 
+	wc_cond_init_monotonic(&w.cond);
 	pthread_mutex_lock(&c->lock);
 	c->st.writes_blocked_on_freelist++;
 	c->st.full_waits++;
@@ -132,17 +134,17 @@ static int wait_for_space(struct wcache *c, uint32_t *reserved)
 	else
 		c->space_head = &w;
 	c->space_tail = &w;
+	c->space_ungranted++;
+	wc_grant_waiters(c);
 	for (;;) {
 		struct timespec ts;
 		uint64_t t;
 
+		if (w.granted != IDX_NONE)
+			break;
 		ret = wc_get_error(c);
 		if (ret) {
 			wc_err(ret, "cache is in error state: %s", strerror(-ret));
-			break;
-		}
-		if (c->space_head == &w && c->nr_free) {
-			*reserved = wc_alloc_block(c);
 			break;
 		}
 		if (c->nr_pend) {
@@ -166,14 +168,25 @@ static int wait_for_space(struct wcache *c, uint32_t *reserved)
 				     c->cfg.full_wait_ms);
 			break;
 		}
+		/*
+		 * Own condition variable: a grant wakes this waiter alone (c->cond
+		 * is broadcast for every state change). Anything else it waits for
+		 * (pending frees, a commit) is looked at again within 50 ms.
+		 */
 		t += 50000000ull;
 		ts = wc_deadline_ts(t < deadline ? t : deadline);
-		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+		pthread_cond_timedwait(&w.cond, &c->lock, &ts);
 	}
 	space_dequeue(c, &w);
-	pthread_cond_broadcast(&c->cond);	/* the next waiter may be the head now */
+	if (w.granted == IDX_NONE)
+		c->space_ungranted--;
+	else if (ret)
+		wc_unreserve_block(c, w.granted);	/* (grants it to the next waiter) */
+	else
+		*reserved = w.granted;
 	c->st.full_wait_ns += wc_now_ns() - t0;
 	pthread_mutex_unlock(&c->lock);
+	pthread_cond_destroy(&w.cond);
 	return ret;
 }
 
@@ -190,7 +203,7 @@ static uint32_t take_block(struct wcache *c, uint32_t *reserved)
 		*reserved = IDX_NONE;
 		return f;
 	}
-	return c->space_head ? IDX_NONE : wc_alloc_block(c);
+	return c->space_ungranted ? IDX_NONE : wc_alloc_block(c);
 }
 
 /* Give back a reservation the write did not use. */

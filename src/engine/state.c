@@ -42,5 +42,12 @@ uint64_t wc_free_low(const struct wcache *c)
 
 void wc_kick_writeback(struct wcache *c)
 {
+	/*
+	 * Writes kick on every request while the cache is under pressure:
+	 * wake the sleepers of c->cond only when writeback sleeps, and once.
+	 */
+	if (!c->wb_sleeping)
+		return;
+	c->wb_sleeping = false;
 	pthread_cond_broadcast(&c->cond);
 }

@@ -26,8 +26,6 @@
 #define WB_BATCH_WM	4096u	/* watermark writeback: free space sooner */
 #define WB_BATCH_MIN	1024u	/* below this, runs get short and the origin seeks */
 #define WB_RUN_MAX	256u
-#define WB_SLICES	8u	/* a batch frees its blocks in up to this many slices */
-#define WB_SLICE_MIN	256u	/* blocks: smaller slices would flush the origin too often */
 
 struct wb_item {
 	uint64_t blk;
@@ -47,14 +45,19 @@ struct wb_pipe {
 	int err;			/* lock: first failure */
 	char msg[256];			/* lock: its text */
 	/*
-	 * Slices of the sorted batch: each is flushed on the origin and freed
-	 * as soon as its runs are done, so space comes back during a long
-	 * batch instead of at its end.
+	 * Runs that ended since the writeback thread last looked: it flushes
+	 * the origin once for all of them and frees their blocks, so space
+	 * comes back while the batch is still running, and one origin flush
+	 * covers however many runs ended during the previous one.
 	 */
-	unsigned nr_slices;
-	uint64_t *slice_left;		/* lock: runs not yet ended */
-	int *slice_err;			/* lock */
-	bool *slice_done;		/* writeback thread: flushed and freed */
+	struct wb_ended *ended;		/* lock: nr_ended of them */
+	uint64_t nr_ended;
+};
+
+struct wb_ended {
+	const struct wb_item *it;
+	uint64_t n;
+	int err;
 };
 
 /* One run: contiguous origin blocks, read from the cache, then one origin write. */
@@ -62,7 +65,6 @@ struct wb_run {
 	struct wb_pipe *p;
 	const struct wb_item *it;
 	uint64_t n;
-	unsigned slice;
 	uint8_t *buf;
 	atomic_uint reads_left;
 	atomic_int err;
@@ -88,9 +90,7 @@ static void run_end(struct wb_run *r, int err, const char *msg)
 		p->err = err;
 		snprintf(p->msg, sizeof(p->msg), "%s", msg && *msg ? msg : strerror(-err));
 	}
-	if (err && !p->slice_err[r->slice])
-		p->slice_err[r->slice] = err;
-	p->slice_left[r->slice]--;
+	p->ended[p->nr_ended++] = (struct wb_ended){ r->it, r->n, err };
 	p->blocks_in_flight -= r->n;
 	p->runs_in_flight--;
 	pthread_cond_broadcast(&p->cond);
@@ -140,7 +140,7 @@ static void run_read_done(struct wc_io *io, int result)
 }
 
 /* Start one run: its cache reads now, its origin write when they are done. */
-static int run_start(struct wb_pipe *p, const struct wb_item *it, uint64_t n, unsigned slice)
+static int run_start(struct wb_pipe *p, const struct wb_item *it, uint64_t n)
 {
 	struct wcache *c = p->c;
 	struct wc_io *ios[WB_RUN_MAX];
@@ -162,7 +162,6 @@ static int run_start(struct wb_pipe *p, const struct wb_item *it, uint64_t n, un
 	r->p = p;
 	r->it = it;
 	r->n = n;
-	r->slice = slice;
 	r->nr_reads = nr;
 	atomic_init(&r->reads_left, nr);
 	atomic_init(&r->err, 0);
@@ -243,117 +242,108 @@ static void finish_batch(struct wcache *c, struct wb_item *items, uint64_t n, in
 	pthread_mutex_unlock(&c->meta_mutex);
 }
 
-/* The blocks of one slice are on the origin (or failed with err): flush, then free them. */
-static int slice_finish(struct wcache *c, struct wb_item *items, uint64_t n, int err,
-			const char *msg)
-{
-	if (err) {
-		wc_err(err, "writeback: %s", msg);
-	} else {
-		/* Origin copies must be durable before the cache forgets the blocks. */
-		err = dev_flush(c->origin);
-		if (err)
-			wc_err(err, "writeback: flushing the origin failed: %s", strerror(-err));
-	}
-	finish_batch(c, items, n, err);
-	return err;
-}
-
 /*
- * Finish every slice whose runs have all ended; p->lock held on entry and
- * exit, dropped while finishing. Returns the first error.
+ * Finish the runs that have ended: one origin flush for all that
+ * succeeded, then their blocks are freed (one metadata commit); blocks of
+ * failed runs stay dirty. p->lock held on entry and exit, dropped while
+ * finishing. done is scratch space for the batch's items. Returns the
+ * first error.
  */
-static int slices_reap(struct wb_pipe *p, struct wb_item *items, const uint64_t *first,
-		       const uint64_t *count)
+static int reap_ended(struct wb_pipe *p, struct wb_item *done)
 {
-	int ret = 0;
+	struct wcache *c = p->c;
+	uint64_t nr = p->nr_ended, ok = 0, bad = 0;
+	struct wb_ended *ended = p->ended;
+	char msg[256];
+	int err = 0, ret;
 
-	/* Rescan after each finish: a slice may end while the lock is dropped. */
-	for (unsigned s = 0; s < p->nr_slices; s++) {
-		int err;
-
-		if (p->slice_done[s] || p->slice_left[s])
-			continue;
-		p->slice_done[s] = true;
-		err = p->slice_err[s];
-		pthread_mutex_unlock(&p->lock);
-		err = slice_finish(p->c, items + first[s], count[s], err, p->msg);
-		pthread_mutex_lock(&p->lock);
-		if (err && !ret)
-			ret = err;
-		s = UINT_MAX;	/* (wraps to 0) */
+	if (!nr)
+		return 0;
+	/* Copy out: runs ending meanwhile append to the same array from here on. */
+	p->ended += nr;
+	p->nr_ended = 0;
+	snprintf(msg, sizeof(msg), "%s", p->msg);
+	pthread_mutex_unlock(&p->lock);
+	for (uint64_t i = 0; i < nr; i++) {
+		if (ended[i].err && !err)
+			err = ended[i].err;
+		if (!ended[i].err)
+			ok += ended[i].n;
 	}
+	/* Successful runs first in done[], failed ones after them. */
+	for (uint64_t i = 0, o = 0, b = ok; i < nr; i++) {
+		uint64_t *at = ended[i].err ? &b : &o;
+
+		memcpy(done + *at, ended[i].it, sizeof(*done) * ended[i].n);
+		*at += ended[i].n;
+		bad += ended[i].err ? ended[i].n : 0;
+	}
+	if (err)
+		wc_err(err, "writeback: %s", msg);
+	ret = err;
+	if (ok) {
+		/* Origin copies must be durable before the cache forgets the blocks. */
+		int r = dev_flush(c->origin);
+
+		if (r) {
+			wc_err(r, "writeback: flushing the origin failed: %s", strerror(-r));
+			ret = r;
+			bad += ok;
+			ok = 0;
+		}
+	}
+	if (ok)
+		finish_batch(c, done, ok, 0);
+	if (bad)
+		finish_batch(c, done + ok, bad, ret ? ret : -EIO);
+	pthread_mutex_lock(&p->lock);
 	return ret;
 }
 
 /*
  * Copy a batch to the origin and free it: sorted, runs of up to WB_RUN_MAX
  * adjacent blocks, as many in flight as writeback_jobs allows (at least one
- * run), each slice flushed and freed when its runs are done. After a
- * failure no new run starts and the blocks not copied stay dirty.
+ * run); ended runs are flushed and freed while later ones still run. After
+ * a failure no new run starts and the blocks not copied stay dirty.
  * Returns 0 or the first -errno.
  */
 static int run_batch(struct wcache *c, struct wb_item *items, uint64_t n)
 {
-	uint64_t budget = c->cfg.writeback_jobs, nr_runs = 0, slice_target;
-	uint64_t *run_len = malloc(sizeof(*run_len) * n);
-	uint64_t first[WB_SLICES], count[WB_SLICES], left[WB_SLICES];
-	unsigned *run_slice = malloc(sizeof(*run_slice) * n);
-	int slice_err[WB_SLICES] = { 0 }, ret = 0, err;
-	bool slice_done[WB_SLICES] = { false };
-	struct wb_pipe p = { .c = c, .slice_left = left, .slice_err = slice_err,
-			     .slice_done = slice_done };
-	uint64_t i, r;
+	uint64_t budget = c->cfg.writeback_jobs, nr_runs = 0, i;
+	struct wb_ended *ended = malloc(sizeof(*ended) * n);
+	struct wb_item *done = malloc(sizeof(*done) * n);
+	struct wb_pipe p = { .c = c, .ended = ended };
+	int ret = 0, err;
 
-	if (!run_len || !run_slice) {
-		free(run_len);
-		free(run_slice);
+	if (!ended || !done) {
+		free(ended);
+		free(done);
 		finish_batch(c, items, n, -ENOMEM);
 		return wc_err(-ENOMEM, "writeback: out of memory");
 	}
 	qsort(items, n, sizeof(*items), cmp_item);
-	slice_target = (n + WB_SLICES - 1) / WB_SLICES;
-	if (slice_target < WB_SLICE_MIN)
-		slice_target = WB_SLICE_MIN;
-	/* Runs, then slices made of whole runs. */
-	for (i = 0; i < n; nr_runs++) {
-		uint64_t k = 1;
-		unsigned s = p.nr_slices ? p.nr_slices - 1 : 0;
-
-		while (i + k < n && k < WB_RUN_MAX && items[i + k - 1].blk + 1 == items[i + k].blk)
-			k++;
-		if (!p.nr_slices || (count[s] >= slice_target && p.nr_slices < WB_SLICES)) {
-			s = p.nr_slices++;
-			first[s] = i;
-			count[s] = 0;
-			left[s] = 0;
-		}
-		count[s] += k;
-		left[s]++;
-		run_len[nr_runs] = k;
-		run_slice[nr_runs] = s;
-		i += k;
-	}
 	pthread_mutex_init(&p.lock, NULL);
 	pthread_cond_init(&p.cond, NULL);
 	pthread_mutex_lock(&p.lock);
-	for (r = 0, i = 0; r < nr_runs; r++) {
-		uint64_t k = run_len[r];
+	for (i = 0; i < n;) {
+		uint64_t k = 1;
 
-		for (;;) {
-			err = slices_reap(&p, items, first, count);
+		while (i + k < n && k < WB_RUN_MAX && items[i + k - 1].blk + 1 == items[i + k].blk)
+			k++;
+		/* Finish ended runs only while the budget keeps us from starting more. */
+		while (!p.err && p.runs_in_flight && budget && p.blocks_in_flight + k > budget) {
+			err = reap_ended(&p, done);
 			if (err && !ret)
 				ret = err;
-			if (p.err || !p.runs_in_flight || !budget || p.blocks_in_flight + k <= budget)
-				break;
-			pthread_cond_wait(&p.cond, &p.lock);
+			if (!p.nr_ended && p.blocks_in_flight + k > budget)
+				pthread_cond_wait(&p.cond, &p.lock);
 		}
 		if (p.err)
 			break;
 		p.blocks_in_flight += k;
 		p.runs_in_flight++;
 		pthread_mutex_unlock(&p.lock);
-		err = run_start(&p, items + i, k, run_slice[r]);
+		err = run_start(&p, items + i, k);
 		pthread_mutex_lock(&p.lock);
 		if (err) {
 			p.blocks_in_flight -= k;
@@ -364,42 +354,38 @@ static int run_batch(struct wcache *c, struct wb_item *items, uint64_t n)
 			}
 			break;
 		}
+		nr_runs++;
 		i += k;
 	}
-	/* Runs never started leave their slices failed, so every slice ends. */
-	for (; r < nr_runs; r++) {
-		p.slice_left[run_slice[r]]--;
-		if (!p.slice_err[run_slice[r]])
-			p.slice_err[run_slice[r]] = p.err;
-	}
-	for (;;) {
-		bool all = true;
-
-		err = slices_reap(&p, items, first, count);
+	/* Blocks never started stay dirty. */
+	if (i < n)
+		p.ended[p.nr_ended++] = (struct wb_ended){ items + i, n - i, p.err };
+	while (p.runs_in_flight || p.nr_ended) {
+		err = reap_ended(&p, done);
 		if (err && !ret)
 			ret = err;
-		for (unsigned s = 0; s < p.nr_slices; s++)
-			all = all && p.slice_done[s];
-		if (all)
-			break;
-		pthread_cond_wait(&p.cond, &p.lock);
+		if (p.runs_in_flight && !p.nr_ended)
+			pthread_cond_wait(&p.cond, &p.lock);
 	}
 	pthread_mutex_unlock(&p.lock);
 	pthread_cond_destroy(&p.cond);
 	pthread_mutex_destroy(&p.lock);
-	free(run_len);
-	free(run_slice);
+	free(ended);
+	free(done);
 	pthread_mutex_lock(&c->lock);
 	c->st.writeback_runs += nr_runs;
 	pthread_mutex_unlock(&c->lock);
 	return ret;
 }
 
+/* The writeback thread sleeps; wc_kick_writeback wakes it early. lock held. */
 static void timed_wait(struct wcache *c, uint64_t ns)
 {
 	struct timespec ts = wc_deadline_ts(wc_now_ns() + ns);
 
+	c->wb_sleeping = true;
 	pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+	c->wb_sleeping = false;
 }
 
 void *wc_wb_main(void *arg)

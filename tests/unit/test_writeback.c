@@ -322,13 +322,13 @@ static void test_writeback_jobs_bounds_in_flight(void **state)
 }
 
 /*
- * A batch of 300 single-block runs is freed in two slices (256 + 44). The
- * origin ends the second slice's writes first, and the first slice's while
- * writeback is flushing for the second: the first slice must still be
- * noticed (it was not: the flush message hung, a lost wake-up found by
- * test-nbd-origin-faults).
+ * A batch of 300 single-block runs. The origin ends 44 of the writes
+ * first, and the other 256 while writeback flushes the origin for those
+ * 44: runs that end while others are being finished must still be noticed
+ * (they were not: the flush message hung, a lost wake-up that
+ * test-nbd-origin-faults hit half the time).
  */
-static void test_slice_ending_during_another_slice_finish(void **state)
+static void test_runs_ending_during_finish(void **state)
 {
 	struct gate_dev *g = gate_new(64u << 20, true, 0);
 	struct wcache *wc = open_cache(g, 8u << 20, "high_watermark 100 low_watermark 99");
@@ -484,7 +484,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_writeback_jobs_bounds_in_flight),
-		cmocka_unit_test(test_slice_ending_during_another_slice_finish),
+		cmocka_unit_test(test_runs_ending_during_finish),
 		cmocka_unit_test(test_full_cache_waiters_fifo),
 	};
 

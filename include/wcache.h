@@ -24,7 +24,7 @@ extern "C" {
 struct wcache;
 struct wc_dev;
 
-/* Limits and defaults (dm-writecache semantics, spec section 6). */
+/* Limits and defaults (dm-writecache semantics, docs/format.md §9.1). */
 #define WC_DEFAULT_HIGH_WATERMARK	50
 #define WC_DEFAULT_LOW_WATERMARK	45
 #define WC_DEFAULT_WRITEBACK_JOBS	65536

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Metadata persistence and the seq_count commit protocol (spec 2.3).
+ * Metadata persistence and the seq_count commit protocol (docs/format.md §4.3).
  *
  * Ordering of a commit that bumps seq from S to S+1:
  *   1. dirty granules (entries tagged S, frees) are written from a snapshot;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Superblock encode/decode, geometry (the kernel's n_blocks loop) and the
- * format sequence. Format order matches the kernel (spec 1.5): entries and
+ * format sequence. Format order matches the kernel (docs/format.md §7): entries and
  * header with magic 0, flush, then the magic, flush.
  */
 #include <errno.h>

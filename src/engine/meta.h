@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * On-disk format of the cache device (dm-writecache SSD mode, spec section 1):
+ * On-disk format of the cache device (dm-writecache SSD mode, docs/format.md §2–§3):
  * a 64-byte little-endian superblock at start_sector*512, then one 16-byte
  * entry per cache block, then the data blocks. Pure encode/decode and
  * geometry; no I/O except the helpers at the bottom.
@@ -105,7 +105,7 @@ struct wc_dev;
 /* Read and decode the superblock at base. */
 int wc_meta_read_sb(struct wc_dev *dev, uint64_t base, struct wc_sb *sb);
 
-/* Format the device (spec 1.5 order). Returns 0 or -errno; *sb receives the result. */
+/* Format the device (docs/format.md §7 order). Returns 0 or -errno; *sb receives the result. */
 int wc_meta_format(struct wc_dev *dev, uint64_t base, uint32_t block_size, struct wc_sb *sb);
 
 #endif

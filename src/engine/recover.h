@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Recovery scan (spec section 3): from the metadata RAM copy, rebuild the
+ * Recovery scan (docs/format.md §5): from the metadata RAM copy, rebuild the
  * index of committed entries, resolving duplicates by highest seq_count.
  * Deterministic: same bytes, same result. Reports every anomaly.
  */

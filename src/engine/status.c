@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Status line (spec 7.1), table line (7.2), statistics and messages (section 8). */
+/* Status line, table line, statistics and messages (docs/format.md §9.1–§9.3). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

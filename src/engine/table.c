@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * dm-writecache table arguments (spec section 6): defaults, parsing of the
+ * dm-writecache table arguments (docs/format.md §9.1): defaults, parsing of the
  * table line and of single name/value options, validation, and the
- * "dmsetup table" line (spec 7.2). Pure string handling: no I/O, no engine
+ * "dmsetup table" line (docs/format.md §9.1). Pure string handling: no I/O, no engine
  * state. Table form limitation: words are split on white space, so device
  * paths in a table line cannot contain spaces (set cfg->*_path directly).
  */

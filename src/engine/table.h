@@ -34,7 +34,7 @@ int wc_table_validate(const struct wc_cfg *cfg, bool need_paths);
 
 /*
  * Write "s ORIGIN CACHE BS N opts..." with only the explicitly set options
- * (cfg->set_mask), in the kernel's fixed order (spec 7.2). An empty path is
+ * (cfg->set_mask), in the kernel's fixed order (docs/format.md §9.1). An empty path is
  * printed as "-". Paths containing white space cannot be parsed back.
  * Returns the length (excluding the NUL) or -ERANGE if len is too small.
  */

@@ -106,7 +106,7 @@ static bool one(const struct rig_cfg *rc, uint64_t seed)
 	checked++;
 	ret = snap(&a, sa, sizeof(sa), da);
 	if (ret == -EINVAL && !memcmp(cimg, "\0\0\0\0\1\0\0\0", 8)) {
-		ok = true;	/* format cut before the magic: refused (spec 1.5) */
+		ok = true;	/* format cut before the magic: refused (docs/format.md §7) */
 		goto out;
 	}
 	if (ret) {

@@ -140,7 +140,7 @@ static bool verify(const struct scenario *sc, uint64_t seed, const struct tcase 
 		/*
 		 * The first open never succeeded: a format cut after its entries
 		 * were durable leaves magic 0, version 1, which the kernel refuses
-		 * too (spec 1.5); the documented remedy is to zero the first sector.
+		 * too (docs/format.md §7); the documented remedy is to zero the first sector.
 		 */
 		static const uint8_t zero[SECT];
 

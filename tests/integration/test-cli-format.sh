@@ -11,7 +11,7 @@ requires_wcache
 writer=$(requires_helper wctest-write)
 tmpdir
 
-# Kernel n_blocks (spec 1.4) for USABLE bytes and block size BS.
+# Kernel n_blocks (docs/format.md §3.3) for USABLE bytes and block size BS.
 kernel_n_blocks() {
 	local usable=$1 bs=$2 n meta
 	n=$((usable / (bs + 16)))

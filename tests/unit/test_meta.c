@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * On-disk format: superblock and entry byte layout against hand-computed hex
- * (spec 1.1, 1.2), the kernel's n_blocks loop against the spec's worked
- * examples and the kernel-made samples (1.4), superblock validation, the
- * format sequence order (1.5) and the recovery scan rules (section 3).
+ * (docs/format.md §2, §3.1), the kernel's n_blocks loop against the spec's worked
+ * examples and the kernel-made samples (§3.3), superblock validation, the
+ * format sequence order (§7) and the recovery scan rules (§5).
  */
 #include <errno.h>
 #include <setjmp.h>

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for src/engine/table.c: dm-writecache table arguments (spec 6),
- * single name/value options, validation and the "dmsetup table" line (7.2).
+ * Unit tests for src/engine/table.c: dm-writecache table arguments (docs/format.md §9.1),
+ * single name/value options, validation and the "dmsetup table" line (§9.1).
  * Every rejected input checks both the errno and the message text.
  */
 #include <errno.h>

@@ -76,6 +76,6 @@ if command -v man >/dev/null; then
 	grep -q -- '-V, --version' man.txt || fail "wcache.8 does not document -V, --version"
 	grep -q 'wcache --version' man.txt || fail "wcache.8 synopsis lacks wcache --version"
 else
-	info "man not installed: man page not checked"
+	say "man not installed: man page not checked"
 fi
-info ok
+say ok

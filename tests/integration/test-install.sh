@@ -45,7 +45,7 @@ plugindir_cfg=$(sed -n 's/^WC_NBDKIT_PLUGINDIR:[A-Z]*=//p' "$BUILD_DIR/CMakeCach
 if [[ "$plugindir_cfg" = /* ]]; then
 	# An explicit absolute plugin directory would not follow --prefix: never
 	# install outside $TMPD.
-	info "WC_NBDKIT_PLUGINDIR=$plugindir_cfg is absolute: --prefix install not checked"
+	say "WC_NBDKIT_PLUGINDIR=$plugindir_cfg is absolute: --prefix install not checked"
 else
 	prefix=$TMPD/prefix
 	run_rc 0 cmake --install "$BUILD_DIR" --prefix "$prefix"
@@ -56,13 +56,13 @@ else
 		grep -qxF "$f" prefix.txt || { cat prefix.txt >&2; fail "--prefix install lacks $f"; }
 	done
 
-	info "the installed wcache runs"
+	say "the installed wcache runs"
 	run_rc 0 "$prefix/bin/wcache" --version
 	[[ "$(cat "$TMPD/out")" = "wcache $version" ]] || fail "installed wcache --version: $(cat "$TMPD/out")"
 	run_rc 0 "$prefix/bin/wcache" --help
 	out_has '^Usage: wcache'
 
-	info "the installed man pages render"
+	say "the installed man pages render"
 	if command -v man >/dev/null && command -v groff >/dev/null; then
 		for page in man8/wcache.8 man1/nbdkit-wcache-plugin.1; do
 			LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z "$prefix/share/man/$page" 2>man.err ||
@@ -77,10 +77,10 @@ else
 		run_rc 0 env LC_ALL=C.UTF-8 MANWIDTH=80 MANPATH="$prefix/share/man" man nbdkit-wcache-plugin
 		out_has 'nbdkit-wcache-plugin'
 	else
-		info "man or groff not installed: man pages not rendered"
+		say "man or groff not installed: man pages not rendered"
 	fi
 
-	info "the installed plugin loads and serves"
+	say "the installed plugin loads and serves"
 	run_rc 0 "${NBDKIT[@]}" --dump-plugin "$plugin"
 	out_has '^name=wcache$'
 	out_has '^wcache_block_size_max='
@@ -99,14 +99,14 @@ else
 		out_has '^valid: 2$'
 	fi
 
-	info "the installed wcache serve finds the installed plugin"
+	say "the installed wcache serve finds the installed plugin"
 	run_rc 0 env -u WCACHE_NBDKIT_PLUGIN "$prefix/bin/wcache" serve --dry-run origin.img cache.img
 	out_has "^nbdkit -f $plugin origin=origin.img cache=cache.img\$"
 fi
 
 # --- 3. by name, as after a real install into /usr ---
 if unshare -m true 2>/dev/null; then
-	info "nbdkit wcache by name"
+	say "nbdkit wcache by name"
 	truncate -s 4M origin2.img
 	truncate -s 2M cache2.img
 	# shellcheck disable=SC2016 # expands in the inner shell
@@ -116,6 +116,6 @@ if unshare -m true 2>/dev/null; then
 		--run 'nbdinfo --size "$uri"'
 	out_has '^4194304$'
 else
-	info "unshare -m not permitted: 'nbdkit wcache' by name not checked"
+	say "unshare -m not permitted: 'nbdkit wcache' by name not checked"
 fi
-info ok
+say ok

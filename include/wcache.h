@@ -22,7 +22,6 @@ extern "C" {
 #define WC_API __attribute__((visibility("default")))
 
 struct wcache;
-struct wc_dev;
 
 /* Limits and defaults (dm-writecache semantics, docs/format.md §9.1). */
 #define WC_DEFAULT_HIGH_WATERMARK	50

@@ -18,6 +18,7 @@
 
 bool cli_verbose;
 
+__attribute__((format(printf, 3, 0)))
 static void vmsg(const struct cli_cmd *cmd, const char *level, const char *fmt, va_list ap)
 {
 	char msg[2048];

@@ -75,6 +75,7 @@ struct model {
 
 enum { C_WRITE, C_FUA, C_ZERO, C_DISCARD, C_FLUSH, C_MSG, C_REOPEN, C_READ, C_OWNREAD };
 
+__attribute__((format(printf, 2, 3)))
 static void failf(struct model *m, const char *fmt, ...)
 {
 	va_list ap;

@@ -91,9 +91,10 @@ else
 		--run 'nbdinfo --size "$uri"'
 	out_has '^8388608$'
 	if command -v qemu-io >/dev/null; then
+		# (qemu-io hangs with the sanitizer runtimes preloaded for nbdkit.)
 		# shellcheck disable=SC2016
 		run_rc 0 "${NBDKIT[@]}" -U - "$plugin" origin=origin.img cache=cache.img \
-			--run 'qemu-io -f raw "$uri" -c "write -P 0x5a 4096 8192" -c "flush" \
+			--run 'env -u LD_PRELOAD qemu-io -f raw "$uri" -c "write -P 0x5a 4096 8192" -c "flush" \
 				-c "read -P 0x5a 4096 8192"'
 		run_rc 1 "$prefix/bin/wcache" check cache.img
 		out_has '^valid: 2$'

@@ -1036,7 +1036,7 @@ void wl_run(struct rig *r, struct model *m, const struct step *steps, uint64_t n
 		if (!r->wc && s->kind != S_REOPEN)
 			continue;
 		/* After the power cut, failing steps add little (and may each wait for space). */
-		if (r->pc.cut && res->errors >= 2)
+		if (res->errors >= 2 && pc_is_cut(&r->pc))
 			break;
 		switch (s->kind) {
 		case S_WRITE:
@@ -1112,7 +1112,7 @@ void wl_run(struct rig *r, struct model *m, const struct step *steps, uint64_t n
 			fprintf(stderr, "  slow step %" PRIu64 " (%s %" PRIu64 "+%" PRIu64 "): %" PRIu64
 				" ms ret %d cut %d; free %" PRIu64 " wb %" PRIu64 " full waits %" PRIu64
 				" wb runs %" PRIu64 " commits %" PRIu64 " err %d\n", i, step_name(s->kind),
-				s->off, s->len, dt / 1000000, ret, r->pc.cut, ws.free_blocks,
+				s->off, s->len, dt / 1000000, ret, pc_is_cut(&r->pc), ws.free_blocks,
 				ws.writeback_blocks, ws.full_waits, ws.writeback_runs, ws.commits, ws.error);
 		}
 	}

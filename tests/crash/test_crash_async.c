@@ -9,16 +9,16 @@
  * A scripted workload makes writeback (writeback_jobs D) keep D = 1, 8 and
  * 64 requests in flight on each device. A round: (a) D committed dirty
  * blocks at even origin blocks (one run, one cache read and one origin write
- * each); (b) the flush message, with both devices held; (c) once the D cache
- * reads are queued the cache is released and they complete in random order;
- * (d) once the D origin writes are queued, a third of the batch's blocks are
- * overwritten (whole, partially through a read-modify-write of the copy
- * being written back, or FUA) and committed; (e) a writer overwrites more of
- * the batch (partial writes, each pass committed) until it has taken the
- * last free blocks and waits for space, then the origin is released: its
- * writes complete in random order, ended runs are reaped (one origin flush,
- * then the frees and their metadata commit) and the frees hand the waiting
- * writer its block, while new blocks are written and the overwritten ones
+ * each), and some spare blocks; (b) the flush message, with both devices
+ * held; (c) once the D cache reads are queued the cache is released and they
+ * complete in random order; (d) once the D origin writes are queued, a third
+ * of the batch's blocks are overwritten (whole, partially through a
+ * read-modify-write of the copy being written back, or FUA) and committed;
+ * (e) a writer overwrites the spares partially until it has taken the last
+ * free blocks and waits for space, then the origin is released: its writes
+ * complete in random order, ended runs are reaped (one origin flush, then the
+ * frees and their metadata commit) and the frees hand the waiting writer the
+ * blocks just freed, while new blocks are written and the overwritten ones
  * rewritten; (f) everything is written back. That is invariant 3: a block is
  * freed only after the origin flush covering it, and the free is durable
  * before the block is reused. Two rounds (depth 64: one, it has some 800
@@ -92,16 +92,17 @@ static uint64_t ms_now(void)
 }
 
 /*
- * Geometry of depth d: an origin of 4d + 16 blocks; a cache of the batch (d
- * blocks), the overwrites of a third of it during its writeback, and 2 more,
- * so that the writes after them wait for the blocks the batch frees.
+ * Geometry of depth d: an origin of 4d + 16 blocks (slots, the even ones: 2d
+ * + 8); a cache of the batch (d blocks), the spares (d / 2 + 3), the
+ * overwrites of a third of the batch during its writeback, and 2 more, so
+ * that the writes after them wait for the blocks the batch frees.
  */
 static void make_cfg(unsigned d, struct rig_cfg *rc)
 {
 	memset(rc, 0, sizeof(*rc));
 	rc->bs = BS;
 	rc->origin_bytes = (4ull * d + 16) * BS;
-	rc->cache_bytes = 4096 + (d + d / 3 + 1 + 2ull) * BS;	/* one 4 KiB metadata block */
+	rc->cache_bytes = 4096 + (d + (d / 2 + 3) + (d / 3 + 1) + 2ull) * BS;	/* 4 KiB metadata */
 	snprintf(rc->opts, sizeof(rc->opts),
 		 "high_watermark 100 low_watermark 100 autocommit_time 3600000 "
 		 "autocommit_blocks 1000000 pause_writeback 0 writeback_jobs %u", d);
@@ -258,9 +259,8 @@ static void *flusher_main(void *arg)
 
 /*
  * Writes on a thread of their own while the test holds the origin: partial
- * writes of the batch's blocks, each pass over them committed, so that each
- * needs a new block (the copy it changes is being written back, or
- * committed) and, the free blocks gone, waits for space.
+ * writes of committed blocks, each pass over them committed, so that each
+ * needs a new block and, the free blocks gone, waits for space.
  */
 struct writer {
 	pthread_t th;
@@ -312,18 +312,25 @@ static void one_round(struct ctx *x)
 {
 	struct rig *r = x->r;
 	unsigned d = x->depth;
-	uint64_t nover = d / 3 + 1, nnew = d / 2 + 3, *batch = x->slots, *fresh = x->slots + d;
+	uint64_t nover = d / 3 + 1, nnew = d / 2 + 3;
+	uint64_t *batch = x->slots, *spare = batch + d, *fresh = spare + nnew;
 	struct flusher f = { .wc = r->wc };
-	struct writer w = { .x = x, .slots = batch, .nslots = d, .n = nnew };
+	struct writer w = { .x = x, .slots = spare, .nslots = nnew, .n = nnew };
 	bool held = false;
 	int ret;
 
 	if (x->stop)
 		return;
-	/* a. D committed dirty blocks, none adjacent: D runs of one block each. */
-	pick_slots(x, d + nnew);
+	/*
+	 * a. D committed dirty blocks, none adjacent: D runs of one block each;
+	 * then the spares, committed too (written later, they are not in the
+	 * oldest-first batch).
+	 */
+	pick_slots(x, d + 2 * nnew);
 	for (unsigned i = 0; i < d; i++)
 		wr_slot(x, batch[i], i % 5 == 4, 0);
+	for (unsigned i = 0; i < nnew; i++)
+		wr_slot(x, spare[i], false, 0);
 	fl(x);
 	if (x->stop)
 		return;
@@ -355,10 +362,11 @@ static void one_round(struct ctx *x)
 	}
 	fault_async_hold(r->cache, false);
 	/*
-	 * e. More overwrites of the batch take the last 2 free blocks and then
-	 * wait for space; released, the origin writes complete in random order
-	 * and the ended runs are reaped (origin flush, frees, metadata commit),
-	 * the frees handing the waiting write its block.
+	 * e. Partial overwrites of the spares take the last 2 free blocks and
+	 * then wait for space; released, the origin writes complete in random
+	 * order and the ended runs are reaped (origin flush, frees, metadata
+	 * commit), the frees handing the waiting write its block: most of the
+	 * batch's blocks hold the only copy of their sector until reused.
 	 */
 	if (held && !x->stop) {
 		uint64_t waits0 = full_waits(r->wc);

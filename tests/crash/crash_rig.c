@@ -122,6 +122,13 @@ bool pc_is_cut(struct pcut *pc)
 	return cut;
 }
 
+void pc_arm_cut(struct pcut *pc, uint64_t n, bool relative)
+{
+	pthread_mutex_lock(&pc->lock);
+	pc->cut_at = relative ? pc->ops + n : n;
+	pthread_mutex_unlock(&pc->lock);
+}
+
 /* Pause here if an armed hook matches this op. Called without pc->lock. */
 static void pc_hooks(struct pcut *pc, int dev, enum pc_kind kind, uint64_t off)
 {

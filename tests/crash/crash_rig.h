@@ -97,6 +97,11 @@ void pc_hook_release(struct pcut *pc, int i);
 void pc_cut_now(struct pcut *pc);
 /* Has the power been cut (read under the lock: other threads number ops)? */
 bool pc_is_cut(struct pcut *pc);
+/*
+ * Cut the power at global op n (0: never), or (relative) n ops after the
+ * last one numbered: under the lock, for a rig that is open.
+ */
+void pc_arm_cut(struct pcut *pc, uint64_t n, bool relative);
 
 void pcut_init(struct pcut *pc);
 void pcut_reset(struct pcut *pc);	/* counters and faults, keeps the trace buffer */

@@ -239,7 +239,7 @@ static uint64_t one_run(const struct rig_cfg *rc, uint64_t seed, uint64_t cut_at
 	st.runs++;
 	if (rig_open(&u->r))
 		abort();
-	u->r.pc.cut_at = cut_at;
+	pc_arm_cut(&u->r.pc, cut_at, false);
 
 	pthread_create(&fl, NULL, flusher_main, u);
 	for (unsigned i = 0; i < NWRITERS; i++) {

@@ -346,7 +346,7 @@ static bool run_case1(const struct scenario *sc, uint64_t seed, const struct ste
 		if (wl_generate(seed ^ (tc->cseed << 1), &(struct wl_cfg){ 30, { 40, 6, 4, 12, 5, 10, 3, 2, 1 } },
 				sc->rc.bs, sc->rc.origin_bytes, &s2))
 			abort();
-		r.pc.cut_at = r.pc.ops + rng_range(&g, 1, 200);
+		pc_arm_cut(&r.pc, rng_range(&g, 1, 200), true);
 		wl_run(&r, &m, s2, 30, &res);
 		free(s2);
 		if (res.bad_read_step >= 0) {

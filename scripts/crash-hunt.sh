@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Hunt for crash-consistency bugs: run the crash-point, concurrent and
 # asynchronous power-cut tests with fresh random seeds until MINUTES have
-# passed or one fails; the crash-point test runs every other time on
-# asynchronous devices (WC_CRASH_ASYNC, random). The failing run's output
+# passed or one fails; the crash-point and concurrent tests run every other
+# time on asynchronous devices (WC_CRASH_ASYNC, random). The failing run's output
 # (with its replay line) is kept in $OUT/fail-*.log. Not part of the test
 # command; CI replays a fixed seed.
 #
@@ -34,7 +34,7 @@ while [ "$(date +%s)" -lt "$end" ]; do
 		log="$out/run.log"
 		async=0
 		: >"$log"
-		if [ "$t" = test_crash_points ] && [ $((runs % 2)) -eq 0 ]; then
+		if [ "$t" != test_crash_async ] && [ $((runs % 2)) -eq 0 ]; then
 			async=$(($(od -An -N4 -tu4 /dev/urandom) + 1))
 			echo "WC_CRASH_ASYNC=$async" >"$log"
 		fi

@@ -22,7 +22,10 @@
  * rewritten; (f) everything is written back. That is invariant 3: a block is
  * freed only after the origin flush covering it, and the free is durable
  * before the block is reused. Two rounds (depth 64: one, it has some 800
- * ops). A count run checks with fault_max_inflight() that D was reached on
+ * ops); from depth 8 the second round's batch is runs of 4 adjacent origin
+ * blocks whose cache blocks are scattered (several reads per run, the run
+ * failing if any of them fails), as far as the oldest-first selection takes
+ * them. A count run checks with fault_max_inflight() that D was reached on
  * both devices; then power is cut at every op N of the run: DROP_ALL, plus
  * RANDOM_SUBSET (odd N) or TEAR (even N), KEEP_ALL every 16th, a second cut
  * during recovery every 8th; then recovery (still asynchronous) and the
@@ -149,8 +152,9 @@ struct ctx {
 	struct rng g;
 	uint64_t dseed;
 	uint8_t *buf;
-	uint64_t nslots;	/* even origin blocks: slot i is block 2i */
-	uint64_t *slots;	/* scratch: a shuffle of the slots */
+	uint64_t nblk;		/* origin blocks */
+	uint64_t *slots;	/* scratch: a shuffle of even origin blocks (nblk / 2 of them) */
+	uint64_t *batch;	/* the depth blocks of a round's writeback batch */
 	uint64_t errors;
 	uint64_t space_timeouts;	/* writes that gave up waiting for space (-ETIMEDOUT) */
 	int first_err;
@@ -170,11 +174,6 @@ static void note(struct ctx *x, int ret)
 		x->stop = true;
 }
 
-static uint64_t slot_off(uint64_t slot)
-{
-	return slot * 2 * BS;
-}
-
 /* Write seeded data to [off, off + len), flags WC_FUA or 0, and tell the model. */
 static void wr(struct ctx *x, uint64_t off, uint64_t len, unsigned flags)
 {
@@ -191,7 +190,7 @@ static void wr(struct ctx *x, uint64_t off, uint64_t len, unsigned flags)
 }
 
 /* A whole block, or (partial) an unaligned piece of it crossing sectors. */
-static void wr_slot(struct ctx *x, uint64_t slot, bool partial, unsigned flags)
+static void wr_blk(struct ctx *x, uint64_t blk, bool partial, unsigned flags)
 {
 	uint64_t boff = 0, len = BS;
 
@@ -199,7 +198,7 @@ static void wr_slot(struct ctx *x, uint64_t slot, bool partial, unsigned flags)
 		boff = rng_range(&x->g, 1, BS - 700);
 		len = rng_range(&x->g, 600, BS - boff);
 	}
-	wr(x, slot_off(slot) + boff, len, flags);
+	wr(x, blk * BS + boff, len, flags);
 }
 
 static void fl(struct ctx *x)
@@ -214,13 +213,15 @@ static void fl(struct ctx *x)
 	note(x, ret);
 }
 
-/* Pick n distinct slots into x->slots[0..n). */
-static void pick_slots(struct ctx *x, uint64_t n)
+/* Pick n distinct even blocks, from block first on, into x->slots[0..n). */
+static void pick_slots(struct ctx *x, uint64_t n, uint64_t first)
 {
-	for (uint64_t i = 0; i < x->nslots; i++)
-		x->slots[i] = i;
+	uint64_t nr = 0;
+
+	for (uint64_t b = (first + 1) / 2 * 2; b < x->nblk; b += 2)
+		x->slots[nr++] = b;
 	for (uint64_t i = 0; i < n; i++) {
-		uint64_t j = i + rng_below(&x->g, x->nslots - i), t = x->slots[i];
+		uint64_t j = i + rng_below(&x->g, nr - i), t = x->slots[i];
 
 		x->slots[i] = x->slots[j];
 		x->slots[j] = t;
@@ -279,7 +280,7 @@ static void *writer_main(void *arg)
 	struct writer *w = arg;
 
 	for (uint64_t i = 0; i < w->n; i++) {
-		wr_slot(w->x, w->slots[i % w->nslots], true, 0);
+		wr_blk(w->x, w->slots[i % w->nslots], true, 0);
 		if (i % w->nslots == w->nslots - 1)
 			fl(w->x);
 	}
@@ -312,12 +313,17 @@ static bool wait_space_waiter(struct ctx *x, struct writer *w, uint64_t waits0)
 	return true;
 }
 
-static void one_round(struct ctx *x)
+/*
+ * A round; multi: the batch is D / 4 runs of 4 adjacent origin blocks whose
+ * cache blocks are scattered (written 4 passes over the runs), so each run
+ * has 4 cache reads in flight and one origin write of 4 blocks.
+ */
+static void one_round(struct ctx *x, bool multi)
 {
 	struct rig *r = x->r;
-	unsigned d = x->depth;
+	unsigned d = x->depth, nruns = multi ? d / 4 : d;
 	uint64_t nover = d / 3 + 1, nnew = d / 2 + 3;
-	uint64_t *batch = x->slots, *spare = batch + d, *fresh = spare + nnew;
+	uint64_t *batch = x->batch, *spare = x->slots, *fresh = spare + nnew;
 	struct flusher f = { .wc = r->wc };
 	struct writer w = { .x = x, .slots = spare, .nslots = nnew, .n = nnew };
 	bool held = false;
@@ -326,15 +332,26 @@ static void one_round(struct ctx *x)
 	if (x->stop)
 		return;
 	/*
-	 * a. D committed dirty blocks, none adjacent: D runs of one block each;
-	 * then the spares, committed too (written later, they are not in the
-	 * oldest-first batch).
+	 * a. D committed dirty blocks: D runs of one block each (even blocks,
+	 * none adjacent), or runs of 4 (blocks 5k..5k+3); then the spares (even
+	 * blocks after those), committed too: written later, they are not in
+	 * the oldest-first batch.
 	 */
-	pick_slots(x, d + 2 * nnew);
+	if (multi) {
+		pick_slots(x, 2 * nnew, 5 * nruns);
+		for (unsigned i = 0; i < d; i++)
+			batch[i] = 5 * (i % nruns) + i / nruns;
+	} else {
+		pick_slots(x, d + 2 * nnew, 0);
+		memcpy(batch, x->slots, d * sizeof(*batch));
+		spare += d;
+		fresh += d;
+		w.slots = spare;
+	}
 	for (unsigned i = 0; i < d; i++)
-		wr_slot(x, batch[i], i % 5 == 4, 0);
+		wr_blk(x, batch[i], i % 5 == 4, 0);
 	for (unsigned i = 0; i < nnew; i++)
-		wr_slot(x, spare[i], false, 0);
+		wr_blk(x, spare[i], false, 0);
 	fl(x);
 	if (x->stop)
 		return;
@@ -347,19 +364,22 @@ static void one_round(struct ctx *x)
 	fault_async_hold(r->origin, true);
 	if (pthread_create(&f.th, NULL, flusher_main, &f))
 		abort();
-	/* c. All D reads in flight, then completed in random order; each queues its origin write. */
+	/*
+	 * c. All D reads in flight, then completed in random order; the last
+	 * read of a run queues its origin write.
+	 */
 	if (wait_inflight(x, r->cache, d)) {
 		fault_async_hold(r->cache, false);
 		/*
-		 * d. All D origin writes in flight: overwrite a third of the blocks
+		 * d. The origin writes in flight: overwrite a third of the blocks
 		 * (into free blocks: the cache has 2 more) and commit.
 		 */
-		held = wait_inflight(x, r->origin, d);
+		held = wait_inflight(x, r->origin, nruns);
 		if (held) {
 			for (uint64_t i = 0; i < nover; i++) {
 				uint64_t k = rng_below(&x->g, 3);
 
-				wr_slot(x, batch[i], k == 1, k == 2 ? WC_FUA : 0);
+				wr_blk(x, batch[i], k == 1, k == 2 ? WC_FUA : 0);
 			}
 			fl(x);
 		}
@@ -385,9 +405,9 @@ static void one_round(struct ctx *x)
 	/* New blocks, and the overwritten ones again (in place, or partially into a new block). */
 	for (uint64_t i = 0; i < nnew || i < nover; i++) {
 		if (i < nnew)
-			wr_slot(x, fresh[i], i % 4 == 3, 0);
+			wr_blk(x, fresh[i], i % 4 == 3, 0);
 		if (i < nover)
-			wr_slot(x, batch[i], i % 4 == 1, 0);
+			wr_blk(x, batch[i], i % 4 == 1, 0);
 	}
 	fl(x);
 	pthread_join(f.th, NULL);
@@ -401,11 +421,15 @@ static void one_round(struct ctx *x)
 	note(x, ret);
 }
 
-/* Two rounds: the second one's batch lands in reused blocks. Depth 64: one (ops). */
+/*
+ * Two rounds, the second one's batch in reused blocks, of runs of 4 blocks
+ * from depth 8 on. Depth 64: one round (it has some 800 ops).
+ */
 static void run_script(struct ctx *x)
 {
-	for (int k = 0; k < (x->depth >= 64 ? 1 : 2); k++)
-		one_round(x);
+	one_round(x, false);
+	if (x->depth < 64)
+		one_round(x, x->depth >= 8);
 }
 
 /* ---------------- one case ---------------- */
@@ -490,10 +514,11 @@ static bool run_case(const struct tcase *tc, struct outcome *out)
 	if (model_init(&m, r.image, rc.origin_bytes))
 		abort();
 	x = (struct ctx){ .r = &r, .m = &m, .depth = tc->depth, .g = { tc->seed * 1000003 + tc->depth },
-			  .dseed = tc->seed * 7777 + tc->depth * 100000, .nslots = rc.origin_bytes / BS / 2 };
+			  .dseed = tc->seed * 7777 + tc->depth * 100000, .nblk = rc.origin_bytes / BS };
 	x.buf = malloc(BS);
-	x.slots = malloc(sizeof(*x.slots) * x.nslots);
-	if (!x.buf || !x.slots)
+	x.slots = malloc(sizeof(*x.slots) * x.nblk);
+	x.batch = malloc(sizeof(*x.batch) * tc->depth);
+	if (!x.buf || !x.slots || !x.batch)
 		abort();
 	/*
 	 * Writes wait for the blocks writeback frees; after the cut, for a
@@ -582,6 +607,7 @@ out:
 	model_free(&m);
 	free(x.buf);
 	free(x.slots);
+	free(x.batch);
 	free(img);
 	return ok;
 }

@@ -1,9 +1,11 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Hunt for crash-consistency bugs: run the crash-point and concurrent
-# power-cut tests with fresh random seeds until MINUTES have passed or one
-# fails. The failing run's output (with its replay line) is kept in
-# $OUT/fail-*.log. Not part of the test command; CI replays a fixed seed.
+# Hunt for crash-consistency bugs: run the crash-point, concurrent and
+# asynchronous power-cut tests with fresh random seeds until MINUTES have
+# passed or one fails; the crash-point and concurrent tests run every other
+# time on asynchronous devices (WC_CRASH_ASYNC, random). The failing run's output
+# (with its replay line) is kept in $OUT/fail-*.log. Not part of the test
+# command; CI replays a fixed seed.
 #
 # Usage: scripts/crash-hunt.sh [MINUTES] [BUILD_DIR]   (defaults: 10, build)
 set -eu
@@ -17,7 +19,7 @@ case $minutes in
 	exit 2
 	;;
 esac
-for t in test_crash_points test_crash_concurrent; do
+for t in test_crash_points test_crash_concurrent test_crash_async; do
 	if [ ! -x "$build/tests/crash/$t" ]; then
 		echo "crash-hunt: $build/tests/crash/$t not found; build first (scripts/build.sh)" >&2
 		exit 2
@@ -27,10 +29,16 @@ mkdir -p "$out"
 end=$(($(date +%s) + minutes * 60))
 runs=0
 while [ "$(date +%s)" -lt "$end" ]; do
-	for t in test_crash_points test_crash_concurrent; do
+	for t in test_crash_points test_crash_concurrent test_crash_async; do
 		runs=$((runs + 1))
 		log="$out/run.log"
-		if ! env -u WC_CRASH_SEED "$build/tests/crash/$t" >"$log" 2>&1; then
+		async=0
+		: >"$log"
+		if [ "$t" != test_crash_async ] && [ $((runs % 2)) -eq 0 ]; then
+			async=$(($(od -An -N4 -tu4 /dev/urandom) + 1))
+			echo "WC_CRASH_ASYNC=$async" >"$log"
+		fi
+		if ! env -u WC_CRASH_SEED WC_CRASH_ASYNC="$async" "$build/tests/crash/$t" >>"$log" 2>&1; then
 			keep="$out/fail-$t-$(date +%s).log"
 			mv "$log" "$keep"
 			echo "crash-hunt: $t FAILED after $runs runs; output in $keep" >&2

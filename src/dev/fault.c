@@ -26,6 +26,8 @@
  * count when it is submitted: it makes durable only the writes completed
  * before that, however late it runs (a real disk may cover more; a test
  * device should not). The synchronous calls keep working beside the queue.
+ * A handle's exec hook (fault_set_exec_hook) brackets the execution of its
+ * requests, with the lock dropped around the hook's calls.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -97,6 +99,7 @@ struct fault_dev {
 	struct fault_store *s;
 	struct fault_dev *next;		/* s->handles list; s->lock */
 	unsigned nr_busy;		/* s->lock: this handle's share of s->nr_busy */
+	struct fault_exec_hook hook;	/* s->lock */
 };
 
 static const struct wc_dev_ops fault_dev_ops, fault_async_ops;
@@ -309,6 +312,7 @@ static void *fault_thread(void *arg)
 
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
+		struct fault_exec_hook hook;
 		struct fault_qent e;
 		size_t i;
 		int ret;
@@ -320,9 +324,20 @@ static void *fault_thread(void *arg)
 		i = rng_next(&s->rng) % s->nr_queued;
 		e = s->queue[i];
 		s->queue[i] = s->queue[--s->nr_queued];
-		ret = fault_exec_locked(s, &e);
+		hook = e.h->hook;
+		ret = 0;
+		if (hook.before) {
+			/* Still in flight meanwhile; a power cut now still fails it below. */
+			pthread_mutex_unlock(&s->lock);
+			ret = hook.before(hook.opaque, e.io);
+			pthread_mutex_lock(&s->lock);
+		}
+		if (!ret)
+			ret = fault_exec_locked(s, &e);
 		s->nr_inflight--;	/* completed: its callback may submit the next one */
 		pthread_mutex_unlock(&s->lock);
+		if (hook.after)
+			hook.after(hook.opaque, e.io, ret);
 		dev_io_end(e.io, ret);
 		pthread_mutex_lock(&s->lock);
 		e.h->nr_busy--;
@@ -670,6 +685,16 @@ void fault_async_hold(struct wc_dev *dev, bool hold)
 	pthread_mutex_lock(&s->lock);
 	s->hold = hold;
 	pthread_cond_broadcast(&s->kick);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void fault_set_exec_hook(struct wc_dev *dev, const struct fault_exec_hook *hook)
+{
+	struct fault_dev *h = dev->priv;
+	struct fault_store *s = to_store(dev);
+
+	pthread_mutex_lock(&s->lock);
+	h->hook = hook ? *hook : (struct fault_exec_hook){ 0 };
 	pthread_mutex_unlock(&s->lock);
 }
 

@@ -102,4 +102,24 @@ unsigned fault_inflight(struct wc_dev *dev);
 /* The most requests in flight at once since fault_set_async(dev, true, ...). */
 unsigned fault_max_inflight(struct wc_dev *dev);
 
+/*
+ * Execution hook of one handle, for a test rig that puts the ops of several
+ * devices in one order (the crash tests' power-cut wrapper). In asynchronous
+ * mode the completion thread calls before(opaque, io) for each request that
+ * was submitted through this handle, just before executing it, without the
+ * store's lock: before() may block, take the rig's lock and call the
+ * synchronous calls of any fault handle. A nonzero return (-errno) fails the
+ * request with it: not executed, not counted by fault_ops(). Then, still
+ * before done(), after(opaque, io, result) runs with the request's result
+ * (whether executed or refused). Requests still execute one at a time per
+ * store, in the seeded order. Synchronous calls are not hooked. NULL hook:
+ * none. Set it while nothing is in flight through the handle.
+ */
+struct fault_exec_hook {
+	int (*before)(void *opaque, struct wc_io *io);
+	void (*after)(void *opaque, struct wc_io *io, int result);
+	void *opaque;
+};
+void fault_set_exec_hook(struct wc_dev *dev, const struct fault_exec_hook *hook);
+
 #endif

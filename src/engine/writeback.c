@@ -394,6 +394,7 @@ void *wc_wb_main(void *arg)
 	struct wcache *c = arg;
 	struct wb_item *items = malloc(sizeof(*items) * WB_BATCH_MAX);
 	uint64_t backoff_ns = 0;
+	bool backoff_due = false;	/* a batch failed since the last backoff wait */
 	bool active = false;
 
 	if (!items) {
@@ -411,7 +412,13 @@ void *wc_wb_main(void *arg)
 			timed_wait(c, 1000000000ull);
 			continue;
 		}
-		if (backoff_ns) {
+		if (backoff_due) {
+			/*
+			 * Once per failed batch: a kick or a flush request ends it
+			 * early, and one arriving after it (say while the thread idles
+			 * below) must not wait a whole backoff again.
+			 */
+			backoff_due = false;
 			timed_wait(c, backoff_ns);
 			if (c->stopping)
 				break;
@@ -475,6 +482,7 @@ void *wc_wb_main(void *arg)
 			backoff_ns = backoff_ns ? backoff_ns * 2 : 100000000ull;
 			if (backoff_ns > 10000000000ull)
 				backoff_ns = 10000000000ull;
+			backoff_due = true;
 			wc_log(WC_LOG_WARN, "writeback failed (%s); %llu blocks stay dirty, retrying in %llu ms",
 			       strerror(-ret), (unsigned long long)n,
 			       (unsigned long long)(backoff_ns / 1000000));

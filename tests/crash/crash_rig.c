@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "crash_rig.h"
+#include "log.h"
 #include "testing.h"
 
 uint64_t env_u64(const char *name, uint64_t dflt)
@@ -108,6 +109,23 @@ void pc_cut_now(struct pcut *pc)
 {
 	pthread_mutex_lock(&pc->lock);
 	pc->cut = true;
+	pthread_mutex_unlock(&pc->lock);
+}
+
+bool pc_is_cut(struct pcut *pc)
+{
+	bool cut;
+
+	pthread_mutex_lock(&pc->lock);
+	cut = pc->cut;
+	pthread_mutex_unlock(&pc->lock);
+	return cut;
+}
+
+void pc_arm_cut(struct pcut *pc, uint64_t n, bool relative)
+{
+	pthread_mutex_lock(&pc->lock);
+	pc->cut_at = relative ? pc->ops + n : n;
 	pthread_mutex_unlock(&pc->lock);
 }
 
@@ -306,6 +324,114 @@ static const struct wc_dev_ops pc_ops = {
 	.close = pc_close,
 };
 
+/* ---------------- asynchronous mode ---------------- */
+
+/* A request forwarded to the fault device. */
+struct pc_req {
+	struct wc_io in;	/* what the fault device sees */
+	struct wc_io *out;	/* the caller's */
+	struct pc_dev *d;
+	uint8_t *bounce;	/* a partial-sector write widened at execution */
+};
+
+static const enum pc_kind pc_kind_of[] = {
+	[WC_IO_READ] = PC_READ, [WC_IO_WRITE] = PC_WRITE, [WC_IO_FLUSH] = PC_FLUSH,
+	[WC_IO_DISCARD] = PC_DISCARD,
+};
+
+/*
+ * The fault device is about to execute io: take the lock (dropped in
+ * pc_exec_after, once it executed), number the op and refuse it, or let it
+ * run. A write of part of a sector becomes the whole sectors here, read now
+ * under the lock, like pc_write_sectors.
+ */
+static int pc_exec_before(void *opaque, struct wc_io *io)
+{
+	struct pc_req *q = io->opaque;
+	struct pc_dev *d = opaque;
+	uint64_t lo, hi;
+	int ret;
+
+	pthread_mutex_lock(&d->pc->lock);
+	ret = pc_gate(d, pc_kind_of[io->op], io->off, io->len);
+	if (ret)
+		return wc_err(ret, "%s: power cut (op %" PRIu64 ")", d->dev.name, d->pc->ops);
+	if (io->op != WC_IO_WRITE)
+		return 0;
+	lo = io->off / SECT * SECT;
+	hi = (io->off + io->len + SECT - 1) / SECT * SECT;
+	if (hi > d->inner->size)
+		hi = d->inner->size;
+	if (lo == io->off && hi == io->off + io->len)
+		return 0;
+	q->bounce = malloc(hi - lo);
+	if (!q->bounce)
+		return -ENOMEM;
+	ret = dev_pread(d->inner, q->bounce, hi - lo, lo);
+	if (ret)
+		return ret;
+	memcpy(q->bounce + (io->off - lo), io->buf, io->len);
+	io->buf = q->bounce;
+	io->off = lo;
+	io->len = hi - lo;
+	return 0;
+}
+
+static void pc_exec_after(void *opaque, struct wc_io *io, int result)
+{
+	struct pc_dev *d = opaque;
+
+	(void)io;
+	(void)result;
+	pthread_mutex_unlock(&d->pc->lock);
+}
+
+static void pc_in_done(struct wc_io *io, int result)
+{
+	struct pc_req *q = io->opaque;
+	struct wc_io *out = q->out;
+
+	free(q->bounce);
+	free(q);
+	dev_io_end(out, result);	/* the fault device's or pc_exec_before's message */
+}
+
+static void pc_submit(struct wc_dev *dev, struct wc_io **ios, unsigned n)
+{
+	struct pc_dev *d = dev->priv;
+	struct wc_io *batch[64];
+	unsigned nb = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct wc_io *out = ios[i];
+		struct pc_req *q = calloc(1, sizeof(*q));
+
+		pc_hooks(d->pc, d->which, pc_kind_of[out->op], out->op == WC_IO_FLUSH ? 0 : out->off);
+		if (!q) {
+			dev_io_end(out, wc_err(-ENOMEM, "%s: out of memory", dev->name));
+			continue;
+		}
+		q->out = out;
+		q->d = d;
+		q->in = (struct wc_io){ .op = out->op, .buf = out->buf, .len = out->len,
+					.off = out->off, .done = pc_in_done, .opaque = q };
+		batch[nb++] = &q->in;
+		if (nb == sizeof(batch) / sizeof(batch[0])) {
+			dev_submit(d->inner, batch, nb);
+			nb = 0;
+		}
+	}
+	if (nb)
+		dev_submit(d->inner, batch, nb);
+}
+
+/* Forwarded requests only: dev.c turns the synchronous calls into requests. */
+static const struct wc_dev_ops pc_async_ops = {
+	.name = "powercut-async",
+	.submit = pc_submit,
+	.close = pc_close,
+};
+
 int pcut_wrap(struct pcut *pc, struct wc_dev *inner, int which, struct wc_dev **out)
 {
 	struct pc_dev *d = calloc(1, sizeof(*d));
@@ -318,6 +444,14 @@ int pcut_wrap(struct pcut *pc, struct wc_dev *inner, int which, struct wc_dev **
 	d->pc = pc;
 	d->which = which;
 	d->dev.ops = &pc_ops;
+	if (pc->async) {
+		struct fault_exec_hook hook = { pc_exec_before, pc_exec_after, d };
+
+		if (!dev_is_async(inner))
+			abort();	/* rig_set_async() first */
+		fault_set_exec_hook(inner, &hook);
+		d->dev.ops = &pc_async_ops;
+	}
 	d->dev.size = inner->size;
 	d->dev.logical_block = inner->logical_block;
 	d->dev.priv = d;
@@ -703,6 +837,13 @@ void rig_fini(struct rig *r)
 	memset(r, 0, sizeof(*r));
 }
 
+void rig_set_async(struct rig *r, uint64_t seed)
+{
+	fault_set_async(r->cache, true, seed * 2 + 1);
+	fault_set_async(r->origin, true, seed * 2 + 2);
+	r->pc.async = true;
+}
+
 int rig_open(struct rig *r)
 {
 	struct wc_dev *o, *c, *wo, *wcd;
@@ -902,7 +1043,7 @@ void wl_run(struct rig *r, struct model *m, const struct step *steps, uint64_t n
 		if (!r->wc && s->kind != S_REOPEN)
 			continue;
 		/* After the power cut, failing steps add little (and may each wait for space). */
-		if (r->pc.cut && res->errors >= 2)
+		if (res->errors >= 2 && pc_is_cut(&r->pc))
 			break;
 		switch (s->kind) {
 		case S_WRITE:
@@ -978,7 +1119,7 @@ void wl_run(struct rig *r, struct model *m, const struct step *steps, uint64_t n
 			fprintf(stderr, "  slow step %" PRIu64 " (%s %" PRIu64 "+%" PRIu64 "): %" PRIu64
 				" ms ret %d cut %d; free %" PRIu64 " wb %" PRIu64 " full waits %" PRIu64
 				" wb runs %" PRIu64 " commits %" PRIu64 " err %d\n", i, step_name(s->kind),
-				s->off, s->len, dt / 1000000, ret, r->pc.cut, ws.free_blocks,
+				s->off, s->len, dt / 1000000, ret, pc_is_cut(&r->pc), ws.free_blocks,
 				ws.writeback_blocks, ws.full_waits, ws.writeback_runs, ws.commits, ws.error);
 		}
 	}

@@ -57,9 +57,22 @@ void pc_set_thread_tag(int tag);
  * One per rig, shared by the wrappers of both devices. Every op takes the
  * lock, gets the next global number and is forwarded while the lock is held,
  * so "op N" is a point in one total order over both devices.
+ *
+ * Asynchronous mode (pc->async, set before pcut_wrap; the inner devices must
+ * be fault devices in asynchronous mode, see rig_set_async): the wrapper has
+ * only a submit hook (dev_is_async() is true, synchronous calls become
+ * submitted requests in dev.c) and forwards every request to its fault
+ * device, which keeps it in flight and completes it in seeded random order.
+ * An op is numbered when it executes, not when submitted: the fault device's
+ * exec hook takes the lock, numbers the op and refuses it or lets it execute
+ * before dropping the lock, so the order is still one total order of
+ * executions over both devices, and a request still in flight at the power
+ * cut is refused when it comes to execute (fails with -EIO, changes nothing).
+ * Pause hooks match at submission.
  */
 struct pcut {
 	pthread_mutex_t lock;
+	bool async;		/* wrappers made from now on are asynchronous */
 	uint64_t ops, writes;
 	uint64_t cut_at;	/* ops >= cut_at are refused (power gone); 0: never */
 	uint64_t fail_writes_from;	/* global pwrite number from which writes fail; 0: never */
@@ -82,6 +95,13 @@ bool pc_hook_wait(struct pcut *pc, int i, unsigned timeout_ms);
 void pc_hook_release(struct pcut *pc, int i);
 /* Cut the power now: every later op fails. */
 void pc_cut_now(struct pcut *pc);
+/* Has the power been cut (read under the lock: other threads number ops)? */
+bool pc_is_cut(struct pcut *pc);
+/*
+ * Cut the power at global op n (0: never), or (relative) n ops after the
+ * last one numbered: under the lock, for a rig that is open.
+ */
+void pc_arm_cut(struct pcut *pc, uint64_t n, bool relative);
 
 void pcut_init(struct pcut *pc);
 void pcut_reset(struct pcut *pc);	/* counters and faults, keeps the trace buffer */
@@ -154,6 +174,12 @@ int rig_init(struct rig *r, const struct rig_cfg *rc, uint64_t seed);
 int rig_init_images(struct rig *r, const struct rig_cfg *rc, const uint8_t *origin,
 		    const uint8_t *cache);
 void rig_fini(struct rig *r);
+/*
+ * Asynchronous devices from now on (call before rig_open): both fault stores
+ * in asynchronous mode (completion orders seeded from seed), asynchronous
+ * wrappers; fault_max_inflight(r->cache / r->origin) counts from here.
+ */
+void rig_set_async(struct rig *r, uint64_t seed);
 /* Open through fresh wrappers; returns wcache_open's result. */
 int rig_open(struct rig *r);
 /* Close if open; returns wcache_close's result. */

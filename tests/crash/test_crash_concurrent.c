@@ -8,7 +8,8 @@
  * flush (or itself FUA) survives unless a later write of that sector was
  * attempted; nothing older, nothing never written.
  *
- * Environment: WC_CRASH_SEED (replay a run's seeds), WC_CRASH_ITERS (scale).
+ * Environment: WC_CRASH_SEED (replay a run's seeds), WC_CRASH_ITERS (scale),
+ * WC_CRASH_ASYNC=S (asynchronous devices, completions reordered from seed S).
  * Thread timing is not reproducible; a failure prints the seed and cut point.
  */
 #include <errno.h>
@@ -212,6 +213,8 @@ static struct {
 	uint64_t runs, failures, cut_reached, bad_reads, timeouts;
 } st;
 
+static uint64_t async_seed;	/* WC_CRASH_ASYNC */
+
 /* One run: returns the op count reached (for choosing cut points). */
 static uint64_t one_run(const struct rig_cfg *rc, uint64_t seed, uint64_t cut_at, int mode,
 			uint64_t ops_per_writer)
@@ -225,6 +228,8 @@ static uint64_t one_run(const struct rig_cfg *rc, uint64_t seed, uint64_t cut_at
 
 	if (!u || rig_init(&u->r, rc, seed))
 		abort();
+	if (async_seed)
+		rig_set_async(&u->r, async_seed ^ seed);
 	u->r.full_wait_ms = 500;
 	u->seed = seed;
 	u->nsec = rc->origin_bytes / SECT;
@@ -239,7 +244,7 @@ static uint64_t one_run(const struct rig_cfg *rc, uint64_t seed, uint64_t cut_at
 	st.runs++;
 	if (rig_open(&u->r))
 		abort();
-	u->r.pc.cut_at = cut_at;
+	pc_arm_cut(&u->r.pc, cut_at, false);
 
 	pthread_create(&fl, NULL, flusher_main, u);
 	for (unsigned i = 0; i < NWRITERS; i++) {
@@ -344,12 +349,13 @@ int main(void)
 	struct timespec t0, t1;
 
 	wcache_set_logger(quiet_logger, NULL);
+	async_seed = env_u64("WC_CRASH_ASYNC", 0);
 	if (!seed) {
 		clock_gettime(CLOCK_REALTIME, &t0);
 		seed = ((uint64_t)t0.tv_sec * 1000003u ^ (uint64_t)t0.tv_nsec) % 1000000007u;
 	}
-	printf("test_crash_concurrent: seed %" PRIu64 " (replay: WC_CRASH_SEED=%" PRIu64 ")\n", seed,
-	       seed);
+	printf("test_crash_concurrent: seed %" PRIu64 " (replay: WC_CRASH_SEED=%" PRIu64
+	       " WC_CRASH_ASYNC=%" PRIu64 ")\n", seed, seed, async_seed);
 	fflush(stdout);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (size_t c = 0; c < sizeof(cfgs) / sizeof(cfgs[0]); c++) {

@@ -82,7 +82,7 @@ static bool one(const struct rig_cfg *rc, uint64_t seed)
 	r.full_wait_ms = 100;
 	if (rig_open(&r))
 		abort();
-	r.pc.cut_at = rng_range(&g, 10, 320);
+	pc_arm_cut(&r.pc, rng_range(&g, 10, 320), false);
 	wl_run(&r, &m, steps, wl.nsteps, &res);
 	rig_close(&r);
 	rig_crash(&r, (enum fault_crash_mode)(rng_next(&g) % 4), rng_next(&g));

@@ -12,7 +12,9 @@
  *
  * Environment: WC_CRASH_SEED (replay), WC_CRASH_ITERS (scale, default 1),
  * WC_CRASH_SCENARIO (only this one), WC_CRASH_POINT + WC_CRASH_MODE (one
- * point, traced), WC_CRASH_VERBOSE (engine messages).
+ * point, traced), WC_CRASH_VERBOSE (engine messages), WC_CRASH_ASYNC=S
+ * (asynchronous devices, completions reordered from seed S + the cut point;
+ * op numbers then vary from run to run, see test_crash_async for depth).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -78,6 +80,7 @@ static struct {
 	uint64_t unreached, format_cuts, timeouts;
 } st;
 
+static uint64_t async_seed;	/* WC_CRASH_ASYNC: asynchronous devices, completion order seed */
 static struct pc_trace *trace_buf;
 #define TRACE_MAX (1u << 16)
 static bool traced;
@@ -85,6 +88,8 @@ static bool traced;
 static void describe(const struct scenario *sc, uint64_t seed, const struct tcase *tc)
 {
 	fprintf(stderr, "  replay: WC_CRASH_SCENARIO=%s WC_CRASH_SEED=%" PRIu64, sc->name, seed);
+	if (async_seed)
+		fprintf(stderr, " WC_CRASH_ASYNC=%" PRIu64, async_seed);
 	if (tc->cut_at)
 		fprintf(stderr, " WC_CRASH_POINT=%" PRIu64, tc->cut_at);
 	if (tc->fail_writes_from)
@@ -234,6 +239,8 @@ static bool run_case1(const struct scenario *sc, uint64_t seed, const struct ste
 
 	if (!img || rig_init(&r, &sc->rc, seed))
 		abort();
+	if (async_seed)
+		rig_set_async(&r, async_seed + tc->cut_at);
 	prefill(&r, sc->prefill, seed);
 	if (model_init(&m, r.image, sc->rc.origin_bytes))
 		abort();
@@ -339,7 +346,7 @@ static bool run_case1(const struct scenario *sc, uint64_t seed, const struct ste
 		if (wl_generate(seed ^ (tc->cseed << 1), &(struct wl_cfg){ 30, { 40, 6, 4, 12, 5, 10, 3, 2, 1 } },
 				sc->rc.bs, sc->rc.origin_bytes, &s2))
 			abort();
-		r.pc.cut_at = r.pc.ops + rng_range(&g, 1, 200);
+		pc_arm_cut(&r.pc, rng_range(&g, 1, 200), true);
 		wl_run(&r, &m, s2, 30, &res);
 		free(s2);
 		if (res.bad_read_step >= 0) {
@@ -397,6 +404,8 @@ static void run_scenario(const struct scenario *sc, uint64_t seed, uint64_t iter
 	/* Count writes. */
 	if (rig_init(&r, &sc->rc, seed))
 		abort();
+	if (async_seed)
+		rig_set_async(&r, async_seed);
 	prefill(&r, sc->prefill, seed);
 	if (model_init(&m, r.image, sc->rc.origin_bytes))
 		abort();
@@ -457,6 +466,7 @@ int main(void)
 	struct timespec t0;
 
 	wcache_set_logger(quiet_logger, NULL);
+	async_seed = env_u64("WC_CRASH_ASYNC", 0);
 	if (!seed) {
 		struct timespec ts;
 

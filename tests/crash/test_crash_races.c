@@ -15,13 +15,18 @@
  *   reopen_after_failed_flush          writeback frees X but the cache flush
  *                                      fails; a reopen, a write-around of X and
  *                                      a power cut must not bring back the old copy
+ *   reuse_waits_for_durable_free       a write waiting for space on a full cache
+ *                                      gets X's block only once X's free is
+ *                                      durable (invariant 3)
  * Exit code 0 = all pass; failures print the scenario.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "crash_rig.h"
 
@@ -46,6 +51,8 @@ struct job {
 	const uint8_t *data;
 	int tag;
 	int ret;
+	int (*fn)(struct rig *r);	/* instead of op */
+	atomic_bool done;
 };
 
 static void *job_main(void *arg)
@@ -53,6 +60,11 @@ static void *job_main(void *arg)
 	struct job *j = arg;
 
 	pc_set_thread_tag(j->tag);
+	if (j->fn) {
+		j->ret = j->fn(j->r);
+		atomic_store(&j->done, true);
+		return NULL;
+	}
 	switch (j->op) {
 	case OP_WRITE:
 		j->ret = wcache_write(j->r->wc, j->data, BS, X_OFF, 0);
@@ -72,6 +84,20 @@ static void job_start(struct job *j, struct rig *r, enum op op, const uint8_t *d
 	*j = (struct job){ .r = r, .op = op, .data = data, .tag = tag };
 	if (pthread_create(&j->th, NULL, job_main, j))
 		abort();
+}
+
+static void job_start_fn(struct job *j, int (*fn)(struct rig *r), int tag)
+{
+	j->fn = fn;
+	j->tag = tag;
+	if (pthread_create(&j->th, NULL, job_main, j))
+		abort();
+}
+
+/* 2 KiB of data2 into block 7 at 1 KiB. */
+static int write_y_partial(struct rig *r)
+{
+	return wcache_write(r->wc, d2, 2048, 7 * BS + 1024, 0);
 }
 
 static int job_join(struct job *j)
@@ -325,6 +351,75 @@ static bool t_reopen_after_failed_flush(void)
 	return true;
 }
 
+/*
+ * Full cache: X and Y committed, the rest uncommitted. Writeback (one block
+ * per batch) copies X to the origin, flushes it and frees X's block; its
+ * metadata write is paused. Meanwhile a partial write of Y waits for space
+ * (Y is committed, so the write needs a new block). The waiting write must
+ * not be handed X's block before the free is durable: if it were, it would
+ * write Y's data there, and after a power cut (every unflushed write kept)
+ * recovery would find X's committed entry pointing at it.
+ */
+static bool t_reuse_waits_for_durable_free(void)
+{
+	static const struct rig_cfg cfg1 = {
+		BS, 1u << 20, 4096 + 64 * 4096,
+		"high_watermark 100 low_watermark 100 autocommit_time 3600000 "
+		"autocommit_blocks 1000000 pause_writeback 0 writeback_jobs 1"
+	};
+	const uint64_t y_off = 7 * BS;
+	struct rig r;
+	struct job b;
+	struct wc_stats st0, st1;
+	uint8_t got[BS], fill[BS];
+	bool wrote = false;
+
+	if (rig_init(&r, &cfg1, 42))
+		abort();
+	CHECK(rig_open(&r) == 0, "open: %s", wcache_last_error());
+	CHECK(wcache_write(r.wc, d1, BS, X_OFF, 0) == 0, "write X");	/* block 0: first in the batch */
+	CHECK(wcache_write(r.wc, d3, BS, y_off, 0) == 0, "write Y");
+	CHECK(wcache_flush(r.wc) == 0, "flush");
+	/* The 62 other blocks, uncommitted: the full cache starts writeback of X alone. */
+	pc_hook_arm(&r.pc, 0, PC_ORIGIN, PC_WRITE, X_OFF, 0, 0);
+	for (uint64_t i = 0; i < 62; i++) {
+		rng_fill(100 + i, fill, BS);
+		CHECK(wcache_write(r.wc, fill, BS, (16 + i) * BS, 0) == 0, "fill %d", (int)i);
+	}
+	CHECK(pc_hook_wait(&r.pc, 0, 5000), "writeback of X did not reach the origin");
+	wcache_get_stats(r.wc, &st0);
+	/* A partial write of Y (4 sectors into block Y) needs a block: it waits. */
+	b = (struct job){ .r = &r };
+	job_start_fn(&b, write_y_partial, 2);
+	for (int i = 0; i < 5000; i++) {
+		wcache_get_stats(r.wc, &st1);
+		if (st1.full_waits > st0.full_waits)
+			break;
+		usleep(1000);
+	}
+	CHECK(st1.full_waits > st0.full_waits, "the write of Y did not wait for space");
+	/* Pause the metadata write that makes X's free durable; let writeback go on. */
+	pc_hook_arm(&r.pc, 1, PC_CACHE, PC_WRITE, 0, 0, 0);
+	pc_hook_release(&r.pc, 0);
+	CHECK(pc_hook_wait(&r.pc, 1, 5000), "X's free was not written");
+	/* The waiting write must not finish now; give it the time to. */
+	for (int i = 0; i < 300 && !wrote; i++) {
+		wrote = atomic_load(&b.done);
+		usleep(1000);
+	}
+	pc_cut_now(&r.pc);
+	pc_hook_release(&r.pc, 1);
+	job_join(&b);
+	rig_close(&r);
+	rig_crash(&r, FAULT_KEEP_ALL, 1);
+	CHECK(rig_open(&r) == 0, "reopen after crash: %s", wcache_last_error());
+	CHECK(wcache_read(r.wc, got, BS, X_OFF) == 0, "read X");
+	CHECK(!memcmp(got, d1, BS), "X holds %s%s; expected data1 (committed, written back)",
+	      which(got, &r), wrote ? " (the write of Y ended before X's free was durable)" : "");
+	rig_fini(&r);
+	return true;
+}
+
 int main(void)
 {
 	static const struct {
@@ -337,6 +432,7 @@ int main(void)
 		{ "cleaner_discard_old_copy_live", t_cleaner_live },
 		{ "cleaner_discard_old_copy_crash", t_cleaner_crash },
 		{ "reopen_after_failed_flush", t_reopen_after_failed_flush },
+		{ "reuse_waits_for_durable_free", t_reuse_waits_for_durable_free },
 	};
 
 	wcache_set_logger(quiet_logger, NULL);

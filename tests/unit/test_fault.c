@@ -5,7 +5,7 @@
  * cuts, injected write/op errors, determinism by seed, shared handles; in
  * asynchronous mode: out-of-order completion, per-request errors, power cuts
  * with requests in flight, what a submitted flush covers, in-flight counters,
- * callbacks that submit, close draining.
+ * callbacks that submit, close draining, exec hooks.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -884,6 +884,89 @@ static void test_async_close_drains(void **state)
 	dev_close(a);
 }
 
+/*
+ * An exec hook brackets each request submitted through its handle: before()
+ * runs without the store's lock (a synchronous read of the same device does
+ * not deadlock) and may refuse the request, which then changes nothing and
+ * is not counted; after() sees every result. Other handles are not hooked.
+ */
+struct hook_rec {
+	struct wc_dev *dev;
+	int before, after, refused_seen, bad;	/* no cmocka asserts off the main thread */
+	uint8_t peek;
+};
+
+static int hook_before(void *opaque, struct wc_io *io)
+{
+	struct hook_rec *h = opaque;
+
+	h->before++;
+	h->bad += dev_pread(h->dev, &h->peek, 1, 7 * 512) != 0;
+	return (io->off / 512) % 2 ? -EIO : 0;	/* odd sectors: refused */
+}
+
+static void hook_after(void *opaque, struct wc_io *io, int result)
+{
+	struct hook_rec *h = opaque;
+
+	h->after++;
+	h->bad += result != ((io->off / 512) % 2 ? -EIO : 0);
+	h->refused_seen += result != 0;
+}
+
+static void test_async_exec_hook(void **state)
+{
+	struct wc_dev *dev = open_fault(), *other;
+	struct hook_rec h = { 0 };
+	struct fault_exec_hook hook = { hook_before, hook_after, &h };
+	uint8_t data[8][512], buf[512];
+	struct areq r[8];
+	struct wc_io_wait w;
+	uint64_t ops0;
+
+	(void)state;
+	assert_int_equal(dev_fault_share(dev, &other), 0);
+	h.dev = other;
+	fault_set_async(dev, true, 13);
+	fault_set_exec_hook(dev, &hook);
+	fault_async_hold(dev, true);
+	wc_io_wait_init(&w);
+	for (int i = 0; i < 8; i++) {
+		memset(data[i], 0x40 + i, 512);
+		areq_init(&r[i], i, WC_IO_WRITE, data[i], 512, i * 512, &w);
+	}
+	asubmit(dev, r, 8, true);
+	ops0 = fault_ops(dev);
+	fault_async_hold(dev, false);
+	assert_int_equal(wc_io_wait_end(&w), -EIO);
+	/* 8 synchronous reads in before(), 4 writes executed, 4 refused uncounted. */
+	assert_int_equal(fault_ops(dev) - ops0, 8 + 4);
+	assert_int_equal(h.before, 8);
+	assert_int_equal(h.after, 8);
+	assert_int_equal(h.refused_seen, 4);
+	assert_int_equal(h.bad, 0);
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(r[i].result, i % 2 ? -EIO : 0);
+		assert_int_equal(dev_pread(dev, buf, 512, i * 512), 0);
+		assert_true(all_eq(buf, i % 2 ? 0 : 0x40 + i, 512, 0));
+	}
+	/* Requests through another handle are not hooked. */
+	wc_io_wait_init(&w);
+	areq_init(&r[0], 0, WC_IO_WRITE, data[1], 512, 512, &w);
+	asubmit(other, r, 1, true);
+	assert_int_equal(wc_io_wait_end(&w), 0);
+	assert_int_equal(h.before, 8);
+	/* Unhooked again. */
+	fault_set_exec_hook(dev, NULL);
+	wc_io_wait_init(&w);
+	areq_init(&r[0], 0, WC_IO_WRITE, data[3], 512, 3 * 512, &w);
+	asubmit(dev, r, 1, true);
+	assert_int_equal(wc_io_wait_end(&w), 0);
+	assert_int_equal(h.before, 8);
+	dev_close(other);
+	dev_close(dev);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -907,6 +990,7 @@ int main(void)
 		cmocka_unit_test(test_async_max_inflight),
 		cmocka_unit_test(test_async_chain),
 		cmocka_unit_test(test_async_close_drains),
+		cmocka_unit_test(test_async_exec_hook),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

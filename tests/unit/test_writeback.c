@@ -6,7 +6,8 @@
  *  - writeback_jobs bounds the origin writes in flight, and writeback does
  *    keep several in flight (the pipeline is really asynchronous);
  *  - writes waiting for a free block are served in arrival order, each
- *    with the block it was woken for.
+ *    with the block it was woken for;
+ *  - after a failed batch, a flush message retries at once (fault origin).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -23,6 +24,7 @@
 #include "wcache.h"
 #include "dev.h"
 #include "engine.h"
+#include "fault.h"
 #include "testing.h"
 
 #define BS 4096u
@@ -480,12 +482,57 @@ static void test_full_cache_waiters_fifo(void **state)
 	assert_int_equal(wcache_close(wc), 0);
 }
 
+/*
+ * After a failed batch the writeback thread waits out a backoff (100 ms,
+ * doubling up to 10 s), which a kick or a flush request ends early. A
+ * wake-up for anything else during the backoff (here the autocommit request
+ * of a write) sent the thread on to its idle wait; a flush message then
+ * woke it there and it went back into a whole backoff before retrying: the
+ * message took the backoff although the origin worked again.
+ * test_crash_points on asynchronous devices hit it ("a step took 1600 ms").
+ */
+static void test_flush_after_failed_writeback_retries_at_once(void **state)
+{
+	struct wc_dev *origin, *engine_origin, *cache;
+	struct wcache *wc;
+	struct wc_cfg cfg;
+	uint64_t t0, ms;
+	(void)state;
+
+	assert_int_equal(dev_fault_open(1u << 20, &origin), 0);
+	assert_int_equal(dev_fault_share(origin, &engine_origin), 0);
+	assert_int_equal(dev_mem_open(1u << 20, &cache), 0);
+	wcache_cfg_init(&cfg);
+	assert_int_equal(wcache_cfg_set(&cfg, "high_watermark", "100"), 0);
+	assert_int_equal(wcache_cfg_set(&cfg, "low_watermark", "99"), 0);
+	assert_int_equal(wcache_cfg_set(&cfg, "autocommit_blocks", "1"), 0);
+	assert_int_equal(wc_open_devs(&cfg, engine_origin, cache, &wc), 0);
+	write_block(wc, 1, 1);
+	assert_int_equal(wcache_flush(wc), 0);
+	fault_set_error(origin, "pwrite", true);
+	for (int i = 0; i < 4; i++)
+		assert_int_not_equal(wcache_message(wc, "flush"), 0);
+	/* The backoff is 800 ms now. A write's autocommit request wakes the thread. */
+	write_block(wc, 3, 3);
+	usleep(50000);
+	fault_set_error(origin, "pwrite", false);
+	t0 = wc_now_ns();
+	assert_int_equal(wcache_message(wc, "flush"), 0);
+	ms = (wc_now_ns() - t0) / 1000000;
+	if (ms >= 400)
+		fail_msg("the flush message took %llu ms: writeback waited out its backoff",
+			 (unsigned long long)ms);
+	assert_int_equal(wcache_close(wc), 0);
+	dev_close(origin);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_writeback_jobs_bounds_in_flight),
 		cmocka_unit_test(test_runs_ending_during_finish),
 		cmocka_unit_test(test_full_cache_waiters_fifo),
+		cmocka_unit_test(test_flush_after_failed_writeback_retries_at_once),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

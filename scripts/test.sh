@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # The test command: install missing packages, build plain and ASan+UBSan
-# trees, run every CTest test in both, print a summary, exit non-zero on any
-# failure.
+# trees, run every CTest test in both (and the unit label under TSan),
+# print a summary, exit non-zero on any failure.
 #
 # Usage: scripts/test.sh [--quick]
 #   --quick  only the plain build and its "unit" label
 # Environment: CTEST_PARALLEL_LEVEL (ctest jobs, default 1), WC_SKIP_DEPS=1,
 #   WC_BUILD_DIR, WC_ASAN_BUILD_DIR, WC_RELEASE_BUILD_DIR (compiled with -O3,
-#   not tested), WC_CMAKE_ARGS (see scripts/build.sh).
+#   not tested), WC_TSAN_BUILD_DIR (ThreadSanitizer, unit label),
+#   WC_CMAKE_ARGS (see scripts/build.sh).
 # Tests run in the ASan tree see WC_SANITIZE=address,undefined in their
 # environment (e.g. to LD_PRELOAD libasan before loading a plugin into nbdkit).
 # The sanitizer tree skips the labels kernel, vm and bench: they drive whole
@@ -23,7 +24,7 @@ case "${1:-}" in
 "") ;;
 --quick) quick=1 ;;
 -h | --help)
-	sed -n '3,15s/^# \{0,1\}//p' "$0"
+	sed -n '3,16s/^# \{0,1\}//p' "$0"
 	exit 0
 	;;
 *)
@@ -35,6 +36,7 @@ esac
 build_dir=${WC_BUILD_DIR:-build}
 asan_dir=${WC_ASAN_BUILD_DIR:-build-asan}
 release_dir=${WC_RELEASE_BUILD_DIR:-build-release}
+tsan_dir=${WC_TSAN_BUILD_DIR:-build-tsan}
 results=()
 failed=0
 
@@ -92,12 +94,29 @@ release_build() {
 		cmake --build "$root/$release_dir" -j "$(nproc 2>/dev/null || echo 2)"
 }
 
+# ThreadSanitizer over the unit label: the engine's threads, the
+# asynchronous devices and the full-cache waiters (a few minutes).
+tsan_build() {
+	cmake -S "$root" -B "$root/$tsan_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DWC_SANITIZE=thread >/dev/null &&
+		cmake --build "$root/$tsan_dir" -j "$(nproc 2>/dev/null || echo 2)"
+}
+
+run_ctest_tsan() {
+	TSAN_OPTIONS=halt_on_error=1 WC_SANITIZE=thread run_ctest "$tsan_dir" -L unit
+}
+
 if ((!quick)); then
 	step "build $release_dir (Release, compile only)" release_build
 	if step "build $asan_dir (address,undefined)" "$root/scripts/build.sh" --no-deps --asan-only; then
 		step "ctest ($asan_dir)" run_ctest_asan
 	else
 		skip "ctest ($asan_dir): build failed"
+	fi
+	if step "build $tsan_dir (thread)" tsan_build; then
+		step "ctest -L unit ($tsan_dir)" run_ctest_tsan
+	else
+		skip "ctest ($tsan_dir): build failed"
 	fi
 fi
 

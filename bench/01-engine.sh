@@ -37,8 +37,9 @@ for base in "${dirs[@]}"; do
 	d=$(mktemp -d "$base/wcache-bench-engine.XXXXXX")
 	BENCH_SCRATCH+=("$d")
 	# Two cache I/O modes: direct (O_DIRECT, the default) and buffered (the
-	# page cache, like the baseline). tmpfs refuses O_DIRECT, so there the
-	# two are the same and only one runs.
+	# page cache, like the baseline). On tmpfs both copy to the same memory
+	# (older kernels refuse O_DIRECT there, and wcache falls back to
+	# buffered; since Linux 6.6 tmpfs accepts it), so only one runs.
 	modes=(direct buffered)
 	[[ $fs == tmpfs ]] && modes=(direct)
 	say "$fs ($base): preparing a $cache_size raw file, a $cache_size cache and a $origin_size origin"

@@ -32,9 +32,10 @@ Usage: $0 [--quick] [--build DIR] [--out DIR] [--work DIR] [--rounds N] [--runti
   --work DIR   where scratch images go, a directory on the disk under test (default: /var/tmp)
   --rounds N   interleaved baseline/subject rounds (overrides the default)
   --runtime T  fio time per run, e.g. 5s or 500ms (overrides the default)
-  --perf S     profile the wcache server for S seconds during its runs (perf
-               record -g and perf stat, into OUT/perf/; benchmarks 1 and 7).
-               The profiler perturbs the run: use a separate run for profiles
+  --perf S     profile the servers for S seconds during round 1 (perf record
+               -g and perf stat, into OUT/perf/): benchmark 1 every server,
+               benchmark 7 wcache. The profiler perturbs the run: use a
+               separate run for profiles
 EOF
 }
 
@@ -383,8 +384,8 @@ STD_JOBS=(
 # AB_B_IOPS[job], AB_A_P99[job], AB_B_P99[job] (medians), and for every
 # baseline X: ABX_IOPS_RATIO[X:job], ABX_P99_RATIO[X:job] (B against X) and
 # for every server S: ABX_IOPS[S:job], ABX_P99[S:job] (medians).
-# With --perf SECS, the subject's run of every job in round 1 is profiled
-# (perf_start/perf_wait below).
+# With --perf SECS, every server's run of every job in round 1 is profiled
+# (perf_start above), from 1 s after fio's ramp.
 declare -A AB_IOPS_RATIO AB_P99_RATIO AB_A_IOPS AB_B_IOPS AB_A_P99 AB_B_P99
 declare -A ABX_IOPS_RATIO ABX_P99_RATIO ABX_IOPS ABX_P99
 AB_JOBS=()
@@ -417,7 +418,7 @@ ab_compare() {
 			declare -A got_iops=() got_p99=()
 			for s in "${order[@]}"; do
 				only_run "$s"
-				((r == 1)) && [[ $s = "$b" ]] && perf_start "$tag-$name" "${SRV_PID[$s]}" "$((ramp + 1))"
+				((r == 1)) && perf_start "$tag-$name-$s" "${SRV_PID[$s]}" "$((ramp + 1))"
 				# shellcheck disable=SC2086
 				json=$(fio_nbd "$tag-$name-$s-r$r" "${SRV_URI[$s]}" $opts --size="$region" \
 					--time_based --runtime="$runtime" --ramp_time="$ramp" "${extra[@]}")

@@ -164,16 +164,21 @@ srv_qemu() {
 # above 2%; LABEL-dso.txt: --sort dso) and, at the same time, perf stat
 # (LABEL-stat.csv: task-clock, context switches, futex and io_uring_enter
 # calls). perf_wait waits for it. Without --perf both do nothing.
+# BENCH_PERF_CG replaces -g, e.g. BENCH_PERF_CG="--call-graph dwarf,16384"
+# (user-space callers in a build without frame pointers; large files).
 PERF_JOB=""
 perf_start() {
 	((BENCH_PERF > 0)) || return 0
 	local label=$1 pid=$2 delay=${3:-1} dir=$OUT/perf
 	mkdir -p "$dir"
 	(
+		# head closes the pipe early: no -e/pipefail in here.
+		set +e +o pipefail
 		sleep "$delay"
 		perf stat -x, -e task-clock,context-switches,cpu-migrations,syscalls:sys_enter_futex,syscalls:sys_enter_io_uring_enter \
 			-p "$pid" -o "$dir/$label-stat.csv" -- sleep "$BENCH_PERF" >/dev/null 2>&1 &
-		perf record -g -p "$pid" -o "$dir/$label.data" -- sleep "$BENCH_PERF" >/dev/null 2>"$dir/$label-record.log"
+		# shellcheck disable=SC2086
+		perf record ${BENCH_PERF_CG:--g} -p "$pid" -o "$dir/$label.data" -- sleep "$BENCH_PERF" >/dev/null 2>"$dir/$label-record.log"
 		wait
 		perf report -i "$dir/$label.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
 			grep -v '^$' | head -n 400 >"$dir/$label-report.txt"

@@ -163,7 +163,7 @@ srv_qemu() {
 # dso,sym, flat; LABEL-callgraph.txt: the same with call chains for symbols
 # above 2%; LABEL-dso.txt: --sort dso) and, at the same time, perf stat
 # (LABEL-stat.csv: task-clock, context switches, futex and io_uring_enter
-# calls). perf_wait waits for it. Without --perf both do nothing.
+# calls, and how many CPUs the whole machine kept busy meanwhile). perf_wait waits for it. Without --perf both do nothing.
 # BENCH_PERF_CG replaces -g, e.g. BENCH_PERF_CG="--call-graph dwarf,16384"
 # (user-space callers in a build without frame pointers; large files).
 PERF_JOB=""
@@ -175,11 +175,20 @@ perf_start() {
 		# head closes the pipe early: no -e/pipefail in here.
 		set +e +o pipefail
 		sleep "$delay"
+		local cpu0 cpu1
+		cpu0=$(head -n 1 /proc/stat)
 		perf stat -x, -e task-clock,context-switches,cpu-migrations,syscalls:sys_enter_futex,syscalls:sys_enter_io_uring_enter \
 			-p "$pid" -o "$dir/$label-stat.csv" -- sleep "$BENCH_PERF" >/dev/null 2>&1 &
 		# shellcheck disable=SC2086
 		perf record ${BENCH_PERF_CG:--g} -p "$pid" -o "$dir/$label.data" -- sleep "$BENCH_PERF" >/dev/null 2>"$dir/$label-record.log"
 		wait
+		# The whole machine meanwhile: CPUs busy (of nproc; idle and iowait not busy).
+		cpu1=$(head -n 1 /proc/stat)
+		awk -v a="$cpu0" -v b="$cpu1" -v n="$(nproc)" 'BEGIN {
+			split(a, x, " "); split(b, y, " "); t = 0
+			for (i = 2; i <= 9; i++) t += y[i] - x[i]
+			idle = (y[5] - x[5]) + (y[6] - x[6])
+			if (t > 0) printf "%.2f,CPUs,machine-busy,of %d\n", n * (t - idle) / t, n }' >>"$dir/$label-stat.csv"
 		perf report -i "$dir/$label.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
 			grep -v '^$' | head -n 400 >"$dir/$label-report.txt"
 		perf report -i "$dir/$label.data" --no-children --sort dso,sym --stdio --percent-limit 2 \

@@ -10,7 +10,8 @@
 #     filter (delay-write 2 ms and 1 ms, delay-read 1 ms; nbdkit runs 16
 #     threads per connection, so each of fio's 16 connections has all its
 #     requests served in parallel; wcache's NBD origin backend has 4
-#     connections with one request in flight on each), and
+#     connections, with one request in flight on each before issue 13 and
+#     any number since), and
 #     a local file under O_DIRECT (baseline:
 #     qemu-nbd --cache=none --aio=io_uring; wcache opens the file itself).
 #     Write IOPS, p99 and worst (max) completion latency.

@@ -10,7 +10,8 @@
 #     filter (delay-write 2 ms and 1 ms, delay-read 1 ms; nbdkit runs 16
 #     threads per connection, so each of fio's 16 connections has all its
 #     requests served in parallel; wcache's NBD origin backend has 4
-#     connections with one request in flight on each), and
+#     connections, with one request in flight on each before issue 13 and
+#     any number since), and
 #     a local file under O_DIRECT (baseline:
 #     qemu-nbd --cache=none --aio=io_uring; wcache opens the file itself).
 #     Write IOPS, p99 and worst (max) completion latency.
@@ -48,18 +49,6 @@ if command -v qemu-nbd >/dev/null 2>&1; then
 else
 	file_base="nbdkit file cache=none (no qemu-nbd: page cache + fadvise, not O_DIRECT)"
 fi
-
-# srv_qemu NAME IMAGE: qemu-nbd on a unix socket, O_DIRECT + io_uring, any
-# number of clients, persistent (it exits after its last client otherwise).
-srv_qemu() {
-	local name=$1 img=$2
-	local sock=$WORK/$name.sock pidfile=$WORK/$name.pid
-	rm -f "$sock" "$pidfile"
-	qemu-nbd -f raw --cache=none --aio=io_uring --shared=0 --persistent --fork \
-		--pid-file="$pidfile" -k "$sock" "$img" >>"$OUT/$name.log" 2>&1 ||
-		{ cat "$OUT/$name.log" >&2; die "qemu-nbd $name failed"; }
-	srv_wait "$name" "$pidfile" "$sock"
-}
 
 # start_origin TAG: the baseline server "origin" for a variant; sets WC_ORIGIN,
 # what wcache is given as its origin.
@@ -139,7 +128,10 @@ for v in "${variants[@]}"; do
 				if [[ $tag = file ]]; then only_run wc; else only_run wc origin; fi
 				sampler wc "$OUT/status-$tag-r$r.dat" &
 				spid=$!
+				# --perf: round 1, from 1 s in (the cache is full by then).
+				((r == 1)) && perf_start "A-$tag" "${SRV_PID[wc]}" 1
 				j=$(fio_nbd "$tag-wc-r$r" "${SRV_URI[wc]}" "${fio_opts[@]}")
+				perf_wait
 				kill "$spid" 2>/dev/null || true
 				wait "$spid" 2>/dev/null || true
 				around=$(wc_status wc writes_around) waits=$(wc_status wc full_waits)
@@ -281,10 +273,12 @@ fill_and_drain() {
 		done
 	) >"$OUT/drain-$tag.dat" 2>/dev/null &
 	poller=$!
+	[[ $tag = r1 ]] && perf_start "B-drain" "${SRV_PID[wcd]}" 0
 	wc_message wcd flush
 	t1=$EPOCHREALTIME
 	kill "$poller" 2>/dev/null || true
 	wait "$poller" 2>/dev/null || true
+	perf_wait
 	awk -v a="$t1" -v b="$t0" 'BEGIN { printf "%.3f 0\n", a - b }' >>"$OUT/drain-$tag.dat"
 	dirty=$(wc_status wcd dirty)
 	((dirty == 0)) || die "$dirty blocks still dirty after message flush"

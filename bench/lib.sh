@@ -19,18 +19,23 @@ BENCH_ROOT=$(cd "$BENCH_SRC/.." && pwd)
 : "${BENCH_QUICK:=0}"
 : "${BENCH_WORK:=/var/tmp}"
 : "${BENCH_OUT:=}"
+: "${BENCH_PERF:=0}"
 # Set by --rounds/--runtime, read by the benchmarks.
 export BENCH_ROUNDS BENCH_RUNTIME
 
 bench_usage() {
 	cat <<EOF
-Usage: $0 [--quick] [--build DIR] [--out DIR] [--work DIR] [--rounds N] [--runtime S]
+Usage: $0 [--quick] [--build DIR] [--out DIR] [--work DIR] [--rounds N] [--runtime S] [--perf S]
   --quick      smoke run (tiny sizes, one short round), used by ctest -L bench
   --build DIR  build tree with wcache and nbdkit-wcache-plugin.so (default: $BENCH_ROOT/build)
   --out DIR    results directory (default: a new directory under /var/tmp)
   --work DIR   where scratch images go, a directory on the disk under test (default: /var/tmp)
   --rounds N   interleaved baseline/subject rounds (overrides the default)
   --runtime T  fio time per run, e.g. 5s or 500ms (overrides the default)
+  --perf S     profile the servers for S seconds during round 1 (perf record
+               -g and perf stat, into OUT/perf/): benchmark 1 every server,
+               benchmark 7 wcache. The profiler perturbs the run: use a
+               separate run for profiles
 EOF
 }
 
@@ -44,6 +49,7 @@ bench_parse_args() {
 		--work) BENCH_WORK=$2; shift ;;
 		--rounds) BENCH_ROUNDS=$2; shift ;;
 		--runtime) BENCH_RUNTIME=$2; shift ;;
+		--perf) BENCH_PERF=$2; shift ;;
 		-h | --help) bench_usage; exit 0 ;;
 		*) echo "$BENCH_NAME: unknown argument '$1'" >&2; bench_usage >&2; exit 2 ;;
 		esac
@@ -135,6 +141,67 @@ srv_nbdkit() {
 	TMPDIR=$WORK nbdkit -U "$sock" -P "$pidfile" "$@" >>"$OUT/$name.log" 2>&1 ||
 		{ cat "$OUT/$name.log" >&2; die "nbdkit $name failed"; }
 	srv_wait "$name" "$pidfile" "$sock"
+}
+
+# srv_qemu NAME IMAGE: qemu-nbd on a unix socket, O_DIRECT (--cache=none) +
+# io_uring, any number of clients (--shared=0), persistent (it exits after
+# its first client disconnects otherwise).
+srv_qemu() {
+	local name=$1 img=$2
+	local sock=$WORK/$name.sock pidfile=$WORK/$name.pid
+	rm -f "$sock" "$pidfile"
+	qemu-nbd -f raw --cache=none --aio=io_uring --shared=0 --persistent --fork \
+		--pid-file="$pidfile" -k "$sock" "$img" >>"$OUT/$name.log" 2>&1 ||
+		{ cat "$OUT/$name.log" >&2; die "qemu-nbd $name failed"; }
+	srv_wait "$name" "$pidfile" "$sock"
+}
+
+# perf_start LABEL PID [DELAY]: with --perf SECS (whole seconds), after DELAY
+# seconds (default 1) profile process PID for SECS seconds in the background:
+# perf record -g
+# (OUT/perf/LABEL.data, report in LABEL-report.txt: --no-children --sort
+# dso,sym, flat; LABEL-callgraph.txt: the same with call chains for symbols
+# above 2%; LABEL-dso.txt: --sort dso) and, at the same time, perf stat
+# (LABEL-stat.csv: task-clock, context switches, futex and io_uring_enter
+# calls, and how many CPUs the whole machine kept busy meanwhile). perf_wait waits for it. Without --perf both do nothing.
+# BENCH_PERF_CG replaces -g, e.g. BENCH_PERF_CG="--call-graph dwarf,16384"
+# (user-space callers in a build without frame pointers; large files).
+PERF_JOB=""
+perf_start() {
+	((BENCH_PERF > 0)) || return 0
+	local label=$1 pid=$2 delay=${3:-1} dir=$OUT/perf
+	mkdir -p "$dir"
+	(
+		# head closes the pipe early: no -e/pipefail in here.
+		set +e +o pipefail
+		sleep "$delay"
+		local cpu0 cpu1
+		cpu0=$(head -n 1 /proc/stat)
+		perf stat -x, -e task-clock,context-switches,cpu-migrations,syscalls:sys_enter_futex,syscalls:sys_enter_io_uring_enter \
+			-p "$pid" -o "$dir/$label-stat.csv" -- sleep "$BENCH_PERF" >/dev/null 2>&1 &
+		# shellcheck disable=SC2086
+		perf record ${BENCH_PERF_CG:--g} -p "$pid" -o "$dir/$label.data" -- sleep "$BENCH_PERF" >/dev/null 2>"$dir/$label-record.log"
+		wait
+		# The whole machine meanwhile: CPUs busy (of nproc; idle and iowait not busy).
+		cpu1=$(head -n 1 /proc/stat)
+		awk -v a="$cpu0" -v b="$cpu1" -v n="$(nproc)" 'BEGIN {
+			split(a, x, " "); split(b, y, " "); t = 0
+			for (i = 2; i <= 9; i++) t += y[i] - x[i]
+			idle = (y[5] - x[5]) + (y[6] - x[6])
+			if (t > 0) printf "%.2f,CPUs,machine-busy,of %d\n", n * (t - idle) / t, n }' >>"$dir/$label-stat.csv"
+		perf report -i "$dir/$label.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
+			grep -v '^$' | head -n 400 >"$dir/$label-report.txt"
+		perf report -i "$dir/$label.data" --no-children --sort dso,sym --stdio --percent-limit 2 \
+			2>/dev/null | head -n 1500 >"$dir/$label-callgraph.txt"
+		perf report -i "$dir/$label.data" --no-children --sort dso --stdio -g none 2>/dev/null |
+			grep -v '^$' >"$dir/$label-dso.txt"
+	) &
+	PERF_JOB=$!
+}
+perf_wait() {
+	[[ -n $PERF_JOB ]] || return 0
+	wait "$PERF_JOB" || say "perf for job $PERF_JOB failed"
+	PERF_JOB=""
 }
 
 # only_run NAME...: SIGCONT the servers named, SIGSTOP every other one, so
@@ -323,17 +390,26 @@ STD_JOBS=(
 # Runs every STD_JOBS job on servers A (baseline) and B (subject), ROUNDS
 # times, alternating which goes first, each run RUNTIME (fio time: 5, 500ms)
 # after a 1 s ramp (none with --quick), over the first
-# REGION bytes. Writes $OUT/TAG.tsv (one line per run), $OUT/TAG-table.txt and
-# $OUT/TAG-bars.dat, and sets AB_JOBS, AB_IOPS_RATIO[job] (B/A, median of the
-# per-round ratios), AB_P99_RATIO[job] (A p99 / B p99: > 1 means B is faster),
-# AB_A_IOPS[job], AB_B_IOPS[job], AB_A_P99[job], AB_B_P99[job] (medians).
+# REGION bytes. A may name several baselines separated by commas (raw,qemu):
+# then odd rounds run A1 A2 ... B and even rounds B ... A2 A1. Writes
+# $OUT/TAG.tsv (one line per run), $OUT/TAG-table.txt and $OUT/TAG-bars.dat,
+# and sets AB_JOBS, AB_IOPS_RATIO[job] (B/A1, median of the per-round ratios),
+# AB_P99_RATIO[job] (A1 p99 / B p99: > 1 means B is faster), AB_A_IOPS[job],
+# AB_B_IOPS[job], AB_A_P99[job], AB_B_P99[job] (medians), and for every
+# baseline X: ABX_IOPS_RATIO[X:job], ABX_P99_RATIO[X:job] (B against X) and
+# for every server S: ABX_IOPS[S:job], ABX_P99[S:job] (medians).
+# With --perf SECS, every server's run of every job in round 1 is profiled
+# (perf_start above), from 1 s after fio's ramp.
 declare -A AB_IOPS_RATIO AB_P99_RATIO AB_A_IOPS AB_B_IOPS AB_A_P99 AB_B_P99
+declare -A ABX_IOPS_RATIO ABX_P99_RATIO ABX_IOPS ABX_P99
 AB_JOBS=()
 ab_compare() {
-	local tag=$1 a=$2 b=$3 rounds=$4 runtime=$5 region=$6
+	local tag=$1 alist=$2 b=$3 rounds=$4 runtime=$5 region=$6
 	shift 6
-	local extra=("$@") tsv=$OUT/$tag.tsv spec name dir opts r s first second json
-	local -a ir pr ai bi ap bp
+	local extra=("$@") tsv=$OUT/$tag.tsv spec name dir opts r s x json a
+	local -a bases order
+	IFS=',' read -r -a bases <<<"$alist"
+	a=${bases[0]}
 	local ramp=1
 	((BENCH_QUICK)) && ramp=0
 	local -a jobs=("${STD_JOBS[@]}")
@@ -344,53 +420,108 @@ ab_compare() {
 	for spec in "${jobs[@]}"; do
 		IFS='|' read -r name dir opts <<<"$spec"
 		AB_JOBS+=("$name")
-		ir=() pr=() ai=() bi=() ap=() bp=()
+		# Per-round values, one newline-separated list per key.
+		declare -A x_ir=() x_pr=() x_iv=() x_pv=()
 		for ((r = 1; r <= rounds; r++)); do
-			if ((r % 2)); then first=$a second=$b; else first=$b second=$a; fi
+			if ((r % 2)); then
+				order=("${bases[@]}" "$b")
+			else
+				order=("$b")
+				for ((x = ${#bases[@]} - 1; x >= 0; x--)); do order+=("${bases[x]}"); done
+			fi
 			declare -A got_iops=() got_p99=()
-			for s in "$first" "$second"; do
+			for s in "${order[@]}"; do
 				only_run "$s"
+				((r == 1)) && perf_start "$tag-$name-$s" "${SRV_PID[$s]}" "$((ramp + 1))"
 				# shellcheck disable=SC2086
 				json=$(fio_nbd "$tag-$name-$s-r$r" "${SRV_URI[$s]}" $opts --size="$region" \
 					--time_based --runtime="$runtime" --ramp_time="$ramp" "${extra[@]}")
+				perf_wait
 				got_iops[$s]=$(fio_get "$json" "$dir" iops)
 				got_p99[$s]=$(fio_get "$json" "$dir" p99_us)
 				printf '%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$r" "$s" "${got_iops[$s]}" \
 					"$(fio_get "$json" "$dir" p50_us)" "${got_p99[$s]}" \
 					"$(fio_get "$json" "$dir" p999_us)" "$(fio_get "$json" "$dir" mean_us)" >>"$tsv"
+				x_iv[$s]+="${got_iops[$s]} " x_pv[$s]+="${got_p99[$s]} "
 			done
-			ir+=("$(div "${got_iops[$b]}" "${got_iops[$a]}")")
-			pr+=("$(div "${got_p99[$a]}" "${got_p99[$b]}")")
-			ai+=("${got_iops[$a]}") bi+=("${got_iops[$b]}")
-			ap+=("${got_p99[$a]}") bp+=("${got_p99[$b]}")
-			say "$tag $name round $r: $a ${got_iops[$a]} IOPS p99 ${got_p99[$a]} us," \
-				"$b ${got_iops[$b]} IOPS p99 ${got_p99[$b]} us"
+			local msg=""
+			for x in "${bases[@]}"; do
+				x_ir[$x]+="$(div "${got_iops[$b]}" "${got_iops[$x]}") "
+				x_pr[$x]+="$(div "${got_p99[$x]}" "${got_p99[$b]}") "
+				msg+="$x ${got_iops[$x]} IOPS p99 ${got_p99[$x]} us, "
+			done
+			say "$tag $name round $r: $msg$b ${got_iops[$b]} IOPS p99 ${got_p99[$b]} us"
 		done
-		only_run "$a" "$b"
-		AB_IOPS_RATIO[$name]=$(median "${ir[@]}")
-		AB_P99_RATIO[$name]=$(median "${pr[@]}")
-		AB_A_IOPS[$name]=$(median "${ai[@]}")
-		AB_B_IOPS[$name]=$(median "${bi[@]}")
-		AB_A_P99[$name]=$(median "${ap[@]}")
-		AB_B_P99[$name]=$(median "${bp[@]}")
+		only_run "${bases[@]}" "$b"
+		for s in "${bases[@]}" "$b"; do
+			# shellcheck disable=SC2086
+			ABX_IOPS[$s:$name]=$(median ${x_iv[$s]})
+			# shellcheck disable=SC2086
+			ABX_P99[$s:$name]=$(median ${x_pv[$s]})
+		done
+		for x in "${bases[@]}"; do
+			# shellcheck disable=SC2086
+			ABX_IOPS_RATIO[$x:$name]=$(median ${x_ir[$x]})
+			# shellcheck disable=SC2086
+			ABX_P99_RATIO[$x:$name]=$(median ${x_pr[$x]})
+		done
+		# The first baseline's numbers, for the callers (ab_min AB_IOPS_RATIO, ...).
+		# shellcheck disable=SC2034
+		AB_IOPS_RATIO[$name]=${ABX_IOPS_RATIO[$a:$name]}
+		# shellcheck disable=SC2034
+		AB_P99_RATIO[$name]=${ABX_P99_RATIO[$a:$name]}
+		# shellcheck disable=SC2034
+		AB_A_IOPS[$name]=${ABX_IOPS[$a:$name]}
+		# shellcheck disable=SC2034
+		AB_B_IOPS[$name]=${ABX_IOPS[$b:$name]}
+		# shellcheck disable=SC2034
+		AB_A_P99[$name]=${ABX_P99[$a:$name]}
+		# shellcheck disable=SC2034
+		AB_B_P99[$name]=${ABX_P99[$b:$name]}
 	done
+	# Table: with one baseline | job | A IOPS | B IOPS | B/A | A p99 | B p99 | A/B |.
 	{
-		printf '| job | %s IOPS | %s IOPS | IOPS %s/%s | %s p99 us | %s p99 us | p99 %s/%s |\n' \
-			"$a" "$b" "$b" "$a" "$a" "$b" "$a" "$b"
-		printf '|---|---:|---:|---:|---:|---:|---:|\n'
+		local head="| job |" rule="|---|" row
+		for s in "${bases[@]}" "$b"; do head+=" $s IOPS |" rule+="---:|"; done
+		for x in "${bases[@]}"; do head+=" IOPS $b/$x |" rule+="---:|"; done
+		for s in "${bases[@]}" "$b"; do head+=" $s p99 us |" rule+="---:|"; done
+		for x in "${bases[@]}"; do head+=" p99 $x/$b |" rule+="---:|"; done
+		echo "$head"
+		echo "$rule"
 		for name in "${AB_JOBS[@]}"; do
-			printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" \
-				"$(fmt "${AB_A_IOPS[$name]}" 0)" "$(fmt "${AB_B_IOPS[$name]}" 0)" \
-				"${AB_IOPS_RATIO[$name]}" "$(fmt "${AB_A_P99[$name]}" 0)" \
-				"$(fmt "${AB_B_P99[$name]}" 0)" "${AB_P99_RATIO[$name]}"
+			row="| $name |"
+			for s in "${bases[@]}" "$b"; do row+=" $(fmt "${ABX_IOPS[$s:$name]}" 0) |"; done
+			for x in "${bases[@]}"; do row+=" ${ABX_IOPS_RATIO[$x:$name]} |"; done
+			for s in "${bases[@]}" "$b"; do row+=" $(fmt "${ABX_P99[$s:$name]}" 0) |"; done
+			for x in "${bases[@]}"; do row+=" ${ABX_P99_RATIO[$x:$name]} |"; done
+			echo "$row"
 		done
 	} >"$OUT/$tag-table.txt"
 	{
-		echo "# job ${a}_iops ${b}_iops (medians)"
+		printf '# job'
+		for s in "${bases[@]}" "$b"; do printf ' %s_iops' "$s"; done
+		echo " (medians)"
 		for name in "${AB_JOBS[@]}"; do
-			echo "$name ${AB_A_IOPS[$name]} ${AB_B_IOPS[$name]}"
+			printf '%s' "$name"
+			for s in "${bases[@]}" "$b"; do printf ' %s' "${ABX_IOPS[$s:$name]}"; done
+			echo
 		done
 	} >"$OUT/$tag-bars.dat"
+}
+
+# abx_min BASELINE IOPS|P99 [JOB-PATTERN]: "value job" of the smallest ratio of
+# the subject against BASELINE (ABX_IOPS_RATIO or ABX_P99_RATIO).
+abx_min() {
+	local base=$1 which=$2 pat=${3:-*} j v best=nan bj=-
+	for j in "${AB_JOBS[@]}"; do
+		# shellcheck disable=SC2053
+		[[ $j == $pat ]] || continue
+		if [[ $which = IOPS ]]; then v=${ABX_IOPS_RATIO[$base:$j]}; else v=${ABX_P99_RATIO[$base:$j]}; fi
+		if [[ $best = nan ]] || awk -v x="$v" -v y="$best" 'BEGIN { exit !(x < y) }'; then
+			best=$v bj=$j
+		fi
+	done
+	echo "$best $bj"
 }
 
 # ab_min ARRAYNAME [JOB-PATTERN]: "value job" of the smallest ratio in an AB_* map.
@@ -407,9 +538,19 @@ ab_min() {
 	echo "$best $bj"
 }
 
-# bars_plot TAG TITLE LABEL_A LABEL_B: IOPS bar chart TAG-bars.png (log scale).
+# bars_plot TAG TITLE LABEL...: IOPS bar chart TAG-bars.png (log scale), one
+# series per column of TAG-bars.dat (baselines first, the subject last).
 bars_plot() {
-	local tag=$1 title=$2 la=$3 lb=$4
+	local tag=$1 title=$2 i=2 series="" l
+	shift 2
+	for l in "$@"; do
+		if ((i == 2)); then
+			series="'$tag-bars.dat' using 2:xtic(1) title '$l'"
+		else
+			series+=", '' using $i title '$l'"
+		fi
+		i=$((i + 1))
+	done
 	cat >"$OUT/$tag-bars.gp" <<GP
 set terminal pngcairo size 1000,560 noenhanced
 set output '$tag-bars.png'
@@ -423,7 +564,7 @@ set xtics rotate by -20 font ',9'
 set bmargin 7
 set grid ytics
 set key outside top center horizontal
-plot '$tag-bars.dat' using 2:xtic(1) title '$la', '' using 3 title '$lb'
+plot $series
 GP
 	plot "$tag-bars.gp"
 }

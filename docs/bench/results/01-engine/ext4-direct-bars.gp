@@ -1,6 +1,6 @@
 set terminal pngcairo size 1000,560 noenhanced
 set output 'ext4-direct-bars.png'
-set title 'Engine overhead on ext4, cache-io=direct: nbdkit file vs wcache (4K unless noted)'
+set title 'Engine overhead on ext4, cache-io=direct: nbdkit file, qemu-nbd O_DIRECT, wcache (4K unless noted)'
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
@@ -10,4 +10,4 @@ set xtics rotate by -20 font ',9'
 set bmargin 7
 set grid ytics
 set key outside top center horizontal
-plot 'ext4-direct-bars.dat' using 2:xtic(1) title 'nbdkit file (raw)', '' using 3 title 'wcache'
+plot 'ext4-direct-bars.dat' using 2:xtic(1) title 'nbdkit file (raw)', '' using 3 title 'qemu-nbd --cache=none --aio=io_uring', '' using 4 title 'wcache'

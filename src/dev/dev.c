@@ -21,7 +21,6 @@ static int dev_check_range(struct wc_dev *dev, const char *what, uint64_t len, u
 		      dev->name, what, len, off, dev->size);
 }
 
-
 /* ---------------- asynchronous requests ---------------- */
 
 bool dev_is_async(const struct wc_dev *dev)
@@ -62,21 +61,17 @@ void dev_submit(struct wc_dev *dev, struct wc_io **ios, unsigned n)
 		struct wc_io *io = ios[i];
 		int ret = 0;
 
-		if (io->op != WC_IO_FLUSH) {
+		if (io->op != WC_IO_FLUSH)
 			ret = dev_check_range(dev, io_op_names[io->op], io->len, io->off);
-			if (!ret && (io->len == 0 || (io->op == WC_IO_DISCARD && !dev->ops->discard &&
-					      !dev->ops->submit))) {
-				io->done(io, 0);
-				continue;
-			}
-		} else if (!dev->ops->flush && !dev->ops->submit) {
-			io->done(io, 0);
-			continue;
-		}
 		if (ret) {
 			dev_io_end(io, ret);
 			continue;
 		}
+		if (io->op != WC_IO_FLUSH && io->len == 0) {
+			io->done(io, 0);
+			continue;
+		}
+		/* (A missing flush or discard hook succeeds there, as in the synchronous calls.) */
 		if (!dev->ops->submit) {
 			dev_io_end(io, dev_run_sync(dev, io));
 			continue;

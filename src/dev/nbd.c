@@ -109,11 +109,7 @@ struct nbd_dev {
 	unsigned gen;		/* lock: bumped when a connection dies; older ones are stale */
 	unsigned rr;		/* lock: round-robin start */
 	struct nbd_conn conns[NBD_MAX_CONNS];
-	/*
-	 * Partial-block writes (servers with a minimum block size only) run
-	 * alone: whole-block writes in flight are counted, and an rmw waits
-	 * for them to drain and holds new ones off. lock.
-	 */
+	/* Partial-block writes run alone (see whole_write_begin), lock. */
 	unsigned whole_writes;
 	bool rmw_busy;
 	/* Outage state, lock. */
@@ -435,6 +431,47 @@ static struct nbd_conn *conn_get(struct nbd_dev *d, int *err)
 
 /* ---------------------------------------------------------------- completion */
 
+/*
+ * Partial-block writes run alone (servers with a minimum block size): a
+ * whole-block write waits out an rmw and is counted while in flight; an
+ * rmw waits for the count to drain and holds new ones off.
+ */
+static void whole_write_begin(struct nbd_dev *d)
+{
+	pthread_mutex_lock(&d->lock);
+	while (d->rmw_busy)
+		pthread_cond_wait(&d->cond, &d->lock);
+	d->whole_writes++;
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void whole_write_end(struct nbd_dev *d)
+{
+	pthread_mutex_lock(&d->lock);
+	if (!--d->whole_writes)
+		pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void rmw_begin(struct nbd_dev *d)
+{
+	pthread_mutex_lock(&d->lock);
+	while (d->rmw_busy)
+		pthread_cond_wait(&d->cond, &d->lock);
+	d->rmw_busy = true;
+	while (d->whole_writes)
+		pthread_cond_wait(&d->cond, &d->lock);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void rmw_end(struct nbd_dev *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->rmw_busy = false;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+}
+
 /* dev_priv[0] flag: a whole-block write counted in d->whole_writes. */
 #define PIECES_COUNTED	(1ull << 63)
 
@@ -498,12 +535,8 @@ static void cmd_end(struct nbd_dev *d, struct nbd_cmd *k)
 	}
 	if (--io->dev_priv[0] & ~PIECES_COUNTED)
 		return;
-	if (io->dev_priv[0] & PIECES_COUNTED) {
-		pthread_mutex_lock(&d->lock);
-		if (d->whole_writes && !--d->whole_writes)
-			pthread_cond_broadcast(&d->cond);
-		pthread_mutex_unlock(&d->lock);
-	}
+	if (io->dev_priv[0] & PIECES_COUNTED)
+		whole_write_end(d);
 	io->done(io, (int)(int64_t)io->dev_priv[1]);
 }
 
@@ -822,22 +855,11 @@ static void nbd_submit_one(struct nbd_dev *d, struct wc_io *io)
 		uint32_t m = c->min_bytes, max = c->max_bytes;
 
 		pthread_mutex_unlock(&c->lock);
-		if (op == OP_WRITE) {
-			pthread_mutex_lock(&d->lock);
-			while (d->rmw_busy)
-				pthread_cond_wait(&d->cond, &d->lock);
-			d->rmw_busy = true;
-			while (d->whole_writes)
-				pthread_cond_wait(&d->cond, &d->lock);
-			pthread_mutex_unlock(&d->lock);
-		}
+		if (op == OP_WRITE)
+			rmw_begin(d);
 		ret = rw_unaligned(d, io, m, max);
-		if (op == OP_WRITE) {
-			pthread_mutex_lock(&d->lock);
-			d->rmw_busy = false;
-			pthread_cond_broadcast(&d->cond);
-			pthread_mutex_unlock(&d->lock);
-		}
+		if (op == OP_WRITE)
+			rmw_end(d);
 		dev_io_end(io, ret);
 		return;
 	}
@@ -885,18 +907,11 @@ static void nbd_submit_one(struct nbd_dev *d, struct wc_io *io)
 	if (op == OP_WRITE && c->min_bytes > 1) {
 		counted = true;
 		pthread_mutex_unlock(&c->lock);
-		pthread_mutex_lock(&d->lock);
-		while (d->rmw_busy)
-			pthread_cond_wait(&d->cond, &d->lock);
-		d->whole_writes++;
-		pthread_mutex_unlock(&d->lock);
+		whole_write_begin(d);
 		/* The connection may have changed while we waited: take one again. */
 		c = conn_get(d, &ret);
 		if (!c) {
-			pthread_mutex_lock(&d->lock);
-			if (!--d->whole_writes)
-				pthread_cond_broadcast(&d->cond);
-			pthread_mutex_unlock(&d->lock);
+			whole_write_end(d);
 			goto fail;
 		}
 	}
@@ -912,12 +927,8 @@ static void nbd_submit_one(struct nbd_dev *d, struct wc_io *io)
 				free(x);
 			}
 			pthread_mutex_unlock(&c->lock);
-			if (counted) {
-				pthread_mutex_lock(&d->lock);
-				if (!--d->whole_writes)
-					pthread_cond_broadcast(&d->cond);
-				pthread_mutex_unlock(&d->lock);
-			}
+			if (counted)
+				whole_write_end(d);
 			ret = wc_err(-ENOMEM, "%s: out of memory", d->uri);
 			goto fail;
 		}

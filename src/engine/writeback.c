@@ -70,7 +70,6 @@ struct wb_run {
 	atomic_int err;
 	char msg[256];
 	struct wc_io write;
-	unsigned nr_reads;
 	struct wc_io reads[];		/* one per physically contiguous piece in the cache */
 };
 
@@ -117,7 +116,8 @@ static void run_read_done(struct wc_io *io, int result)
 		int zero = 0;
 
 		if (atomic_compare_exchange_strong(&r->err, &zero, result))
-			snprintf(r->msg, sizeof(r->msg), "%s", io->msg ? io->msg : "");
+			snprintf(r->msg, sizeof(r->msg), "reading the cache device failed: %s",
+				 strerror(-result));
 	}
 	if (atomic_fetch_sub(&r->reads_left, 1) != 1)
 		return;
@@ -139,6 +139,16 @@ static void run_read_done(struct wc_io *io, int result)
 	dev_submit(c->origin, &w, 1);
 }
 
+/* Blocks from it[i] on that are also adjacent in the cache: one read. */
+static uint64_t piece_len(const struct wb_item *it, uint64_t i, uint64_t n)
+{
+	uint64_t k = 1;
+
+	while (i + k < n && it[i + k].e == it[i].e + k)
+		k++;
+	return k;
+}
+
 /* Start one run: its cache reads now, its origin write when they are done. */
 static int run_start(struct wb_pipe *p, const struct wb_item *it, uint64_t n)
 {
@@ -147,13 +157,8 @@ static int run_start(struct wb_pipe *p, const struct wb_item *it, uint64_t n)
 	unsigned nr = 0;
 	struct wb_run *r;
 
-	for (uint64_t i = 0; i < n; nr++) {
-		uint64_t k = 1;
-
-		while (i + k < n && it[i + k].e == it[i].e + k)
-			k++;
-		i += k;
-	}
+	for (uint64_t i = 0; i < n; nr++)
+		i += piece_len(it, i, n);
 	r = calloc(1, sizeof(*r) + nr * sizeof(r->reads[0]));
 	/* Page-aligned, so O_DIRECT files take it as is (no bounce, straight on the ring). */
 	if (!r || posix_memalign((void **)&r->buf, 4096, (size_t)n << c->bs_shift)) {
@@ -163,15 +168,12 @@ static int run_start(struct wb_pipe *p, const struct wb_item *it, uint64_t n)
 	r->p = p;
 	r->it = it;
 	r->n = n;
-	r->nr_reads = nr;
 	atomic_init(&r->reads_left, nr);
 	atomic_init(&r->err, 0);
 	nr = 0;
 	for (uint64_t i = 0; i < n; nr++) {
-		uint64_t k = 1;
+		uint64_t k = piece_len(it, i, n);
 
-		while (i + k < n && it[i + k].e == it[i].e + k)
-			k++;
 		r->reads[nr] = (struct wc_io){ .op = WC_IO_READ, .buf = r->buf + (i << c->bs_shift),
 					       .len = k << c->bs_shift, .off = blk_off(c, it[i].e),
 					       .done = run_read_done, .opaque = r };

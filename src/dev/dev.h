@@ -138,11 +138,20 @@ enum {
  * (shrunk since open) return zeros. Discard punches a hole (files) or issues
  * BLKDISCARD for the whole logical blocks inside the range; EOPNOTSUPP is success.
  * Errors: -ENOENT/-EACCES/... ("cannot open PATH: reason"), -EINVAL (not a file
- * or block device), -EBUSY with DEV_EXCL ("PATH is in use by another process
- * (locked)"; flock is per open file description, so a second open in the same
- * process conflicts too). With DEV_RDONLY, pwrite and discard return -EROFS.
+ * or block device), -EBUSY with DEV_EXCL (see dev_lock_exclusive). With
+ * DEV_RDONLY, pwrite and discard return -EROFS.
  */
 int dev_file_open(const char *path, unsigned flags, struct wc_dev **out);
+
+/*
+ * Take an exclusive flock on fd (opened from path) for DEV_EXCL. flock is
+ * per open file description, so a second open in the same process conflicts
+ * too. Held by a running process: -EBUSY at once, "PATH is in use by another
+ * process (locked by pid N, NAME)" (or "already open in this process").
+ * Held by a process that has exited (its io_uring still being torn down by
+ * the kernel): waits up to 10 s for the kernel to release it.
+ */
+int dev_lock_exclusive(int fd, const char *path);
 
 /*
  * Open by "URI": a path, or (when built with libnbd) nbd://... / nbd+unix://...

@@ -36,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -742,12 +741,10 @@ int dev_file_open(const char *path, unsigned flags, struct wc_dev **out)
 	ret = file_probe(f, path);
 	if (ret < 0)
 		goto out_free;
-	if ((flags & DEV_EXCL) && flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno == EWOULDBLOCK)
-			ret = wc_err(-EBUSY, "%s is in use by another process (locked)", path);
-		else
-			ret = wc_err(-errno, "%s: cannot lock: %s", path, strerror(errno));
-		goto out_free;
+	if (flags & DEV_EXCL) {
+		ret = dev_lock_exclusive(fd, path);
+		if (ret < 0)
+			goto out_free;
 	}
 	f->dev.ops = &file_ops;
 	f->dev.priv = f;

@@ -223,6 +223,7 @@ struct wc_inspect {
 	uint64_t nr_equal_dups;		/* corruption: two committed entries, same sector and seq */
 	uint64_t nr_past_origin;	/* committed entries beyond the origin (if origin size known) */
 	bool blank;			/* magic == 0 && version == 0 */
+	bool grown;			/* the device is larger than its format (the rest is unused) */
 };
 
 /*

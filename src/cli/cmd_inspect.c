@@ -150,6 +150,9 @@ int cmd_check(const struct cli_cmd *cmd, int argc, char **argv)
 		cli_error(cmd, "%s", wcache_last_error());
 		return 2;
 	}
+	if (ins.grown)
+		cli_warn(cmd, "%s is larger than its format (%llu blocks): grown since it was "
+			 "formatted; the rest stays unused", cache, (unsigned long long)ins.sb.n_blocks);
 	if (!quiet) {
 		if (ret == 0)
 			printf("result: clean: no dirty blocks\n");

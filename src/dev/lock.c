@@ -25,9 +25,13 @@
 #include "dev.h"
 
 #define LOCK_WAIT_MS 10000	/* how long a dead holder's lock may linger */
+#define LOCK_UNLISTED_MS 1000	/* how long a lock /proc/locks does not list may stay */
 #define LOCK_POLL_MS 5
 
-/* The pid of the process that took a flock on (dev, ino), or 0 if none is listed. */
+/*
+ * The pid of the process that took a flock on (dev, ino); 0 if none is
+ * listed (released since), -1 if /proc/locks cannot be read.
+ */
 static pid_t flock_holder(dev_t dev, ino_t ino)
 {
 	FILE *f = fopen("/proc/locks", "re");
@@ -38,7 +42,7 @@ static pid_t flock_holder(dev_t dev, ino_t ino)
 	int p;
 
 	if (!f)
-		return 0;
+		return -1;
 	while (fgets(line, sizeof(line), f)) {
 		/* "1: FLOCK  ADVISORY  WRITE 22590 fe:00:5309137 0 EOF"; waiters have "->". */
 		if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%llu", kind, &p, &maj, &min, &inode) != 5)
@@ -86,7 +90,7 @@ int dev_lock_exclusive(int fd, const char *path)
 	pid_t holder, waited_for = 0;
 	char comm[64];
 	struct stat st;
-	int ms = 0;
+	int ms = 0, unlisted_ms = 0;
 
 	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		if (errno == EINTR)
@@ -96,8 +100,17 @@ int dev_lock_exclusive(int fd, const char *path)
 		if (fstat(fd, &st) < 0)
 			return wc_err(-errno, "%s: cannot stat: %s", path, strerror(errno));
 		holder = flock_holder(st.st_dev, st.st_ino);
-		if (holder <= 0)
+		/*
+		 * Not listed: released between flock and /proc/locks (retry), or
+		 * held from another pid namespace (listed as pid 0: give up soon).
+		 */
+		if (holder < 0 || (holder == 0 && unlisted_ms >= LOCK_UNLISTED_MS))
 			return wc_err(-EBUSY, "%s is in use by another process (locked)", path);
+		if (holder == 0) {
+			nanosleep(&poll, NULL);
+			unlisted_ms += LOCK_POLL_MS;
+			continue;
+		}
 		if (holder == getpid())
 			return wc_err(-EBUSY, "%s is already open in this process (locked)", path);
 		if (process_running(holder, comm, sizeof(comm)))

@@ -219,6 +219,7 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 	struct recover_report rep;
 	struct wc_sb sb;
 	uint64_t usable;
+	bool grown;
 	int ret;
 
 	if (!c->cache->size)
@@ -258,8 +259,13 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 		       (unsigned long long)sb.n_blocks, sb.block_size);
 	}
 	ret = wc_sb_validate(&sb, cfg->block_size, usable);
+	if (!ret)
+		ret = wc_meta_check_geometry(c->cache, c->base, &sb, &grown);
 	if (ret)
 		return wc_err(ret, "%s: %s", c->cache->name, wcache_last_error());
+	if (grown)
+		wc_log(WC_LOG_INFO, "%s: the device is larger than its format (%llu blocks): "
+		       "the rest stays unused", c->cache->name, (unsigned long long)sb.n_blocks);
 
 	c->bs = sb.block_size;
 	c->cfg.block_size = c->bs;	/* the table line shows the real block size */

@@ -53,6 +53,8 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 		out->blank = true;
 		return wc_err(-ENODATA, "%s: not formatted (first 8 bytes are zero)", dev->name);
 	}
+	if (!ret)
+		ret = wc_meta_check_geometry(dev, base, &sb, &out->grown);
 	if (ret)
 		return wc_err(ret, "%s: %s", dev->name, wcache_last_error());
 	meta_bytes = wc_meta_bytes_for(sb.n_blocks, sb.block_size);

@@ -86,6 +86,12 @@ int wc_sb_validate(const struct wc_sb *sb, uint32_t want_bs, uint64_t usable)
 			      sb->block_size, want_bs);
 	if (sb->n_blocks == 0)
 		return wc_err(-EINVAL, "superblock has n_blocks 0");
+	if (sb->seq_count >= WC_SEQ_LIMIT)
+		return wc_err(-EUCLEAN,
+			      "superblock seq_count %llu is impossible (at least 2^63; a cache "
+			      "committing a million times a second takes 290,000 years to get there): "
+			      "corrupt superblock; salvage the data with 'wcache export --force'",
+			      (unsigned long long)sb->seq_count);
 	meta = wc_meta_bytes_for(sb->n_blocks, sb->block_size);
 	if (!meta || sb->n_blocks > (UINT64_MAX - meta) / sb->block_size)
 		return wc_err(-EINVAL, "superblock n_blocks %llu overflows",
@@ -179,4 +185,91 @@ out:
 		wc_err(ret, "%s: format failed: %s", dev->name, strerror(-ret));
 	free(buf);
 	return ret;
+}
+
+/*
+ * Records past the last entry that read as more entries: committed-looking
+ * ones (seq below the superblock's, block-aligned sector) or free ones
+ * (all 0xff), hardly anything else, and no two committed ones alike.
+ * All-zero records count for nothing: they are the usual padding and data.
+ * Data blocks of a grown device do not look like that (unless they are
+ * 0xff from end to end: see docs/compat.md).
+ */
+#define DUP_CHECK_ENTRIES 256
+#define GEOMETRY_PROBE_ENTRIES 65536u	/* 1 MiB read past the table */
+
+static bool looks_like_entries(const uint8_t *rec, size_t nr, const struct wc_sb *sb)
+{
+	uint64_t bs_sect = sb->block_size / 512, seq, sector;
+	size_t committed = 0, other = 0, free = 0;
+	const uint8_t *seen[DUP_CHECK_ENTRIES];
+
+	for (size_t i = 0; i < nr; i++) {
+		const uint8_t *r = rec + i * WC_ENTRY_BYTES;
+
+		sector = get_le64(r);
+		seq = get_le64(r + 8);
+		if (!sector && !seq)
+			continue;
+		if (seq == WC_SEQ_FREE && sector == WC_SEQ_FREE) {
+			free++;
+		} else if (seq < sb->seq_count && sector % bs_sect == 0) {
+			for (size_t j = 0; j < committed && j < DUP_CHECK_ENTRIES; j++)
+				if (!memcmp(seen[j], r, WC_ENTRY_BYTES))
+					return false;
+			if (committed < DUP_CHECK_ENTRIES)
+				seen[committed] = r;
+			committed++;
+		} else {
+			other++;
+		}
+	}
+	return committed + free && other * 10 <= committed + free;
+}
+
+int wc_meta_check_geometry(struct wc_dev *dev, uint64_t base, const struct wc_sb *sb,
+			   bool *grown)
+{
+	uint64_t usable = dev->size - base, fits = wcache_compute_n_blocks(usable, sb->block_size);
+	uint64_t off = WC_SB_BYTES + sb->n_blocks * WC_ENTRY_BYTES, nr;
+	uint8_t *rec;
+	bool table;
+	int ret;
+
+	*grown = false;
+	if (sb->n_blocks >= fits)
+		return 0;
+	/* A format with a larger block size gives exactly this n_blocks: block_size was changed. */
+	for (uint32_t bs = sb->block_size * 2; bs <= WC_MAX_BLOCK; bs *= 2)
+		if (wcache_compute_n_blocks(usable, bs) == sb->n_blocks)
+			return wc_err(-EUCLEAN,
+				      "superblock block_size %u does not fit the device: its n_blocks "
+				      "%llu is what a format with block size %u gives for these %llu "
+				      "bytes (corrupt block_size?)",
+				      sb->block_size, (unsigned long long)sb->n_blocks, bs,
+				      (unsigned long long)usable);
+	nr = fits - sb->n_blocks;
+	if (nr > GEOMETRY_PROBE_ENTRIES)
+		nr = GEOMETRY_PROBE_ENTRIES;
+	if (off + nr * WC_ENTRY_BYTES > usable)
+		nr = (usable - off) / WC_ENTRY_BYTES;
+	if (!nr)
+		goto grown;
+	rec = malloc(nr * WC_ENTRY_BYTES);
+	if (!rec)
+		return wc_err(-ENOMEM, "out of memory");
+	ret = dev_pread(dev, rec, nr * WC_ENTRY_BYTES, base + off);
+	table = !ret && looks_like_entries(rec, nr, sb);
+	free(rec);
+	if (ret < 0)
+		return wc_err(ret, "%s: cannot read past the entry table: %s", dev->name,
+			      strerror(-ret));
+	if (table)
+		return wc_err(-EUCLEAN,
+			      "superblock n_blocks %llu is too small: the entry table goes on past "
+			      "it (a format of this device gives %llu blocks; corrupt n_blocks?)",
+			      (unsigned long long)sb->n_blocks, (unsigned long long)fits);
+grown:
+	*grown = true;
+	return 0;
 }

@@ -19,6 +19,8 @@
 #define WC_SB_BYTES		64u
 #define WC_ENTRY_BYTES		16u
 #define WC_SEQ_FREE		UINT64_MAX
+/* No real cache commits this often; a larger superblock seq_count is corruption. */
+#define WC_SEQ_LIMIT		(1ull << 63)
 /* Metadata write unit. The kernel uses 64 KiB; not part of the format, and 4 KiB
  * writes far less per commit under random writes. */
 #define WC_GRANULE_BYTES	4096u
@@ -104,6 +106,16 @@ struct wc_dev;
 
 /* Read and decode the superblock at base. */
 int wc_meta_read_sb(struct wc_dev *dev, uint64_t base, struct wc_sb *sb);
+
+/*
+ * For a validated superblock: does the format fit the device? n_blocks
+ * smaller than a format of the device gives means the device was grown
+ * (*grown, the rest stays unused as in the kernel) - unless the entry table
+ * visibly goes on past n_blocks, or n_blocks is exactly what a larger block
+ * size gives: then n_blocks or block_size is corrupt (-EUCLEAN, message).
+ */
+int wc_meta_check_geometry(struct wc_dev *dev, uint64_t base, const struct wc_sb *sb,
+			   bool *grown);
 
 /* Format the device (docs/format.md §7 order). Returns 0 or -errno; *sb receives the result. */
 int wc_meta_format(struct wc_dev *dev, uint64_t base, uint32_t block_size, struct wc_sb *sb);

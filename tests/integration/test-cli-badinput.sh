@@ -119,6 +119,24 @@ battery nblocks0.img 'n_blocks 0'
 cp good.img nbhuge.img
 poke_le nbhuge.img 16 8 $((1 << 62))
 battery nbhuge.img 'overflow|needs'
+# seq_count so large that commits would wrap it to 0 (all entries would then
+# look uncommitted and the dirty cache clean): refused as impossible.
+cp good.img seqwrap.img
+printf '\xfe\xff\xff\xff\xff\xff\xff\xff' | dd of=seqwrap.img bs=1 seek=24 conv=notrunc status=none
+battery seqwrap.img 'seq_count 18446744073709551614 is impossible'
+cp good.img seq63.img
+printf '\x00\x00\x00\x00\x00\x00\x00\x80' | dd of=seq63.img bs=1 seek=24 conv=notrunc status=none
+battery seq63.img 'seq_count 9223372036854775808 is impossible'
+# n_blocks or block_size smaller than the format: data block 0 would be the
+# entry table itself, and flush used to copy it onto the origin.
+cp good.img nblocks1.img
+poke_le nblocks1.img 16 8 1
+battery nblocks1.img 'n_blocks 1 is too small: the entry table goes on'
+for bs in 2048 1024 512; do
+	cp good.img bs$bs.img
+	poke_le bs$bs.img 8 4 $bs
+	battery bs$bs.img "block_size $bs does not fit the device"
+done
 
 # --- a block size that does not match the table's ---
 snapshot good.img
@@ -160,6 +178,21 @@ out_has '^valid: 0$'
 run_rc 0 "$WCACHE" export origin.img uncommitted.img out.img
 assert_eq "$(sha256 out.img)" "$(sha256 origin.img)" "uncommitted entries are not data"
 assert_unchanged uncommitted.img
+
+# A device grown after format: the rest stays unused (as in the kernel);
+# check says so, and the data is all there.
+cp good.img grown.img
+truncate -s $((3 * MiB)) grown.img
+snapshot grown.img
+run_rc 1 "$WCACHE" check --origin origin.img grown.img
+out_has '^valid: 5$'
+err_has 'larger than its format .* grown since'
+rm -f out.img out2.img
+run_rc 0 "$WCACHE" export origin.img grown.img out.img
+run_rc 0 "$WCACHE" export origin.img good.img out2.img
+assert_eq "$(sha256 out.img)" "$(sha256 out2.img)" "export of the grown cache"
+assert_unchanged grown.img
+rm -f out.img out2.img
 
 # A bad cache can be reformatted (it holds nothing recoverable).
 run_rc 0 "$WCACHE" format magic.img

@@ -75,6 +75,14 @@ struct wc_cfg {
 	unsigned set_mask;		/* WC_SET_* */
 	enum wc_format_mode format;
 	bool read_only;			/* open for inspection: never writes either device */
+	/*
+	 * With read_only (export --force): open what is left of a damaged cache.
+	 * A blank superblock's other fields are trusted, an impossible seq_count
+	 * is taken as is (every entry counts as committed), and on a truncated
+	 * device the entries whose data is gone are dropped, with a warning
+	 * saying how many (an older copy or the origin's data shows instead).
+	 */
+	bool salvage;
 	uint32_t full_wait_ms;		/* bound on a write waiting for a free block (default 30000) */
 	/*
 	 * Use the page cache for a file cache device instead of O_DIRECT. Just as
@@ -223,6 +231,7 @@ struct wc_inspect {
 	uint64_t nr_equal_dups;		/* corruption: two committed entries, same sector and seq */
 	uint64_t nr_past_origin;	/* committed entries beyond the origin (if origin size known) */
 	bool blank;			/* magic == 0 && version == 0 */
+	uint64_t blank_entries;		/* blank, yet this many records look committed */
 	bool grown;			/* the device is larger than its format (the rest is unused) */
 };
 

@@ -95,6 +95,19 @@ int cmd_format(const struct cli_cmd *cmd, int argc, char **argv)
 		cli_warn(cmd, "--force: discarding %llu dirty blocks (%s) of %s",
 			 (unsigned long long)ins.nr_valid, hb, cache);
 	}
+	if (ret == -ENODATA && ins.blank_entries) {
+		if (!force) {
+			cli_error(cmd, "%s has a blank superblock (first 8 bytes zero), but %llu "
+				  "records after it look like committed cache entries: a damaged "
+				  "cache, not an empty device; formatting would lose them.", cache,
+				  (unsigned long long)ins.blank_entries);
+			fprintf(stderr, "Salvage it with 'wcache export --force ORIGIN %s OUTPUT' "
+				"first, or use --force to format anyway.\n", cache);
+			return CLI_EXIT_FAIL;
+		}
+		cli_warn(cmd, "--force: formatting over %llu entry-like records of %s",
+			 (unsigned long long)ins.blank_entries, cache);
+	}
 	ret = wcache_format(cache, bs, start, &sb);
 	if (ret < 0) {
 		cli_error(cmd, "%s", wcache_last_error());
@@ -262,6 +275,7 @@ int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 	static const struct option lo[] = {
 		{ "start-sector", required_argument, NULL, 's' },
 		{ "block-size", required_argument, NULL, 'b' },
+		{ "force", no_argument, NULL, 'f' },
 		{ "progress", no_argument, NULL, 'p' },
 		{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
 		{ "help", no_argument, NULL, 'h' },
@@ -280,7 +294,7 @@ int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 	cfg.block_size = 0;	/* from the superblock unless --block-size */
 	cfg.read_only = true;
 	cfg.format = WC_FORMAT_NO;
-	while ((c = cli_getopt(cmd, argc, argv, ":s:b:ph", lo)) != -1) {
+	while ((c = cli_getopt(cmd, argc, argv, ":s:b:fph", lo)) != -1) {
 		switch (c) {
 		case 's':
 			if (cli_opt_start_sector(cmd, optarg, &cfg.start_sector))
@@ -290,6 +304,9 @@ int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 		case 'b':
 			if (cli_opt_block_size(cmd, optarg, &cfg.block_size))
 				return CLI_EXIT_USAGE;
+			break;
+		case 'f':
+			cfg.salvage = true;
 			break;
 		case 'p':
 			pmode = PROGRESS_FORCE;
@@ -395,7 +412,7 @@ int cmd_flush(const struct cli_cmd *cmd, int argc, char **argv)
 	wcache_cfg_init(&cfg);
 	cfg.block_size = 0;
 	cfg.format = WC_FORMAT_NO;
-	while ((c = cli_getopt(cmd, argc, argv, ":s:b:ph", lo)) != -1) {
+	while ((c = cli_getopt(cmd, argc, argv, ":s:b:fph", lo)) != -1) {
 		switch (c) {
 		case 's':
 			if (cli_opt_start_sector(cmd, optarg, &cfg.start_sector))
@@ -405,6 +422,9 @@ int cmd_flush(const struct cli_cmd *cmd, int argc, char **argv)
 		case 'b':
 			if (cli_opt_block_size(cmd, optarg, &cfg.block_size))
 				return CLI_EXIT_USAGE;
+			break;
+		case 'f':
+			cfg.salvage = true;
 			break;
 		case 'p':
 			pmode = PROGRESS_FORCE;

@@ -84,7 +84,7 @@ static const char status_usage[] =
 
 static const char export_usage[] =
 	"Usage: wcache export ORIGIN CACHE OUTPUT [--start-sector S] [--block-size N]\n"
-	"                     [--progress]\n"
+	"                     [--force] [--progress]\n"
 	"\n"
 	"Copy the logical device (ORIGIN overlaid with the valid blocks of CACHE) to\n"
 	"OUTPUT, which is created or truncated (a regular file is written sparse\n"
@@ -96,6 +96,10 @@ static const char export_usage[] =
 	"  -s, --start-sector S   metadata starts S 512-byte sectors into CACHE (default 0)\n"
 	"  -b, --block-size N     require this block size (as a table line would);\n"
 	"                         default: take it from the superblock\n"
+	"  -f, --force            salvage a damaged cache: trust a blank superblock's\n"
+	"                         other fields, take an impossible seq_count as is,\n"
+	"                         and on a truncated device export what is left\n"
+	"                         (warnings say what is missing)\n"
 	"  -p, --progress         always show progress on stderr (lines when stderr is\n"
 	"                         not a terminal); by default a bar on a terminal only\n"
 	"      --no-progress      never show progress\n"

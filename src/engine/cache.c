@@ -131,6 +131,67 @@ static int check_report(struct wcache *c, const struct recover_report *r)
 	return 0;
 }
 
+/* export --force: take a damaged superblock as far as it can lead to data. */
+static int salvage_sb(struct wcache *c, struct wc_sb *sb, uint32_t want_bs)
+{
+	struct wc_sb v = *sb;
+
+	if (sb->magic == 0 && sb->version == 0) {
+		wc_log(WC_LOG_WARN, "%s: salvage: blank superblock (first 8 bytes zero); trusting "
+		       "its block_size %u, n_blocks %llu, seq_count %llu", c->cache->name,
+		       sb->block_size, (unsigned long long)sb->n_blocks,
+		       (unsigned long long)sb->seq_count);
+		v.magic = sb->magic = WC_MAGIC;
+		v.version = sb->version = WC_VERSION;
+	}
+	if (sb->seq_count >= WC_SEQ_LIMIT) {
+		wc_log(WC_LOG_WARN, "%s: salvage: impossible seq_count %llu: every entry counts as "
+		       "committed, including any of an unfinished commit", c->cache->name,
+		       (unsigned long long)sb->seq_count);
+		v.seq_count = 0;
+	}
+	/* The device may be too short: salvage_read deals with that. */
+	return wc_sb_validate(&v, want_bs, UINT64_MAX);
+}
+
+/*
+ * export --force on a truncated device: metadata past the end reads as free
+ * entries, and entries whose data block is past the end are dropped before
+ * recovery, so that an older copy of the sector (or the origin) wins.
+ */
+static int salvage_read(struct wcache *c, const struct wc_sb *sb, struct recover_report *rep)
+{
+	uint64_t have = c->cache->size - c->base, lost = 0, bad_meta = 0;
+	uint64_t len = c->meta_bytes < have ? c->meta_bytes : have;
+	int ret;
+
+	wc_recover_begin(&c->idx, rep);
+	ret = dev_pread(c->cache, c->meta, len, c->base);
+	if (ret)
+		return ret;
+	memset(c->meta + len, 0xff, c->meta_bytes - len);
+	for (uint64_t i = 0; i < c->n_blocks; i++) {
+		if (WC_SB_BYTES + (i + 1) * WC_ENTRY_BYTES > len)
+			bad_meta++;
+		else if (c->data_off + (i + 1) * c->bs <= c->cache->size)
+			continue;
+		else if (entry_seq(c->meta, i) != WC_SEQ_FREE &&
+			 (sb->seq_count >= WC_SEQ_LIMIT || entry_seq(c->meta, i) < sb->seq_count))
+			lost++;
+		entry_set(c->meta, i, WC_SEQ_FREE, WC_SEQ_FREE);
+	}
+	if (bad_meta || lost)
+		wc_log(WC_LOG_WARN, "%s: salvage: the device ends %llu bytes short: %llu entries are "
+		       "past its end, and %llu committed blocks whose data is past it are missing "
+		       "(an older copy or the origin's data shows for those sectors)",
+		       c->cache->name,
+		       (unsigned long long)(c->meta_bytes + c->n_blocks * c->bs - have),
+		       (unsigned long long)bad_meta, (unsigned long long)lost);
+	wc_recover_range(c->meta, sb, (c->origin_bytes + 511) / 512, &c->idx, rep, 0,
+			 c->n_blocks);
+	return 0;
+}
+
 /*
  * Reading a large metadata area: a helper thread reads it in chunks while
  * the recovery scan follows behind, so activation takes about as long as the
@@ -247,10 +308,23 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 	ret = wc_meta_read_sb(c->cache, c->base, &sb);
 	if (ret)
 		return ret;
-	if (cfg->format == WC_FORMAT_YES || (sb.magic == 0 && sb.version == 0)) {
+	if (!cfg->salvage && (cfg->format == WC_FORMAT_YES || (sb.magic == 0 && sb.version == 0))) {
+		int64_t lost;
+
 		if (cfg->read_only || cfg->format == WC_FORMAT_NO)
 			return wc_err(-ENODATA, "%s: cache device is not formatted (first 8 bytes are zero)",
 				      c->cache->name);
+		lost = cfg->format == WC_FORMAT_AUTO ? wc_meta_blank_entries(c->cache, c->base, &sb)
+						      : 0;
+		if (lost < 0)
+			return (int)lost;
+		if (lost)
+			return wc_err(-EEXIST,
+				      "%s: the superblock is blank (first 8 bytes zero) but %lld "
+				      "records after it look like committed cache entries: a damaged "
+				      "cache, not an empty device; salvage it with 'wcache export "
+				      "--force', or format it anyway with format=yes",
+				      c->cache->name, (long long)lost);
 		ret = wc_meta_format(c->cache, c->base, cfg->block_size ? cfg->block_size : 4096,
 				     &sb);
 		if (ret)
@@ -258,7 +332,8 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 		wc_log(WC_LOG_INFO, "formatted %s: %llu blocks of %u bytes", c->cache->name,
 		       (unsigned long long)sb.n_blocks, sb.block_size);
 	}
-	ret = wc_sb_validate(&sb, cfg->block_size, usable);
+	ret = cfg->salvage ? salvage_sb(c, &sb, cfg->block_size)
+			   : wc_sb_validate(&sb, cfg->block_size, usable);
 	if (!ret)
 		ret = wc_meta_check_geometry(c->cache, c->base, &sb, &grown);
 	if (ret)
@@ -292,7 +367,7 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 	ret = wc_idx_init(&c->idx, c->n_blocks, c->meta);
 	if (ret)
 		return wc_err(ret, "out of memory for the index");
-	ret = read_and_scan(c, &sb, &rep);
+	ret = cfg->salvage ? salvage_read(c, &sb, &rep) : read_and_scan(c, &sb, &rep);
 	if (ret)
 		return wc_err(ret, "%s: cannot read metadata (%llu bytes): %s", c->cache->name,
 			      (unsigned long long)c->meta_bytes, strerror(-ret));

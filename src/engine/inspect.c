@@ -50,7 +50,14 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 	fill_sb_info(&out->sb, &sb, base);
 	ret = wc_sb_validate(&sb, 0, dev->size - base);
 	if (ret == -ENODATA) {
+		int64_t n = wc_meta_blank_entries(dev, base, &sb);
+
 		out->blank = true;
+		out->blank_entries = n > 0 ? (uint64_t)n : 0;
+		if (n > 0)
+			return wc_err(-ENODATA, "%s: not formatted (first 8 bytes are zero), but %lld "
+				      "records after the superblock look like committed cache entries "
+				      "(a damaged cache?)", dev->name, (long long)n);
 		return wc_err(-ENODATA, "%s: not formatted (first 8 bytes are zero)", dev->name);
 	}
 	if (!ret)

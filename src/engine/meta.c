@@ -99,7 +99,7 @@ int wc_sb_validate(const struct wc_sb *sb, uint32_t want_bs, uint64_t usable)
 	if (meta + sb->n_blocks * sb->block_size > usable)
 		return wc_err(-EINVAL,
 			      "superblock n_blocks %llu needs %llu bytes but the cache device has %llu "
-			      "usable bytes (truncated device?)",
+			      "usable bytes (truncated device? 'wcache export --force' salvages what is left)",
 			      (unsigned long long)sb->n_blocks,
 			      (unsigned long long)(meta + sb->n_blocks * sb->block_size),
 			      (unsigned long long)usable);
@@ -187,23 +187,28 @@ out:
 	return ret;
 }
 
-/*
- * Records past the last entry that read as more entries: committed-looking
- * ones (seq below the superblock's, block-aligned sector) or free ones
- * (all 0xff), hardly anything else, and no two committed ones alike.
- * All-zero records count for nothing: they are the usual padding and data.
- * Data blocks of a grown device do not look like that (unless they are
- * 0xff from end to end: see docs/compat.md).
- */
+struct rec_census {
+	size_t committed;	/* seq below the bound, block-aligned sector, not all zero */
+	size_t free;		/* all 0xff */
+	size_t other;		/* anything else but all-zero */
+	bool dup;		/* two committed records alike (among the first few) */
+};
+
 #define DUP_CHECK_ENTRIES 256
-#define GEOMETRY_PROBE_ENTRIES 65536u	/* 1 MiB read past the table */
+#define PROBE_ENTRIES 65536u	/* 1 MiB of records read past the table */
 
-static bool looks_like_entries(const uint8_t *rec, size_t nr, const struct wc_sb *sb)
+/*
+ * Sort nr 16-byte records into kinds. All-zero records count for nothing:
+ * they are the usual padding and data. Data blocks hardly ever read as a
+ * run of entries; see looks_like_entries.
+ */
+static void census(const uint8_t *rec, size_t nr, uint64_t seq_bound, uint32_t bs,
+		   struct rec_census *c)
 {
-	uint64_t bs_sect = sb->block_size / 512, seq, sector;
-	size_t committed = 0, other = 0, free = 0;
 	const uint8_t *seen[DUP_CHECK_ENTRIES];
+	uint64_t bs_sect = bs / 512, seq, sector;
 
+	memset(c, 0, sizeof(*c));
 	for (size_t i = 0; i < nr; i++) {
 		const uint8_t *r = rec + i * WC_ENTRY_BYTES;
 
@@ -212,19 +217,68 @@ static bool looks_like_entries(const uint8_t *rec, size_t nr, const struct wc_sb
 		if (!sector && !seq)
 			continue;
 		if (seq == WC_SEQ_FREE && sector == WC_SEQ_FREE) {
-			free++;
-		} else if (seq < sb->seq_count && sector % bs_sect == 0) {
-			for (size_t j = 0; j < committed && j < DUP_CHECK_ENTRIES; j++)
+			c->free++;
+		} else if (seq < seq_bound && sector % bs_sect == 0) {
+			for (size_t j = 0; j < c->committed && j < DUP_CHECK_ENTRIES; j++)
 				if (!memcmp(seen[j], r, WC_ENTRY_BYTES))
-					return false;
-			if (committed < DUP_CHECK_ENTRIES)
-				seen[committed] = r;
-			committed++;
+					c->dup = true;
+			if (c->committed < DUP_CHECK_ENTRIES)
+				seen[c->committed] = r;
+			c->committed++;
 		} else {
-			other++;
+			c->other++;
 		}
 	}
-	return committed + free && other * 10 <= committed + free;
+}
+
+/* Committed-looking or free records, hardly anything else, no two alike. */
+static bool looks_like_entries(const struct rec_census *c)
+{
+	return c->committed + c->free && !c->dup && c->other * 10 <= c->committed + c->free;
+}
+
+/* Read nr records at byte off of the cache area and take their census. */
+static int probe_records(struct wc_dev *dev, uint64_t base, uint64_t off, uint64_t nr,
+			 uint64_t seq_bound, uint32_t bs, struct rec_census *c)
+{
+	uint8_t *rec = malloc(nr * WC_ENTRY_BYTES);
+	int ret;
+
+	if (!rec)
+		return wc_err(-ENOMEM, "out of memory");
+	ret = dev_pread(dev, rec, nr * WC_ENTRY_BYTES, base + off);
+	if (!ret)
+		census(rec, nr, seq_bound, bs, c);
+	free(rec);
+	if (ret < 0)
+		return wc_err(ret, "%s: cannot read the entry table: %s", dev->name,
+			      strerror(-ret));
+	return 0;
+}
+
+int64_t wc_meta_blank_entries(struct wc_dev *dev, uint64_t base, const struct wc_sb *sb)
+{
+	uint64_t usable = dev->size - base, nr;
+	uint32_t bs = wc_block_size_valid(sb->block_size) ? sb->block_size : WC_MIN_BLOCK;
+	struct rec_census c;
+	int ret;
+
+	/* Only the entry table, not the data after it: its n_blocks, if it fits. */
+	nr = wcache_compute_n_blocks(usable, bs);
+	if (sb->n_blocks && sb->n_blocks < nr)
+		nr = sb->n_blocks;
+	if (nr > PROBE_ENTRIES)
+		nr = PROBE_ENTRIES;
+	if (!nr)
+		return 0;
+	ret = probe_records(dev, base, WC_SB_BYTES, nr,
+			    sb->seq_count && sb->seq_count < WC_SEQ_LIMIT ? sb->seq_count
+									 : WC_SEQ_LIMIT,
+			    bs, &c);
+	if (ret)
+		return ret;
+	/* Free records alone are an interrupted format: nothing to lose. */
+	return looks_like_entries(&c) ? (int64_t)c.committed : 0;
 }
 
 int wc_meta_check_geometry(struct wc_dev *dev, uint64_t base, const struct wc_sb *sb,
@@ -232,8 +286,7 @@ int wc_meta_check_geometry(struct wc_dev *dev, uint64_t base, const struct wc_sb
 {
 	uint64_t usable = dev->size - base, fits = wcache_compute_n_blocks(usable, sb->block_size);
 	uint64_t off = WC_SB_BYTES + sb->n_blocks * WC_ENTRY_BYTES, nr;
-	uint8_t *rec;
-	bool table;
+	struct rec_census c;
 	int ret;
 
 	*grown = false;
@@ -249,22 +302,16 @@ int wc_meta_check_geometry(struct wc_dev *dev, uint64_t base, const struct wc_sb
 				      sb->block_size, (unsigned long long)sb->n_blocks, bs,
 				      (unsigned long long)usable);
 	nr = fits - sb->n_blocks;
-	if (nr > GEOMETRY_PROBE_ENTRIES)
-		nr = GEOMETRY_PROBE_ENTRIES;
+	if (nr > PROBE_ENTRIES)
+		nr = PROBE_ENTRIES;
 	if (off + nr * WC_ENTRY_BYTES > usable)
 		nr = (usable - off) / WC_ENTRY_BYTES;
 	if (!nr)
 		goto grown;
-	rec = malloc(nr * WC_ENTRY_BYTES);
-	if (!rec)
-		return wc_err(-ENOMEM, "out of memory");
-	ret = dev_pread(dev, rec, nr * WC_ENTRY_BYTES, base + off);
-	table = !ret && looks_like_entries(rec, nr, sb);
-	free(rec);
-	if (ret < 0)
-		return wc_err(ret, "%s: cannot read past the entry table: %s", dev->name,
-			      strerror(-ret));
-	if (table)
+	ret = probe_records(dev, base, off, nr, sb->seq_count, sb->block_size, &c);
+	if (ret)
+		return ret;
+	if (looks_like_entries(&c))
 		return wc_err(-EUCLEAN,
 			      "superblock n_blocks %llu is too small: the entry table goes on past "
 			      "it (a format of this device gives %llu blocks; corrupt n_blocks?)",

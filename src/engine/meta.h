@@ -114,6 +114,15 @@ int wc_meta_read_sb(struct wc_dev *dev, uint64_t base, struct wc_sb *sb);
  * visibly goes on past n_blocks, or n_blocks is exactly what a larger block
  * size gives: then n_blocks or block_size is corrupt (-EUCLEAN, message).
  */
+/*
+ * For a blank superblock (magic and version 0): how many records after it
+ * look like committed entries of a cache (0 for zeros, data or an
+ * interrupted format; at most 64 Ki records are read). Non-zero means a
+ * damaged cache, not an empty device: do not format it unasked. -errno on
+ * a read error.
+ */
+int64_t wc_meta_blank_entries(struct wc_dev *dev, uint64_t base, const struct wc_sb *sb);
+
 int wc_meta_check_geometry(struct wc_dev *dev, uint64_t base, const struct wc_sb *sb,
 			   bool *grown);
 

@@ -451,6 +451,8 @@ int wc_table_validate(const struct wc_cfg *cfg, bool need_paths)
 	ret = check_max("pause_writeback", cfg->pause_writeback_ms, WC_MAX_PAUSE_MS);
 	if (ret < 0)
 		return ret;
+	if (cfg->salvage && !cfg->read_only)
+		return wc_err(-EINVAL, "salvage needs a read-only open");
 	if (cfg->format != WC_FORMAT_AUTO && cfg->format != WC_FORMAT_NO &&
 	    cfg->format != WC_FORMAT_YES)
 		return wc_err(-EINVAL, "format: invalid mode %d", (int)cfg->format);

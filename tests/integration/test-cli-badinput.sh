@@ -194,6 +194,67 @@ assert_eq "$(sha256 out.img)" "$(sha256 out2.img)" "export of the grown cache"
 assert_unchanged grown.img
 rm -f out.img out2.img
 
+# --- salvage: export --force reads what is left of a damaged cache ---
+run_rc 0 "$WCACHE" export origin.img good.img good.out
+for c in seqwrap.img seq63.img; do
+	rm -f out.img
+	run_rc 0 "$WCACHE" export --force origin.img "$c" out.img
+	err_has 'impossible seq_count'
+	assert_eq "$(sha256 out.img)" "$(sha256 good.out)" "salvage of $c"
+done
+# A blank superblock over intact entries is a damaged cache, not an empty
+# device: neither format nor serve's format=auto may wipe it unasked.
+cp good.img blank.img
+poke_le blank.img 0 8 0
+snapshot blank.img origin.img
+run_rc 1 "$WCACHE" format blank.img
+err_has 'records after it look like committed cache entries'
+run_rc 1 "$WCACHE" serve origin.img blank.img --run true
+err_has 'look like committed cache entries: a damaged cache'
+run_rc 2 "$WCACHE" check blank.img
+err_has 'not formatted .*, but [0-9]+ records after the superblock look like committed'
+assert_unchanged blank.img origin.img
+rm -f out.img
+run_rc 0 "$WCACHE" export --force origin.img blank.img out.img
+err_has 'blank superblock'
+assert_eq "$(sha256 out.img)" "$(sha256 good.out)" "salvage of a blank superblock"
+cp blank.img blank2.img
+run_rc 0 "$WCACHE" format --force blank2.img
+err_has 'formatting over [0-9]+ entry-like records'
+# ... while an interrupted format (all entries free, magic 0) is formatted.
+truncate -s $MiB fresh.img
+run_rc 0 "$WCACHE" format fresh.img
+poke_le fresh.img 0 8 0
+run_rc 0 "$WCACHE" format fresh.img
+poke_le fresh.img 0 8 0
+run_rc 0 "$WCACHE" serve origin.img fresh.img --run true
+run_rc 0 "$WCACHE" check fresh.img
+# A truncated cache: every other command refuses and points at the salvage;
+# export --force takes each valid block whose data survives, and the
+# origin's data for the others.
+data_off=$(jq .superblock.data_offset good.json)
+for keep in $((MiB - 1)) $((MiB / 2)) $((data_off + 4096 * (i1 + 1))); do
+	head -c "$keep" good.img >cut.img
+	run_rc 1 "$WCACHE" export origin.img cut.img out.img
+	err_has "salvages what is left"
+	rm -f out.img
+	run_rc 0 "$WCACHE" export --force origin.img cut.img out.img
+	lost=0
+	while read -r idx sector; do
+		off=$((data_off + 4096 * idx))
+		if ((off + 4096 <= keep)); then
+			want=$(head -c $((off + 4096)) good.img | tail -c 4096 | sha256sum)
+		else
+			want=$(head -c $((sector * 512 + 4096)) origin.img | tail -c 4096 | sha256sum)
+			lost=$((lost + 1))
+		fi
+		got=$(head -c $((sector * 512 + 4096)) out.img | tail -c 4096 | sha256sum)
+		assert_eq "$got" "$want" "cut at $keep: block of entry $idx"
+	done < <(jq -r '.entries[] | select(.valid) | "\(.index) \(.original_sector)"' good.json)
+	((lost == 0)) || err_has "$lost committed blocks whose data is past it are missing"
+	say "cut at $keep bytes: $lost valid blocks lost"
+done
+
 # A bad cache can be reformatted (it holds nothing recoverable).
 run_rc 0 "$WCACHE" format magic.img
 run_rc 0 "$WCACHE" check magic.img

@@ -216,7 +216,7 @@ int cli_device_size(const char *path, uint64_t *out, char *why, size_t why_len)
 	struct stat st;
 	int fd, ret = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);	/* a FIFO must not block */
 	if (fd < 0) {
 		ret = -errno;
 		snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));

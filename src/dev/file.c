@@ -723,10 +723,11 @@ int dev_file_open(const char *path, unsigned flags, struct wc_dev **out)
 	struct file_dev *f;
 	int fd, ret;
 
-	fd = open(path, oflags | (direct ? O_DIRECT : 0));
+	/* O_NONBLOCK: a FIFO must be refused below, not wait for a writer here. */
+	fd = open(path, oflags | O_NONBLOCK | (direct ? O_DIRECT : 0));
 	if (fd < 0 && errno == EINVAL && direct) {
 		direct = false;
-		fd = open(path, oflags);
+		fd = open(path, oflags | O_NONBLOCK);
 	}
 	if (fd < 0) {
 		ret = -errno;
@@ -741,6 +742,10 @@ int dev_file_open(const char *path, unsigned flags, struct wc_dev **out)
 	ret = file_probe(f, path);
 	if (ret < 0)
 		goto out_free;
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+		ret = wc_err(-errno, "%s: fcntl failed: %s", path, strerror(errno));
+		goto out_free;
+	}
 	if (flags & DEV_EXCL) {
 		ret = dev_lock_exclusive(fd, path);
 		if (ret < 0)

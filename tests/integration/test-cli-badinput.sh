@@ -100,6 +100,23 @@ head -c $MiB /dev/urandom >garbage.img
 poke_le garbage.img 0 4 1234 # never the magic by chance
 battery garbage.img 'invalid magic'
 
+# A FIFO as cache or origin is refused at once (seven commands used to wait
+# forever for a writer); timeout turns a hang into exit 124.
+mkfifo fifo
+for cmdline in "check fifo" "check --origin fifo good.img"; do
+	# shellcheck disable=SC2086
+	run_rc 2 timeout 20 "$WCACHE" $cmdline
+	err_has 'fifo is not a regular file or block device'
+done
+for cmdline in "dump fifo" "dump --json fifo" "status fifo" "format fifo" \
+	"export fifo good.img out.img" "export origin.img fifo out.img" "flush origin.img fifo" \
+	"flush fifo good.img" "serve origin.img fifo --run true"; do
+	# shellcheck disable=SC2086
+	run_rc 1 timeout 20 "$WCACHE" $cmdline
+	err_has 'fifo is not a regular file or block device'
+done
+[[ ! -e out.img ]] || fail "a failed export created its output"
+
 # --- damaged superblock ---
 cp good.img magic.img
 poke_le magic.img 0 4 $((0x23489322))

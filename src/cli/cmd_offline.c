@@ -257,6 +257,73 @@ out:
 	return ret < 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
 
+/* Valid entries that map past the end of the origin: export cannot place them. */
+#define LOST_SHOWN 8
+
+struct lost_blocks {
+	uint64_t origin_sectors, block_bytes;
+	uint64_t nr;
+	uint64_t end_bytes;	/* the origin size that would hold them all */
+	struct wc_entry_info shown[LOST_SHOWN];
+};
+
+static int note_lost(const struct wc_entry_info *e, bool valid, void *opaque)
+{
+	struct lost_blocks *l = opaque;
+
+	/* The rule recovery applies (sector >= origin size) when it drops an entry. */
+	if (!valid || e->original_sector < l->origin_sectors)
+		return 0;
+	if (l->nr < LOST_SHOWN)
+		l->shown[l->nr] = *e;
+	l->nr++;
+	if (e->original_sector * 512 + l->block_bytes > l->end_bytes)
+		l->end_bytes = e->original_sector * 512 + l->block_bytes;
+	return 0;
+}
+
+/*
+ * Refuse an ORIGIN too small for the cache's dirty blocks: recovery would
+ * drop them and the export would lack data without failing. Names them and
+ * the size that would hold them. 0 or CLI_EXIT_FAIL.
+ */
+static int check_lost_blocks(const struct cli_cmd *cmd, struct wcache *wc, const char *origin,
+			     const char *cache, uint64_t start_sector)
+{
+	uint64_t size = wcache_size(wc);
+	struct lost_blocks l = { .origin_sectors = (size + 511) / 512,
+				 .block_bytes = wcache_block_size(wc) };
+	struct wc_inspect ins;
+	char list[LOST_SHOWN * 64] = "";
+	size_t pos = 0;
+	int ret;
+
+	ret = wcache_inspect(cache, start_sector, 0, &ins, note_lost, &l);
+	if (ret < 0 && ret != -EUCLEAN) {
+		cli_error(cmd, "%s", wcache_last_error());
+		return CLI_EXIT_FAIL;
+	}
+	if (!l.nr)
+		return 0;
+	for (uint64_t i = 0; i < l.nr && i < LOST_SHOWN; i++) {
+		const struct wc_entry_info *e = &l.shown[i];
+		int n = snprintf(list + pos, sizeof(list) - pos, "%sentry %llu (origin byte %llu)",
+				 i ? ", " : "", (unsigned long long)e->index,
+				 (unsigned long long)(e->original_sector * 512));
+
+		if (n > 0 && (size_t)n < sizeof(list) - pos)
+			pos += (size_t)n;
+	}
+	cli_error(cmd, "%llu dirty block%s of %s map%s past the end of ORIGIN %s (%llu bytes) and "
+		  "cannot be exported: %s%s; OUTPUT was not written", (unsigned long long)l.nr,
+		  l.nr == 1 ? "" : "s", cache, l.nr == 1 ? "s" : "", origin,
+		  (unsigned long long)size, list, l.nr > LOST_SHOWN ? ", ..." : "");
+	fprintf(stderr, "Give the cache's own origin, or export from a copy of it grown to hold "
+		"them: truncate -s %llu COPY ('wcache dump %s' lists every block).\n",
+		(unsigned long long)l.end_bytes, cache);
+	return CLI_EXIT_FAIL;
+}
+
 int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -315,6 +382,12 @@ int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	if (strcmp(out_path, "-") && check_output(cmd, out_path, origin, cache))
 		return CLI_EXIT_FAIL;
+	if (!strcmp(out_path, "-") && isatty(STDOUT_FILENO)) {
+		cli_error(cmd, "OUTPUT '-' is a terminal: refusing to write the binary image "
+			  "to it; redirect standard output (> FILE or | COMMAND) or give a file "
+			  "name");
+		return CLI_EXIT_FAIL;
+	}
 
 	ret = wcache_open(&cfg, &wc);
 	if (ret < 0) {
@@ -322,7 +395,9 @@ int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 		return CLI_EXIT_FAIL;
 	}
 	/* Open OUTPUT only now, so that a bad cache never truncates it. */
-	rc = open_output(cmd, out_path, &o);
+	rc = check_lost_blocks(cmd, wc, origin, cache, cfg.start_sector);
+	if (rc == CLI_EXIT_OK)
+		rc = open_output(cmd, out_path, &o);
 	if (rc == CLI_EXIT_OK) {
 		rc = export_copy(cmd, wc, &o, out_path, pmode, &written);
 		if (!o.is_stdout && close(o.fd) < 0 && rc == CLI_EXIT_OK) {

@@ -283,30 +283,37 @@ static int note_lost(const struct wc_entry_info *e, bool valid, void *opaque)
 }
 
 /*
- * Refuse an ORIGIN too small for the cache's dirty blocks: recovery would
- * drop them and the export would lack data without failing. Names them and
- * the size that would hold them. 0 or CLI_EXIT_FAIL.
+ * Find the valid entries that map past the end of ORIGIN: recovery drops
+ * them, so the export lacks their data. Returns 0 (l filled) or
+ * CLI_EXIT_FAIL after an error message.
  */
-static int check_lost_blocks(const struct cli_cmd *cmd, struct wcache *wc, const char *origin,
-			     const char *cache, uint64_t start_sector)
+static int find_lost_blocks(const struct cli_cmd *cmd, struct wcache *wc, const char *cache,
+			    uint64_t start_sector, struct lost_blocks *l)
 {
-	uint64_t size = wcache_size(wc);
-	struct lost_blocks l = { .origin_sectors = (size + 511) / 512,
-				 .block_bytes = wcache_block_size(wc) };
 	struct wc_inspect ins;
-	char list[LOST_SHOWN * 64] = "";
-	size_t pos = 0;
 	int ret;
 
-	ret = wcache_inspect(cache, start_sector, 0, &ins, note_lost, &l);
+	memset(l, 0, sizeof(*l));
+	l->origin_sectors = (wcache_size(wc) + 511) / 512;
+	l->block_bytes = wcache_block_size(wc);
+	ret = wcache_inspect(cache, start_sector, 0, &ins, note_lost, l);
 	if (ret < 0 && ret != -EUCLEAN) {
 		cli_error(cmd, "%s", wcache_last_error());
 		return CLI_EXIT_FAIL;
 	}
-	if (!l.nr)
-		return 0;
-	for (uint64_t i = 0; i < l.nr && i < LOST_SHOWN; i++) {
-		const struct wc_entry_info *e = &l.shown[i];
+	return 0;
+}
+
+/* The export is complete but for l->nr blocks: name them and say what to do. */
+static void report_lost_blocks(const struct cli_cmd *cmd, struct wcache *wc, const char *origin,
+			       const char *cache, const char *out_path,
+			       const struct lost_blocks *l)
+{
+	char list[LOST_SHOWN * 64] = "";
+	size_t pos = 0;
+
+	for (uint64_t i = 0; i < l->nr && i < LOST_SHOWN; i++) {
+		const struct wc_entry_info *e = &l->shown[i];
 		int n = snprintf(list + pos, sizeof(list) - pos, "%sentry %llu (origin byte %llu)",
 				 i ? ", " : "", (unsigned long long)e->index,
 				 (unsigned long long)(e->original_sector * 512));
@@ -315,13 +322,14 @@ static int check_lost_blocks(const struct cli_cmd *cmd, struct wcache *wc, const
 			pos += (size_t)n;
 	}
 	cli_error(cmd, "%llu dirty block%s of %s map%s past the end of ORIGIN %s (%llu bytes) and "
-		  "cannot be exported: %s%s; OUTPUT was not written", (unsigned long long)l.nr,
-		  l.nr == 1 ? "" : "s", cache, l.nr == 1 ? "s" : "", origin,
-		  (unsigned long long)size, list, l.nr > LOST_SHOWN ? ", ..." : "");
-	fprintf(stderr, "Give the cache's own origin, or export from a copy of it grown to hold "
-		"them: truncate -s %llu COPY ('wcache dump %s' lists every block).\n",
-		(unsigned long long)l.end_bytes, cache);
-	return CLI_EXIT_FAIL;
+		  "could not be placed in %s: %s%s", (unsigned long long)l->nr,
+		  l->nr == 1 ? "" : "s", cache, l->nr == 1 ? "s" : "", origin,
+		  (unsigned long long)wcache_size(wc), out_path, list, l->nr > LOST_SHOWN ? ", ..." : "");
+	fprintf(stderr, "%s holds everything else. If ORIGIN is the wrong device, export with the "
+		"cache's own origin; to keep these blocks, export from a copy of ORIGIN grown "
+		"to hold them (truncate -s %llu COPY). 'wcache dump %s' lists every block.\n",
+		strcmp(out_path, "-") ? out_path : "The output", (unsigned long long)l->end_bytes,
+		cache);
 }
 
 int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
@@ -336,6 +344,7 @@ int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 	};
 	enum progress_mode pmode = PROGRESS_AUTO;
 	const char *origin, *cache, *out_path;
+	struct lost_blocks lost;
 	struct wcache *wc = NULL;
 	struct export_out o;
 	uint64_t written = 0;
@@ -394,8 +403,13 @@ int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 		cli_error(cmd, "%s", wcache_last_error());
 		return CLI_EXIT_FAIL;
 	}
+	/*
+	 * Dirty blocks past the end of ORIGIN are dropped by recovery. Still
+	 * export the rest (salvage), but fail and name them: never exit 0
+	 * without every dirty block.
+	 */
+	rc = find_lost_blocks(cmd, wc, cache, cfg.start_sector, &lost);
 	/* Open OUTPUT only now, so that a bad cache never truncates it. */
-	rc = check_lost_blocks(cmd, wc, origin, cache, cfg.start_sector);
 	if (rc == CLI_EXIT_OK)
 		rc = open_output(cmd, out_path, &o);
 	if (rc == CLI_EXIT_OK) {
@@ -404,6 +418,10 @@ int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 			cli_error(cmd, "%s: close failed: %s", out_path, strerror(errno));
 			rc = CLI_EXIT_FAIL;
 		}
+	}
+	if (rc == CLI_EXIT_OK && lost.nr) {
+		report_lost_blocks(cmd, wc, origin, cache, out_path, &lost);
+		rc = CLI_EXIT_FAIL;
 	}
 	if (rc == CLI_EXIT_OK && !o.is_stdout)
 		printf("exported %s (%s, block size %u) to %s, %s written\n", origin,

@@ -251,6 +251,14 @@ WC_API int wcache_inspect(const char *cache_path, uint64_t start_sector, uint64_
 WC_API int wcache_format(const char *cache_path, uint32_t block_size, uint64_t start_sector,
 			 struct wc_sb_info *out);
 
+/*
+ * Size in bytes of the device at uri (a path, or an nbd:// URI as in a table
+ * line), opened read-only and without a lock, as activation would see it.
+ * Returns 0 or -errno with a message (cannot open, not a file or block
+ * device, no NBD support in this build).
+ */
+WC_API int wcache_device_size(const char *uri, uint64_t *bytes);
+
 /* The kernel's n_blocks computation for a usable byte size (0 if it does not fit). */
 WC_API uint64_t wcache_compute_n_blocks(uint64_t usable_bytes, uint32_t block_size);
 

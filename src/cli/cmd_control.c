@@ -48,6 +48,32 @@ static int ctl_connect(const char *path, char *err, size_t err_len)
 	return fd;
 }
 
+/*
+ * A send failed: the server may have closed the connection after saying why
+ * ("error: ..." when it refused or dropped us). Prefer that line to the
+ * bare "Broken pipe".
+ */
+static int ctl_send_failed(int fd, int e, char *err, size_t err_len)
+{
+	char line[512];
+	ssize_t r = recv(fd, line, sizeof(line) - 1, MSG_DONTWAIT);
+	char *nl;
+
+	if (r > 0) {
+		line[r] = '\0';
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		if (!strncmp(line, WC_CTL_ERROR, strlen(WC_CTL_ERROR))) {
+			snprintf(err, err_len, "control socket: the server closed the connection: %.400s",
+				 line + strlen(WC_CTL_ERROR));
+			return -EIO;
+		}
+	}
+	snprintf(err, err_len, "control socket: send: %s", strerror(e));
+	return -EIO;
+}
+
 /* Send one request line and read one reply line (newline stripped) into reply. */
 static int ctl_request(int fd, const char *req, char *reply, size_t len, char *err, size_t err_len)
 {
@@ -59,17 +85,13 @@ static int ctl_request(int fd, const char *req, char *reply, size_t len, char *e
 
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w < 0) {
-			snprintf(err, err_len, "control socket: send: %s", strerror(errno));
-			return -EIO;
-		}
+		if (w < 0)
+			return ctl_send_failed(fd, errno, err, err_len);
 		req += w;
 		n -= (size_t)w;
 	}
-	if (send(fd, "\n", 1, MSG_NOSIGNAL) != 1) {
-		snprintf(err, err_len, "control socket: send: %s", strerror(errno));
-		return -EIO;
-	}
+	if (send(fd, "\n", 1, MSG_NOSIGNAL) != 1)
+		return ctl_send_failed(fd, errno, err, err_len);
 	for (;;) {
 		ssize_t r = recv(fd, reply + have, len - 1 - have, 0);
 

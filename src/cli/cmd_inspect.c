@@ -69,6 +69,26 @@ static const char *entry_state(const struct wc_inspect *ins, const struct dump_e
 	return "superseded";
 }
 
+/*
+ * The "status" word of check, dump and status (text and --json): what the
+ * inspection found, or why it found nothing (unreadable: no superblock could
+ * be read at all: a missing, empty or unreadable device).
+ */
+static const char *inspect_status(int ret, const struct wc_inspect *ins)
+{
+	if (ret == 0)
+		return "clean";
+	if (ret == 1)
+		return "dirty";
+	if (ret == -EUCLEAN)
+		return "corrupt";
+	if (ins->blank)
+		return "blank";
+	if (!sb_was_read(ins))
+		return "unreadable";
+	return "invalid";
+}
+
 static uint64_t entry_offset(const struct wc_inspect *ins, uint64_t index)
 {
 	return ins->sb.data_offset + index * ins->sb.block_size;
@@ -76,23 +96,102 @@ static uint64_t entry_offset(const struct wc_inspect *ins, uint64_t index)
 
 /* ---------------- check ---------------- */
 
+static void check_text(const char *cache, int ret, const struct wc_inspect *ins)
+{
+	char hb[32];
+
+	if (counts_valid(ret)) {
+		printf("cache: %s\n", cache);
+		printf("block_size: %u\n", ins->sb.block_size);
+		printf("n_blocks: %llu\n", (unsigned long long)ins->sb.n_blocks);
+		printf("seq_count: %llu\n", (unsigned long long)ins->sb.seq_count);
+		printf("data_offset: %llu\n", (unsigned long long)ins->sb.data_offset);
+		printf("valid: %llu\n", (unsigned long long)ins->nr_valid);
+		printf("free: %llu\n", (unsigned long long)ins->nr_free);
+		printf("uncommitted: %llu\n", (unsigned long long)ins->nr_uncommitted);
+		printf("superseded: %llu\n", (unsigned long long)ins->nr_superseded);
+		if (ins->nr_equal_dups)
+			printf("equal_seq_duplicates: %llu\n",
+			       (unsigned long long)ins->nr_equal_dups);
+		if (ins->nr_past_origin)
+			printf("past_origin_or_misaligned: %llu\n",
+			       (unsigned long long)ins->nr_past_origin);
+	}
+	if (ret == -EUCLEAN)
+		printf("result: corrupt\n");
+	else if (ret == 0)
+		printf("result: clean: no dirty blocks\n");
+	else if (ret == 1)
+		printf("result: dirty: %llu blocks (%s) are not yet written back to the origin\n",
+		       (unsigned long long)ins->nr_valid,
+		       cli_human_bytes(ins->nr_valid * ins->sb.block_size, hb, sizeof(hb)));
+}
+
+/* The text keys as one object, plus status and error as in dump --json; always printed. */
+static void check_json(const char *cache, uint64_t start, const char *origin, int ret,
+		       const struct wc_inspect *ins, const char *error)
+{
+	struct json j;
+
+	json_init(&j, stdout);
+	json_object_begin(&j, NULL, false);
+	json_string(&j, "cache", cache);
+	json_u64(&j, "start_sector", start);
+	json_string(&j, "origin", origin);
+	json_string(&j, "status", inspect_status(ret, ins));
+	json_string(&j, "error", error);
+	if (counts_valid(ret)) {
+		json_u64(&j, "block_size", ins->sb.block_size);
+		json_u64(&j, "n_blocks", ins->sb.n_blocks);
+		json_u64(&j, "seq_count", ins->sb.seq_count);
+		json_u64(&j, "data_offset", ins->sb.data_offset);
+		json_u64(&j, "valid", ins->nr_valid);
+		json_u64(&j, "free", ins->nr_free);
+		json_u64(&j, "uncommitted", ins->nr_uncommitted);
+		json_u64(&j, "superseded", ins->nr_superseded);
+		json_u64(&j, "equal_seq_duplicates", ins->nr_equal_dups);
+		json_u64(&j, "past_origin_or_misaligned", ins->nr_past_origin);
+		json_u64(&j, "dirty_bytes", ins->nr_valid * ins->sb.block_size);
+	}
+	json_object_end(&j);
+	json_finish(&j);
+}
+
+/* The cache was not read: the origin given for the range check is unusable. */
+static void check_json_origin_error(const char *cache, uint64_t start, const char *origin,
+				    const char *error)
+{
+	struct json j;
+
+	json_init(&j, stdout);
+	json_object_begin(&j, NULL, false);
+	json_string(&j, "cache", cache);
+	json_u64(&j, "start_sector", start);
+	json_string(&j, "origin", origin);
+	json_string(&j, "status", "origin_unreadable");
+	json_string(&j, "error", error);
+	json_object_end(&j);
+	json_finish(&j);
+}
+
 int cmd_check(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "origin", required_argument, NULL, 'o' },
 		{ "start-sector", required_argument, NULL, 's' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *origin = NULL, *cache;
 	uint64_t start = 0, origin_bytes = 0;
 	struct wc_inspect ins;
-	bool quiet = false;
-	char hb[32];
+	bool quiet = false, json = false;
+	char err[1024];
 	int c, ret;
 
-	while ((c = cli_getopt(cmd, argc, argv, ":o:s:qh", lo)) != -1) {
+	while ((c = cli_getopt(cmd, argc, argv, ":o:s:qjh", lo)) != -1) {
 		switch (c) {
 		case 'o':
 			origin = optarg;
@@ -104,6 +203,9 @@ int cmd_check(const struct cli_cmd *cmd, int argc, char **argv)
 		case 'q':
 			quiet = true;
 			break;
+		case 'j':
+			json = true;
+			break;
 		case 'h':
 			return cli_help(cmd);
 		default:
@@ -113,71 +215,40 @@ int cmd_check(const struct cli_cmd *cmd, int argc, char **argv)
 	if (optind + 1 != argc)
 		return cli_usage_error(cmd, optind >= argc ? "missing CACHE argument"
 					   : "too many arguments (expected CACHE)");
+	if (quiet && json)
+		return cli_usage_error(cmd, "--quiet and --json are mutually exclusive");
 	cache = argv[optind];
 	if (origin) {
-		char why[512];
-
-		ret = cli_device_size(origin, &origin_bytes, why, sizeof(why));
-		if (ret) {
-			cli_error(cmd, "origin: %s", why);
-			return CLI_EXIT_USAGE;
-		}
-		if (!origin_bytes) {
-			cli_error(cmd, "origin %s has size 0", origin);
+		/* A path or an NBD URI, opened as activation would open it. */
+		ret = wcache_device_size(origin, &origin_bytes);
+		if (ret < 0)
+			snprintf(err, sizeof(err), "origin: %s", wcache_last_error());
+		else if (!origin_bytes)
+			snprintf(err, sizeof(err), "origin %s has size 0", origin);
+		if (ret < 0 || !origin_bytes) {
+			if (json)
+				check_json_origin_error(cache, start, origin, err);
+			cli_error(cmd, "%s", err);
 			return CLI_EXIT_USAGE;
 		}
 	}
 	ret = wcache_inspect(cache, start, origin_bytes, &ins, NULL, NULL);
-	if (!quiet && counts_valid(ret)) {
-		printf("cache: %s\n", cache);
-		printf("block_size: %u\n", ins.sb.block_size);
-		printf("n_blocks: %llu\n", (unsigned long long)ins.sb.n_blocks);
-		printf("seq_count: %llu\n", (unsigned long long)ins.sb.seq_count);
-		printf("data_offset: %llu\n", (unsigned long long)ins.sb.data_offset);
-		printf("valid: %llu\n", (unsigned long long)ins.nr_valid);
-		printf("free: %llu\n", (unsigned long long)ins.nr_free);
-		printf("uncommitted: %llu\n", (unsigned long long)ins.nr_uncommitted);
-		printf("superseded: %llu\n", (unsigned long long)ins.nr_superseded);
-		if (ins.nr_equal_dups)
-			printf("equal_seq_duplicates: %llu\n", (unsigned long long)ins.nr_equal_dups);
-		if (ins.nr_past_origin)
-			printf("past_origin_or_misaligned: %llu\n",
-			       (unsigned long long)ins.nr_past_origin);
-	}
+	snprintf(err, sizeof(err), "%s", ret < 0 ? wcache_last_error() : "");
+	if (json)
+		check_json(cache, start, origin, ret, &ins, ret < 0 ? err : NULL);
+	else if (!quiet)
+		check_text(cache, ret, &ins);
 	if (ret < 0) {
-		if (!quiet && counts_valid(ret))
-			printf("result: corrupt\n");
-		cli_error(cmd, "%s", wcache_last_error());
+		cli_error(cmd, "%s", err);
 		return 2;
 	}
 	if (ins.grown)
 		cli_warn(cmd, "%s is larger than its format (%llu blocks): grown since it was "
 			 "formatted; the rest stays unused", cache, (unsigned long long)ins.sb.n_blocks);
-	if (!quiet) {
-		if (ret == 0)
-			printf("result: clean: no dirty blocks\n");
-		else
-			printf("result: dirty: %llu blocks (%s) are not yet written back to the origin\n",
-			       (unsigned long long)ins.nr_valid,
-			       cli_human_bytes(ins.nr_valid * ins.sb.block_size, hb, sizeof(hb)));
-	}
 	return ret == 0 ? 0 : 1;
 }
 
 /* ---------------- dump ---------------- */
-
-static const char *dump_status(int ret, const struct wc_inspect *ins)
-{
-	if (ret == 0)
-		return "clean";
-	if (ret == 1)
-		return "dirty";
-	if (ret == -EUCLEAN)
-		return "corrupt";
-	if (ins->blank)
-		return "blank";
-	return "invalid";
-}
 
 static void dump_text(const char *cache, uint64_t start, int ret, const struct wc_inspect *ins,
 		      const struct entry_list *l, bool all)
@@ -192,12 +263,12 @@ static void dump_text(const char *cache, uint64_t start, int ret, const struct w
 	printf("n_blocks: %llu\n", (unsigned long long)ins->sb.n_blocks);
 	printf("seq_count: %llu\n", (unsigned long long)ins->sb.seq_count);
 	if (!counts_valid(ret)) {
-		printf("status: %s\n", dump_status(ret, ins));
+		printf("status: %s\n", inspect_status(ret, ins));
 		return;
 	}
 	printf("meta_bytes: %llu\n", (unsigned long long)ins->sb.meta_bytes);
 	printf("data_offset: %llu\n", (unsigned long long)ins->sb.data_offset);
-	printf("status: %s\n", dump_status(ret, ins));
+	printf("status: %s\n", inspect_status(ret, ins));
 	printf("entries: %zu (valid %llu, superseded %llu, uncommitted %llu, free %llu)\n", l->nr,
 	       (unsigned long long)ins->nr_valid, (unsigned long long)ins->nr_superseded,
 	       (unsigned long long)ins->nr_uncommitted, (unsigned long long)ins->nr_free);
@@ -231,8 +302,15 @@ static void dump_json(const char *cache, uint64_t start, int ret, const struct w
 	json_object_begin(&j, NULL, false);
 	json_string(&j, "cache", cache);
 	json_u64(&j, "start_sector", start);
-	json_string(&j, "status", dump_status(ret, ins));
+	json_string(&j, "status", inspect_status(ret, ins));
 	json_string(&j, "error", error);
+	if (!sb_was_read(ins)) {
+		/* Missing, empty or unreadable: the reason is all there is. */
+		json_null(&j, "superblock");
+		json_object_end(&j);
+		json_finish(&j);
+		return;
+	}
 	json_object_begin(&j, "superblock", false);
 	snprintf(hex, sizeof(hex), "0x%08x", ins->sb.magic);
 	json_u64(&j, "magic", ins->sb.magic);
@@ -338,12 +416,10 @@ int cmd_dump(const struct cli_cmd *cmd, int argc, char **argv)
 	}
 	snprintf(err, sizeof(err), "%s", ret < 0 ? wcache_last_error() : "");
 	rc = ret < 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
-	if (sb_was_read(&ins)) {
-		if (json)
-			dump_json(cache, start, ret, &ins, &l, all, ret < 0 ? err : NULL);
-		else
-			dump_text(cache, start, ret, &ins, &l, all);
-	}
+	if (json)
+		dump_json(cache, start, ret, &ins, &l, all, ret < 0 ? err : NULL);
+	else if (sb_was_read(&ins))
+		dump_text(cache, start, ret, &ins, &l, all);
 	if (ret < 0)
 		cli_error(cmd, "%s", err);
 	free(l.v);
@@ -366,6 +442,7 @@ int cmd_status(const struct cli_cmd *cmd, int argc, char **argv)
 	bool json = false, have_start = false, watch = false;
 	struct wc_inspect ins;
 	uint64_t start = 0, dirty;
+	char err[1024];
 	int c, ret;
 
 	while ((c = cli_getopt(cmd, argc, argv, ":s:c:jwh", lo)) != -1) {
@@ -405,28 +482,36 @@ int cmd_status(const struct cli_cmd *cmd, int argc, char **argv)
 					   : "too many arguments (expected CACHE)");
 	cache = argv[optind];
 	ret = wcache_inspect(cache, start, 0, &ins, NULL, NULL);
-	if (ret < 0) {
-		cli_error(cmd, "%s", wcache_last_error());
-		return CLI_EXIT_FAIL;
-	}
+	if (ret < 0)
+		snprintf(err, sizeof(err), "%s", wcache_last_error());
 	/* What an activation would report: recovery frees all but the valid entries. */
 	dirty = ins.nr_valid;
 	if (json) {
 		struct json j;
 
+		/* An object also on failure: the counts if the superblock was valid, and why not. */
 		json_init(&j, stdout);
 		json_object_begin(&j, NULL, false);
-		json_u64(&j, "total", ins.sb.n_blocks);
-		json_u64(&j, "free", ins.sb.n_blocks - dirty);
-		json_u64(&j, "dirty", dirty);
-		json_u64(&j, "seq_count", ins.sb.seq_count);
+		if (counts_valid(ret)) {
+			/* Corrupt entries still leave a valid superblock and counts. */
+			json_u64(&j, "total", ins.sb.n_blocks);
+			json_u64(&j, "free", ins.sb.n_blocks - dirty);
+			json_u64(&j, "dirty", dirty);
+			json_u64(&j, "seq_count", ins.sb.seq_count);
+		}
+		json_string(&j, "status", inspect_status(ret, &ins));
+		json_string(&j, "error", ret < 0 ? err : NULL);
 		json_object_end(&j);
 		json_finish(&j);
-	} else {
+	} else if (ret >= 0) {
 		printf("total: %llu\n", (unsigned long long)ins.sb.n_blocks);
 		printf("free: %llu\n", (unsigned long long)(ins.sb.n_blocks - dirty));
 		printf("dirty: %llu\n", (unsigned long long)dirty);
 		printf("seq_count: %llu\n", (unsigned long long)ins.sb.seq_count);
+	}
+	if (ret < 0) {
+		cli_error(cmd, "%s", err);
+		return CLI_EXIT_FAIL;
 	}
 	return CLI_EXIT_OK;
 }

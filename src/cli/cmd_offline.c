@@ -270,6 +270,87 @@ out:
 	return ret < 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
 
+/* Valid entries that map past the end of the origin: export cannot place them. */
+#define LOST_SHOWN 8
+
+struct lost_blocks {
+	uint64_t origin_sectors, block_bytes;
+	uint64_t nr;
+	uint64_t end_bytes;	/* the origin size that would hold them all */
+	struct wc_entry_info shown[LOST_SHOWN];
+};
+
+static int note_lost(const struct wc_entry_info *e, bool valid, void *opaque)
+{
+	struct lost_blocks *l = opaque;
+
+	/* The rule recovery applies (sector >= origin size) when it drops an entry. */
+	if (!valid || e->original_sector < l->origin_sectors)
+		return 0;
+	if (l->nr < LOST_SHOWN)
+		l->shown[l->nr] = *e;
+	l->nr++;
+	if (e->original_sector * 512 + l->block_bytes > l->end_bytes)
+		l->end_bytes = e->original_sector * 512 + l->block_bytes;
+	return 0;
+}
+
+/*
+ * Find the valid entries that map past the end of ORIGIN: recovery drops
+ * them, so the export lacks their data. Returns 0 (l filled) or
+ * CLI_EXIT_FAIL after an error message.
+ */
+static int find_lost_blocks(const struct cli_cmd *cmd, struct wcache *wc, const char *cache,
+			    uint64_t start_sector, bool salvage, struct lost_blocks *l)
+{
+	struct wc_inspect ins;
+	int ret;
+
+	memset(l, 0, sizeof(*l));
+	l->origin_sectors = (wcache_size(wc) + 511) / 512;
+	l->block_bytes = wcache_block_size(wc);
+	ret = wcache_inspect(cache, start_sector, 0, &ins, note_lost, l);
+	/*
+	 * --force opened what inspect refuses (blank superblock, truncated
+	 * device...); the engine's salvage warnings said what is missing.
+	 */
+	if (ret < 0 && ret != -EUCLEAN && salvage)
+		return 0;
+	if (ret < 0 && ret != -EUCLEAN) {
+		cli_error(cmd, "%s", wcache_last_error());
+		return CLI_EXIT_FAIL;
+	}
+	return 0;
+}
+
+/* The export is complete but for l->nr blocks: name them and say what to do. */
+static void report_lost_blocks(const struct cli_cmd *cmd, struct wcache *wc, const char *origin,
+			       const char *cache, const char *out_path,
+			       const struct lost_blocks *l)
+{
+	char list[LOST_SHOWN * 64] = "";
+	size_t pos = 0;
+
+	for (uint64_t i = 0; i < l->nr && i < LOST_SHOWN; i++) {
+		const struct wc_entry_info *e = &l->shown[i];
+		int n = snprintf(list + pos, sizeof(list) - pos, "%sentry %llu (origin byte %llu)",
+				 i ? ", " : "", (unsigned long long)e->index,
+				 (unsigned long long)(e->original_sector * 512));
+
+		if (n > 0 && (size_t)n < sizeof(list) - pos)
+			pos += (size_t)n;
+	}
+	cli_error(cmd, "%llu dirty block%s of %s map%s past the end of ORIGIN %s (%llu bytes) and "
+		  "could not be placed in %s: %s%s", (unsigned long long)l->nr,
+		  l->nr == 1 ? "" : "s", cache, l->nr == 1 ? "s" : "", origin,
+		  (unsigned long long)wcache_size(wc), out_path, list, l->nr > LOST_SHOWN ? ", ..." : "");
+	fprintf(stderr, "%s holds everything else. If ORIGIN is the wrong device, export with the "
+		"cache's own origin; to keep these blocks, export from a copy of ORIGIN grown "
+		"to hold them (truncate -s %llu COPY). 'wcache dump %s' lists every block.\n",
+		strcmp(out_path, "-") ? out_path : "The output", (unsigned long long)l->end_bytes,
+		cache);
+}
+
 int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -283,6 +364,7 @@ int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 	};
 	enum progress_mode pmode = PROGRESS_AUTO;
 	const char *origin, *cache, *out_path;
+	struct lost_blocks lost;
 	struct wcache *wc = NULL;
 	struct export_out o;
 	uint64_t written = 0;
@@ -332,20 +414,37 @@ int cmd_export(const struct cli_cmd *cmd, int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	if (strcmp(out_path, "-") && check_output(cmd, out_path, origin, cache))
 		return CLI_EXIT_FAIL;
+	if (!strcmp(out_path, "-") && isatty(STDOUT_FILENO)) {
+		cli_error(cmd, "OUTPUT '-' is a terminal: refusing to write the binary image "
+			  "to it; redirect standard output (> FILE or | COMMAND) or give a file "
+			  "name");
+		return CLI_EXIT_FAIL;
+	}
 
 	ret = wcache_open(&cfg, &wc);
 	if (ret < 0) {
 		cli_error(cmd, "%s", wcache_last_error());
 		return CLI_EXIT_FAIL;
 	}
+	/*
+	 * Dirty blocks past the end of ORIGIN are dropped by recovery. Still
+	 * export the rest (salvage), but fail and name them: never exit 0
+	 * without every dirty block.
+	 */
+	rc = find_lost_blocks(cmd, wc, cache, cfg.start_sector, cfg.salvage, &lost);
 	/* Open OUTPUT only now, so that a bad cache never truncates it. */
-	rc = open_output(cmd, out_path, &o);
+	if (rc == CLI_EXIT_OK)
+		rc = open_output(cmd, out_path, &o);
 	if (rc == CLI_EXIT_OK) {
 		rc = export_copy(cmd, wc, &o, out_path, pmode, &written);
 		if (!o.is_stdout && close(o.fd) < 0 && rc == CLI_EXIT_OK) {
 			cli_error(cmd, "%s: close failed: %s", out_path, strerror(errno));
 			rc = CLI_EXIT_FAIL;
 		}
+	}
+	if (rc == CLI_EXIT_OK && lost.nr) {
+		report_lost_blocks(cmd, wc, origin, cache, out_path, &lost);
+		rc = CLI_EXIT_FAIL;
 	}
 	if (rc == CLI_EXIT_OK && !o.is_stdout)
 		printf("exported %s (%s, block size %u) to %s, %s written\n", origin,
@@ -412,7 +511,7 @@ int cmd_flush(const struct cli_cmd *cmd, int argc, char **argv)
 	wcache_cfg_init(&cfg);
 	cfg.block_size = 0;
 	cfg.format = WC_FORMAT_NO;
-	while ((c = cli_getopt(cmd, argc, argv, ":s:b:fph", lo)) != -1) {
+	while ((c = cli_getopt(cmd, argc, argv, ":s:b:ph", lo)) != -1) {
 		switch (c) {
 		case 's':
 			if (cli_opt_start_sector(cmd, optarg, &cfg.start_sector))
@@ -422,9 +521,6 @@ int cmd_flush(const struct cli_cmd *cmd, int argc, char **argv)
 		case 'b':
 			if (cli_opt_block_size(cmd, optarg, &cfg.block_size))
 				return CLI_EXIT_USAGE;
-			break;
-		case 'f':
-			cfg.salvage = true;
 			break;
 		case 'p':
 			pmode = PROGRESS_FORCE;

@@ -76,6 +76,10 @@ const struct wc_opt_desc *cli_table_opt(int c, int val_base)
 int cli_table_set(const struct cli_cmd *cmd, struct wc_cfg *cfg, const struct wc_opt_desc *d,
 		  const char *value)
 {
+	/* Refused as in a table line (docs/compat.md); CLI flags take no value, so set = given. */
+	if (cfg->set_mask & d->set_bit)
+		return cli_usage_error(cmd, "--%s given more than once; give it once",
+				       cli_table_opt_name(d));
 	/* One parser (and message) for the start sector, whichever way it is given. */
 	if (d->set_bit == WC_SET_START_SECTOR) {
 		if (cli_opt_start_sector(cmd, value, &cfg->start_sector))

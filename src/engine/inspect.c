@@ -158,3 +158,15 @@ int wcache_format(const char *path, uint32_t block_size, uint64_t start_sector,
 	dev_close(dev);
 	return ret;
 }
+
+int wcache_device_size(const char *uri, uint64_t *bytes)
+{
+	struct wc_dev *dev;
+	int ret = dev_open_uri(uri, DEV_RDONLY, &dev);
+
+	if (ret)
+		return ret;
+	*bytes = dev->size;
+	dev_close(dev);
+	return 0;
+}

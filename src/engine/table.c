@@ -242,6 +242,7 @@ static int parse_mode(const char *m)
 
 static int parse_words(struct wc_cfg *cfg, char **w, size_t nr)
 {
+	unsigned given = 0;
 	uint64_t n_opt;
 	size_t i;
 	int ret;
@@ -294,6 +295,11 @@ static int parse_words(struct wc_cfg *cfg, char **w, size_t nr)
 			return opt_reject_fua();
 		if (!d)
 			return wc_err(-EINVAL, "unknown option '%.64s'", w[i]);
+		/* The kernel silently takes the last; a repeat is usually a mistake (compat.md). */
+		if (given & d->set_bit)
+			return wc_err(-EINVAL, "option %s is given more than once in the table line; "
+				      "give it once", d->name);
+		given |= d->set_bit;
 		if (d->has_value) {
 			if (i + 1 >= nr)
 				return wc_err(-EINVAL, "%s: missing value", d->name);

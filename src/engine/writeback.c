@@ -522,6 +522,10 @@ int wc_writeback_all(struct wcache *c)
 	}
 	c->wb_all_waiters--;
 	pthread_mutex_unlock(&c->lock);
+	if (ret == -ENOSPC)
+		return wc_err(ret, "flush: writeback failed: %s writing to the origin %s; the dirty "
+			      "blocks stay in the cache and writeback retries: free space there and "
+			      "flush again", strerror(-ret), c->origin->name);
 	if (ret)
 		return wc_err(ret, "flush: writeback failed: %s", strerror(-ret));
 	return 0;

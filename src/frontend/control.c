@@ -2,8 +2,11 @@
 /*
  * Control socket server (control.h; protocol in control_proto.h). One
  * accept thread plus one thread per client (at most CTL_MAX_CLIENTS), so a
- * long "message flush" does not hold up "status" from another client. Uses only wcache.h; never
- * touches engine internals.
+ * long "message flush" does not hold up "status" from another client. Idle
+ * clients cannot hog the slots: one that sends no complete request for
+ * WC_CONTROL_IDLE_SEC is closed, and when every slot is taken a new client
+ * takes the place of the one idle longest. Uses only wcache.h; never touches
+ * engine internals.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,13 +22,18 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "wcache.h"
 #include "control.h"
 
 #define CTL_MAX_CLIENTS 16
+#define CTL_STR_(x) #x
+#define CTL_STR(x) CTL_STR_(x)	/* a number macro as a string literal */
 #define CTL_REPLY_BYTES WC_CONTROL_MAX_REPLY
+/* How long a new client waits for an evicted idle one to leave its slot. */
+#define CTL_EVICT_WAIT_MS 2000
 
 enum slot_state { SLOT_FREE, SLOT_RESERVED, SLOT_ACTIVE, SLOT_DONE };
 
@@ -34,6 +42,9 @@ struct ctl_slot {
 	enum slot_state state;	/* ctl->lock */
 	int fd;			/* ctl->lock; -1 when closed */
 	pthread_t thread;	/* valid in ACTIVE and DONE */
+	bool busy;		/* ctl->lock; answering a request: never evicted */
+	bool evicted;		/* ctl->lock; its slot was given to a new client */
+	uint64_t idle_since_ns;	/* ctl->lock; connect or last reply, CLOCK_MONOTONIC */
 };
 
 struct wc_control {
@@ -47,8 +58,17 @@ struct wc_control {
 	bool running;
 	pid_t run_pid;
 	pthread_mutex_t lock;
+	pthread_cond_t slot_done;	/* a client thread ended (with ctl->lock) */
 	struct ctl_slot slots[CTL_MAX_CLIENTS];
 };
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 __attribute__((format(printf, 4, 5)))
 static int ctl_err(char *err, size_t err_len, int ret, const char *fmt, ...)
@@ -231,26 +251,66 @@ static bool peer_allowed(int fd)
 	return cr.uid == 0 || cr.uid == geteuid();
 }
 
+/* Busy slots are never evicted; the idle clock restarts after each reply. */
+static void slot_set_busy(struct ctl_slot *slot, bool busy)
+{
+	pthread_mutex_lock(&slot->ctl->lock);
+	slot->busy = busy;
+	if (!busy)
+		slot->idle_since_ns = now_ns();
+	pthread_mutex_unlock(&slot->ctl->lock);
+}
+
 /* Answer every complete line in buf[0..*have); keep the partial rest. */
-static int serve_lines(struct wcache *wc, int fd, char *buf, size_t *have, char *reply)
+static int serve_lines(struct ctl_slot *slot, int fd, char *buf, size_t *have, char *reply)
 {
 	char *nl;
-	int ret;
+	int ret = 0;
 
+	if (!memchr(buf, '\n', *have))
+		return 0;
+	slot_set_busy(slot, true);
 	while ((nl = memchr(buf, '\n', *have))) {
 		size_t line = (size_t)(nl - buf);
 
 		*nl = '\0';
 		if (line && buf[line - 1] == '\r')
 			buf[line - 1] = '\0';
-		wc_control_handle(wc, buf, reply, CTL_REPLY_BYTES);
+		wc_control_handle(slot->ctl->wc, buf, reply, CTL_REPLY_BYTES);
 		ret = send_line(fd, reply);
 		if (ret)
-			return ret;
+			break;
 		*have -= line + 1;
 		memmove(buf, nl + 1, *have);
 	}
-	return 0;
+	slot_set_busy(slot, false);
+	return ret;
+}
+
+/*
+ * Wait until fd is readable, or the client has been idle (no complete
+ * request) for WC_CONTROL_IDLE_SEC: partial lines do not restart the clock,
+ * so trickling bytes cannot hold a slot either. Returns 1 readable, 0 idle
+ * too long, -errno.
+ */
+static int wait_request(struct ctl_slot *slot, int fd)
+{
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint64_t since, now = now_ns(), limit = (uint64_t)WC_CONTROL_IDLE_SEC * 1000000000u;
+		int ret;
+
+		pthread_mutex_lock(&slot->ctl->lock);
+		since = slot->idle_since_ns;
+		pthread_mutex_unlock(&slot->ctl->lock);
+		if (now - since >= limit)
+			return 0;
+		ret = poll(&p, 1, (int)((limit - (now - since)) / 1000000u) + 1);
+		if (ret < 0 && errno != EINTR)
+			return -errno;
+		if (ret > 0)
+			return 1;
+	}
 }
 
 static void *client_main(void *opaque)
@@ -260,6 +320,7 @@ static void *client_main(void *opaque)
 	char buf[WC_CONTROL_MAX_LINE + 2];
 	char *reply = malloc(CTL_REPLY_BYTES);
 	size_t have = 0;
+	bool evicted;
 	int fd = slot->fd;	/* stable until we close it below */
 
 	if (!reply) {
@@ -267,14 +328,25 @@ static void *client_main(void *opaque)
 		goto out;
 	}
 	for (;;) {
-		ssize_t n = recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
+		ssize_t n;
+		int ret = wait_request(slot, fd);
 
+		if (ret == 0) {
+			/* Tell a client that comes back why its connection is gone. */
+			send_line(fd, WC_CTL_ERROR "closing a control connection idle for "
+				  CTL_STR(WC_CONTROL_IDLE_SEC) " s; reconnect");
+			have = 0;
+			break;
+		}
+		if (ret < 0)
+			break;
+		n = recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
 		have += (size_t)n;
-		if (serve_lines(ctl->wc, fd, buf, &have, reply))
+		if (serve_lines(slot, fd, buf, &have, reply))
 			break;
 		if (have >= sizeof(buf) - 1) {
 			send_line(fd, WC_CTL_ERROR "request too long");
@@ -282,7 +354,14 @@ static void *client_main(void *opaque)
 			break;
 		}
 	}
-	if (have) {
+	pthread_mutex_lock(&ctl->lock);
+	evicted = slot->evicted;
+	pthread_mutex_unlock(&ctl->lock);
+	if (evicted) {
+		/* Only our read side was shut down: the client can still read why. */
+		send_line(fd, WC_CTL_ERROR "too many control clients: this idle connection was "
+			  "closed to make room for a new one; reconnect");
+	} else if (have) {
 		/* Last request without a newline ("printf status | socat ..."). */
 		buf[have] = '\0';
 		wc_control_handle(ctl->wc, buf, reply, CTL_REPLY_BYTES);
@@ -294,6 +373,7 @@ out:
 	close(slot->fd);
 	slot->fd = -1;
 	slot->state = SLOT_DONE;
+	pthread_cond_broadcast(&ctl->slot_done);
 	pthread_mutex_unlock(&ctl->lock);
 	return NULL;
 }
@@ -311,29 +391,78 @@ static int spawn(pthread_t *t, void *(*fn)(void *), void *arg)
 	return -ret;
 }
 
+/* A FREE or DONE slot, reserved; *join if its old thread must be joined. ctl->lock held. */
+static struct ctl_slot *reserve_slot(struct wc_control *ctl, bool *join)
+{
+	int i;
+
+	for (i = 0; i < CTL_MAX_CLIENTS; i++) {
+		if (ctl->slots[i].state == SLOT_FREE) {
+			*join = false;
+			ctl->slots[i].state = SLOT_RESERVED;
+			return &ctl->slots[i];
+		}
+	}
+	for (i = 0; i < CTL_MAX_CLIENTS; i++) {
+		if (ctl->slots[i].state == SLOT_DONE) {
+			*join = true;
+			ctl->slots[i].state = SLOT_RESERVED;
+			return &ctl->slots[i];
+		}
+	}
+	return NULL;
+}
+
+/*
+ * All slots taken: close the client idle longest (not answering a request)
+ * and wait a little for its thread to leave. Shutting down only the read
+ * side ends its wait; it can still send the reason. ctl->lock held.
+ */
+static struct ctl_slot *evict_idle(struct wc_control *ctl, bool *join)
+{
+	struct ctl_slot *victim = NULL, *slot;
+	struct timespec until;
+	int i;
+
+	for (i = 0; i < CTL_MAX_CLIENTS; i++) {
+		struct ctl_slot *s = &ctl->slots[i];
+
+		if (s->state == SLOT_ACTIVE && !s->busy && !s->evicted && s->fd >= 0 &&
+		    (!victim || s->idle_since_ns < victim->idle_since_ns))
+			victim = s;
+	}
+	if (victim) {
+		victim->evicted = true;
+		shutdown(victim->fd, SHUT_RD);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += CTL_EVICT_WAIT_MS / 1000;
+	until.tv_nsec += (CTL_EVICT_WAIT_MS % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (!(slot = reserve_slot(ctl, join))) {
+		if (pthread_cond_timedwait(&ctl->slot_done, &ctl->lock, &until))
+			break;
+	}
+	return slot;
+}
+
 static void add_client(struct wc_control *ctl, int fd)
 {
 	struct ctl_slot *slot = NULL;
 	bool join = false;
-	int i;
 
 	pthread_mutex_lock(&ctl->lock);
-	for (i = 0; i < CTL_MAX_CLIENTS && !slot; i++) {
-		if (ctl->slots[i].state == SLOT_FREE)
-			slot = &ctl->slots[i];
-	}
-	for (i = 0; i < CTL_MAX_CLIENTS && !slot; i++) {
-		if (ctl->slots[i].state == SLOT_DONE) {
-			slot = &ctl->slots[i];
-			join = true;
-		}
-	}
-	if (slot)
-		slot->state = SLOT_RESERVED;
+	slot = reserve_slot(ctl, &join);
+	if (!slot)
+		slot = evict_idle(ctl, &join);
 	pthread_mutex_unlock(&ctl->lock);
 
 	if (!slot) {
-		send_line(fd, WC_CTL_ERROR "too many control clients");
+		send_line(fd, WC_CTL_ERROR "too many control clients (" CTL_STR(CTL_MAX_CLIENTS)
+			  " answering requests); retry later");
 		close(fd);
 		return;
 	}
@@ -342,6 +471,9 @@ static void add_client(struct wc_control *ctl, int fd)
 	pthread_mutex_lock(&ctl->lock);
 	slot->fd = fd;
 	slot->state = SLOT_ACTIVE;	/* before the thread can set DONE */
+	slot->busy = false;
+	slot->evicted = false;
+	slot->idle_since_ns = now_ns();
 	pthread_mutex_unlock(&ctl->lock);
 	if (spawn(&slot->thread, client_main, slot)) {
 		send_line(fd, WC_CTL_ERROR "cannot start a thread");
@@ -428,6 +560,7 @@ int wc_control_listen(const char *path, struct wc_control **out, char *err, size
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct wc_control *ctl;
+	pthread_condattr_t ca;
 	struct stat st;
 	size_t plen;
 	int ret, i;
@@ -475,6 +608,10 @@ int wc_control_listen(const char *path, struct wc_control **out, char *err, size
 		goto out_unlink;
 	}
 	pthread_mutex_init(&ctl->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ctl->slot_done, &ca);
+	pthread_condattr_destroy(&ca);
 	*out = ctl;
 	return 0;
 
@@ -560,5 +697,6 @@ void wc_control_stop(struct wc_control *ctl)
 	close(ctl->wake[0]);
 	close(ctl->wake[1]);
 	pthread_mutex_destroy(&ctl->lock);
+	pthread_cond_destroy(&ctl->slot_done);
 	free(ctl);
 }

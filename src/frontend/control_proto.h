@@ -17,6 +17,14 @@
  *                    the reply is "ok" once the message is done
  *   help             one line listing the requests
  * Any failure is replied as "error: <text>".
+ *
+ * At most 16 clients are served at once. A client that sends no complete
+ * request for WC_CONTROL_IDLE_SEC is sent an "error: ..." line and closed;
+ * when all 16 are connected, a new client takes the slot of the one idle
+ * longest (which gets an "error: ..." line too). Only clients that are being
+ * answered (a long "message flush") are never closed, so a new client is
+ * refused ("error: too many control clients ...") only when 16 requests are
+ * in progress.
  */
 #ifndef WC_FRONTEND_CONTROL_PROTO_H
 #define WC_FRONTEND_CONTROL_PROTO_H
@@ -32,6 +40,9 @@
 /* Replies. */
 #define WC_CTL_OK		"ok"		/* the reply to a message that was done */
 #define WC_CTL_ERROR		"error: "	/* prefix of every failure */
+
+/* Seconds without a complete request after which the server closes a client. */
+#define WC_CONTROL_IDLE_SEC	10
 
 /* Longest request line accepted, without the newline. */
 #define WC_CONTROL_MAX_LINE	256

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <nbdkit-plugin.h>
@@ -28,8 +29,9 @@
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
+/* NBD block size constraints: the smallest I/O unit and the largest request. */
 #define WC_NBD_MIN_BLOCK 512u
-#define WC_NBD_MAX_BLOCK (32u << 20)
+#define WC_NBD_MAX_REQUEST (32u << 20)
 
 static struct wc_cfg cfg;
 static char *table_arg;		/* table=..., exclusive with origin/cache/options */
@@ -137,6 +139,43 @@ static int replace_str(char **dst, const char *key, const char *value)
 	return 0;
 }
 
+/*
+ * A table option given twice (high_watermark=50 high_watermark=60) is
+ * refused like a second origin=: the kernel takes the last, which hides the
+ * mistake (docs/compat.md). Spellings with '-' and any case are one key.
+ */
+static bool option_repeated(const char *key)
+{
+	static unsigned given;		/* WC_SET_* bits */
+	static bool block_size_given;
+	const struct wc_opt_desc *opts;
+	char norm[32];
+	size_t i, nr;
+
+	for (i = 0; i < sizeof(norm) - 1 && key[i]; i++)
+		norm[i] = key[i] == '-' ? '_' : key[i];
+	norm[i] = '\0';
+	if (!strcasecmp(norm, "block_size")) {
+		if (block_size_given) {
+			nbdkit_error("%s given more than once; give it once", key);
+			return true;
+		}
+		block_size_given = true;
+		return false;
+	}
+	opts = wcache_options(&nr);
+	for (i = 0; i < nr; i++) {
+		if (strcasecmp(norm, opts[i].name))
+			continue;
+		if (given & opts[i].set_bit) {
+			nbdkit_error("%s given more than once; give it once", opts[i].name);
+			return true;
+		}
+		given |= opts[i].set_bit;
+	}
+	return false;
+}
+
 static int wcache_nbd_config(const char *key, const char *value)
 {
 	if (!strcmp(key, "origin")) {
@@ -197,6 +236,8 @@ static int wcache_nbd_config(const char *key, const char *value)
 		return 0;
 	}
 	/* Everything else is a dm-writecache table option (block-size included). */
+	if (option_repeated(key))
+		return -1;
 	if (wcache_cfg_set(&cfg, key, value) < 0) {
 		nbdkit_error("%s=%s: %s", key, value, wcache_last_error());
 		return -1;
@@ -351,7 +392,7 @@ static int wcache_nbd_block_size(void *handle, uint32_t *minimum, uint32_t *pref
 	(void)handle;
 	*minimum = WC_NBD_MIN_BLOCK;
 	*preferred = wcache_block_size(wc);
-	*maximum = WC_NBD_MAX_BLOCK;
+	*maximum = WC_NBD_MAX_REQUEST;
 	return 0;
 }
 
@@ -429,8 +470,13 @@ static int wcache_nbd_zero(void *handle, uint32_t count, uint64_t offset, uint32
 
 static void wcache_nbd_dump_plugin(void)
 {
+	/*
+	 * 32 MiB is the largest NBD request, not a block size (it was printed as
+	 * wcache_block_size_max); the cache block size is one of 512..4096.
+	 */
 	printf("wcache_block_size_min=%u\n", WC_NBD_MIN_BLOCK);
-	printf("wcache_block_size_max=%u\n", WC_NBD_MAX_BLOCK);
+	printf("wcache_max_request_bytes=%u\n", WC_NBD_MAX_REQUEST);
+	printf("wcache_cache_block_sizes=512,1024,2048,4096\n");
 }
 
 static struct nbdkit_plugin plugin = {

@@ -69,7 +69,13 @@ battery() {
 		err_has "^wcache status: .*($re)"
 	fi
 	rm -f out.img
-	if ((salvage)); then
+	if ((salvage == 2)); then
+		# Entries past the origin: export writes the rest but fails naming them
+		# (issue 16: it used to exit 0 without them).
+		run_rc 1 "$WCACHE" export origin.img "$c" out.img
+		err_has 'past the end of ORIGIN origin.img .*could not be placed in out.img: entry'
+		[[ -s out.img ]] || fail "$c: salvage export wrote nothing"
+	elif ((salvage)); then
 		# Damaged entries: export salvages what recovery makes of them, with a warning.
 		run_rc 0 "$WCACHE" export origin.img "$c" out.img
 		err_has 'corrupt metadata'
@@ -167,11 +173,11 @@ assert_unchanged good.img origin.img
 # --- damaged entries ---
 cp good.img past.img
 poke_le past.img $((64 + 16 * i0)) 8 $((1 << 40))
-battery past.img 'beyond the origin' 1 1
+battery past.img 'beyond the origin' 1 2
 run_rc 1 "$WCACHE" check past.img # without the origin it cannot be judged
 cp good.img past2.img # the first sector past the end
 poke_le past2.img $((64 + 16 * i0)) 8 $((8 * MiB / 512))
-battery past2.img 'beyond the origin' 1 1
+battery past2.img 'beyond the origin' 1 2
 cp good.img misaligned.img
 poke_le misaligned.img $((64 + 16 * i0)) 8 $((s0 + 3))
 battery misaligned.img 'unaligned|not block aligned' 0 1

@@ -83,7 +83,11 @@ else
 	say "the installed plugin loads and serves"
 	run_rc 0 "${NBDKIT[@]}" --dump-plugin "$plugin"
 	out_has '^name=wcache$'
-	out_has '^wcache_block_size_max='
+	# 32 MiB is the largest request, not a block size (issue 16, item 8).
+	out_has '^wcache_max_request_bytes=33554432$'
+	out_has '^wcache_cache_block_sizes=512,1024,2048,4096$'
+	! grep -q '^wcache_block_size_max=' "$TMPD/out" ||
+		fail "--dump-plugin still calls the request size a block size"
 	truncate -s 8M origin.img
 	truncate -s 2M cache.img
 	# shellcheck disable=SC2016 # $uri expands in the --run shell

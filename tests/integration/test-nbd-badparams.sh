@@ -52,6 +52,20 @@ refuse 'high_watermark 50 must be >= low_watermark 70' origin=origin.img cache=c
 	low_watermark=70
 refuse 'fua' origin=origin.img cache=cache.img fua=1
 refuse 'origin given more than once' origin=origin.img origin=origin.img cache=cache.img
+# Table options too (issue 16, item 8): the kernel would silently take the last.
+refuse 'high_watermark given more than once' origin=origin.img cache=cache.img \
+	high_watermark=50 high_watermark=60
+refuse 'high_watermark given more than once' origin=origin.img cache=cache.img \
+	high_watermark=50 HIGH-WATERMARK=50
+refuse 'cleaner given more than once' origin=origin.img cache=cache.img cleaner=1 cleaner=0
+refuse 'block-size given more than once' origin=origin.img cache=cache.img \
+	block_size=4096 block-size=4096
+refuse 'option max_age is given more than once in the table line' \
+	table="s origin.img cache.img 4096 4 max_age 10 max_age 20"
+run_rc 2 "$WCACHE" serve origin.img cache.img --high-watermark 50 --high_watermark 60
+err_has '--high-watermark given more than once'
+run_rc 2 "$WCACHE" flush origin.img cache.img --cleaner --cleaner
+err_has '--cleaner given more than once'
 refuse 'table' table="s origin.img cache.img 4096 2 high_watermark"
 refuse 'cannot be combined' table="s origin.img cache.img 4096 0" cleaner=1
 refuse 'nonexistent.img.*No such file' origin=nonexistent.img cache=cache.img

@@ -97,7 +97,10 @@ static void wcache_nbd_unload(void)
 	free(control_path);
 }
 
-/* Paths become absolute: nbdkit changes directory when it daemonizes. URIs stay. */
+/*
+ * Paths become absolute: nbdkit changes directory when it daemonizes. URIs
+ * and rbd:POOL/IMAGE specs stay (their conf=/keyring= paths should be absolute).
+ */
 static int set_path(char *dst, size_t dst_len, const char *key, const char *value)
 {
 	char *abs;
@@ -107,7 +110,7 @@ static int set_path(char *dst, size_t dst_len, const char *key, const char *valu
 		nbdkit_error("%s: empty path", key);
 		return -1;
 	}
-	if (strstr(value, "://")) {
+	if (strstr(value, "://") || !strncmp(value, "rbd:", 4)) {
 		n = snprintf(dst, dst_len, "%s", value);
 	} else {
 		abs = nbdkit_absolute_path(value);

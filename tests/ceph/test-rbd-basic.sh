@@ -72,6 +72,7 @@ SRV_PID=
 run_rc nonzero "$WCACHE" serve "$SPEC" "$TMPD/cache.img" --run true
 err_has "is locked by $owner"
 say "after kill -9 the stale lock still refuses a plain open"
+# shellcheck disable=SC2016 # $uri is for the shell nbdkit runs
 run_rc 0 "$WCACHE" serve "$(rbd_spec "$IMG" force_unlock=1)" "$TMPD/cache.img" \
 	--run 'qemu-io -f raw "$uri" -c "read -P 0x22 5M 64k"'
 err_has "force_unlock: breaking the lock held by $owner"

@@ -12,7 +12,8 @@
 # - bad input: unknown pool, missing image or snapshot, unreadable conf,
 #   unreachable cluster, a snapshot opened read-write, an image without the
 #   exclusive-lock feature, a malformed spec: a clear message naming what is
-#   wrong, a non-zero exit, and the cache file untouched.
+#   wrong, a non-zero exit, and the cache file untouched;
+# - the plugin's conf= parameter (the same keys as in the origin string).
 source "$(dirname "$0")/ceph-functions.sh"
 requires qemu-io qemu-img fio
 check_rbd_backend
@@ -86,6 +87,16 @@ cmp snap.img logical.img || fail "export through the snapshot differs"
 run_rc nonzero "$WCACHE" flush "$(rbd_spec "$IMG@s1")" cache.img
 err_has "rbd:rbd/$IMG@s1: a snapshot is read-only"
 say "snapshot: read-only export ok, read-write open refused"
+
+# ---- plugin parameters: conf= (relative here: the plugin makes it absolute) ----
+cp "$CEPH_CONF" "$TMPD/rel.conf"
+srv_start origin="rbd:rbd/$IMG" conf=rel.conf cache="$TMPD/cache.img"
+qemu-io -f raw "$URI" -c "read -P 0x22 5M 64k" >/dev/null || fail "read through origin + conf="
+srv_stop
+run_rc nonzero "${NBDKIT[@]}" -U - "$PLUGIN" origin="$TMPD/ref.img" conf=rel.conf \
+	cache="$TMPD/cache.img" --run true
+err_has "conf=, id=, keyring= and force_unlock= apply to an rbd:POOL/IMAGE origin only"
+say "plugin parameter conf= works and is refused for a file origin"
 
 # ---- bad input ----
 snapshot cache.img

@@ -89,7 +89,24 @@ srv_start origin="$(rbd_spec img rados_osd_op_timeout=3 force_unlock=1)" "${args
 	{ cat "$TMPD/verify.log" >&2; fail "data lost or corrupted across the outage and kill -9"; }
 say "$(cat "$TMPD/verify.log")"
 
-# Writeback resumes by itself; "message flush" then empties the cache.
+# A second, short outage under the same wcache: once the OSD is back,
+# librados reconnects, librbd keeps (or retakes) the image lock and writeback
+# resumes by itself, so a later "message flush" succeeds without a restart.
+qemu-io -f raw "$URI" -c "write -P 0x5a 40M 4M" >/dev/null || fail "write before the 2nd outage"
+osd_stop
+qemu-io -f raw "$URI" -c "write -P 0x6b 48M 4M" >/dev/null || fail "write during the 2nd outage"
+sleep 4
+osd_start
+for ((i = 0; ; i++)); do
+	timeout 120 "$WCACHE" message --control "$CTL" flush 2>"$TMPD/flush.err" && break
+	((i < 30)) || { cat "$TMPD/flush.err" >&2; fail "writeback did not resume after the OSD came back"; }
+	sleep 1
+done
+say "after a 2nd outage writeback resumed by itself (flush ok after $i retries)"
+qemu-io -f raw "$URI" -c "read -P 0x5a 40M 4M" -c "read -P 0x6b 48M 4M" >/dev/null ||
+	fail "data written around the 2nd outage reads back wrong"
+
+# "message flush" empties the cache.
 run_rc 0 timeout 120 "$WCACHE" message --control "$CTL" flush
 [[ "$(status_field1)" == 0 ]] || fail "status field 1 still shows an error after the flush"
 assert_eq "$(wstat dirty)" 0 "dirty blocks after the flush"

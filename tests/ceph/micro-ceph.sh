@@ -96,9 +96,11 @@ new_conf() {
 		osd objectstore = $store
 		osd max object name len = 256
 		osd max object namespace len = 64
-		memstore device bytes = 4G
+		memstore device bytes = 8G
 		bluestore block create = true
-		bluestore block size = 4G
+		# Sparse. At 4G, RocksDB's WAL (small writes are deferred through it) filled
+		# BlueFS during bench/08-rbd.sh and the OSD aborted ("unrecognized error code").
+		bluestore block size = 8G
 		bluestore fsck on mkfs = false
 		bluestore cache autotune = false
 		bluestore cache size = 128M

@@ -154,10 +154,11 @@ int dev_file_open(const char *path, unsigned flags, struct wc_dev **out);
 int dev_lock_exclusive(int fd, const char *path);
 
 /*
- * Open by "URI": a path, or (when built with libnbd) nbd://... / nbd+unix://...
- * Used by the engine for cfg paths.
- * Anything not starting with "scheme://" is a path. Without libnbd (no
- * WC_WITH_NBD), nbd URIs fail with -EPROTONOSUPPORT, as do unknown schemes.
+ * Open by "URI": a path, or (when built with libnbd) nbd://... / nbd+unix://...,
+ * or (when built with librbd) rbd:POOL/IMAGE... Used by the engine for cfg paths.
+ * Anything not starting with "scheme://" or "rbd:" is a path. Without libnbd
+ * (no WC_WITH_NBD) nbd URIs, without librbd (no WC_WITH_RBD) rbd: specs, and
+ * unknown schemes fail with -EPROTONOSUPPORT.
  */
 int dev_open_uri(const char *uri, unsigned flags, struct wc_dev **out);
 
@@ -173,6 +174,19 @@ int dev_open_uri(const char *uri, unsigned flags, struct wc_dev **out);
  * discards return -EROFS; a read-only export opened without it is -EROFS.
  */
 int dev_nbd_open(const char *uri, unsigned flags, struct wc_dev **out);
+
+/*
+ * Ceph RBD image (built with librbd, WC_WITH_RBD): spec is
+ * rbd:POOL/IMAGE[@SNAP][:conf=PATH][:id=NAME][:keyring=PATH][:force_unlock=1][:KEY=VALUE]
+ * (src/dev/rbd_spec.h; other keys are Ceph options). A read-write open takes
+ * the image's exclusive lock until close: -EBUSY naming the owner if another
+ * client holds it, unless force_unlock=1 (breaks it; the owner is
+ * blocklisted). A snapshot needs DEV_RDONLY (-EROFS otherwise). Timeouts
+ * (client_mount_timeout 30 s, rados_mon_op_timeout 30 s, rados_osd_op_timeout
+ * 60 s unless the config sets them) bound every call; an outage fails
+ * requests with -ETIMEDOUT. Errors name the pool and image.
+ */
+int dev_rbd_open(const char *spec, unsigned flags, struct wc_dev **out);
 
 /*
  * In-memory device (tests and the fault device's backing store).

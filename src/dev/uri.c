@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * dev_open_uri: maps a device "URI" from a config or table line to a backend.
- * A plain path opens the file backend; "scheme://..." selects a remote
- * backend (only NBD is planned). No I/O happens here.
+ * A plain path opens the file backend; "scheme://..." (NBD) or "rbd:..."
+ * (Ceph RBD, qemu's spelling) selects a remote backend. No I/O happens here.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "dev.h"
+#include "rbd_spec.h"
 
 /* Length of the scheme if uri starts with "scheme://" (RFC 3986 characters), else 0. */
 static size_t uri_scheme_len(const char *uri)
@@ -34,6 +35,15 @@ int dev_open_uri(const char *uri, unsigned flags, struct wc_dev **out)
 {
 	size_t scheme = uri_scheme_len(uri);
 
+	if (rbd_spec_is(uri)) {
+		/* src/dev/rbd.c (librbd), built when WC_WITH_RBD is defined. */
+#ifdef WC_WITH_RBD
+		return dev_rbd_open(uri, flags, out);
+#else
+		return wc_err(-EPROTONOSUPPORT, "%s: Ceph RBD images are not supported by this "
+			      "build (librbd-dev was missing)", uri);
+#endif
+	}
 	if (!scheme)
 		return dev_file_open(uri, flags, out);
 	if (is_nbd_scheme(uri, scheme)) {
@@ -46,6 +56,6 @@ int dev_open_uri(const char *uri, unsigned flags, struct wc_dev **out)
 #endif
 	}
 	return wc_err(-EPROTONOSUPPORT,
-		      "%s: unknown URI scheme \"%.*s\" (expected a path or nbd://)", uri,
+		      "%s: unknown URI scheme \"%.*s\" (expected a path, nbd:// or rbd:)", uri,
 		      (int)scheme, uri);
 }

@@ -127,6 +127,7 @@ struct wcache {
 	uint64_t wb_all_waiters;	/* lock */
 	uint64_t wb_all_gen;		/* lock: empty passes while wb_all_waiters */
 	int wb_error;			/* lock: last writeback error, 0 once it succeeds */
+	char wb_msg[256];		/* lock: its text (names the origin), for a flush message */
 	uint64_t wb_fail_gen;		/* lock: failed batches */
 	bool cleaner;			/* lock */
 	bool flush_on_suspend;		/* lock */

@@ -480,13 +480,15 @@ void *wc_wb_main(void *arg)
 		pthread_mutex_lock(&c->lock);
 		if (ret) {
 			c->wb_error = ret;
+			/* This thread's last error is the batch's, device message included. */
+			snprintf(c->wb_msg, sizeof(c->wb_msg), "%s", wcache_last_error());
 			c->wb_fail_gen++;
 			backoff_ns = backoff_ns ? backoff_ns * 2 : 100000000ull;
 			if (backoff_ns > 10000000000ull)
 				backoff_ns = 10000000000ull;
 			backoff_due = true;
 			wc_log(WC_LOG_WARN, "writeback failed (%s); %llu blocks stay dirty, retrying in %llu ms",
-			       strerror(-ret), (unsigned long long)n,
+			       c->wb_msg, (unsigned long long)n,
 			       (unsigned long long)(backoff_ns / 1000000));
 			pthread_cond_broadcast(&c->cond);
 		} else {
@@ -502,6 +504,7 @@ void *wc_wb_main(void *arg)
 int wc_writeback_all(struct wcache *c)
 {
 	uint64_t gen0, fail0;
+	char msg[sizeof(c->wb_msg)] = "";
 	int ret = wc_commit(c, false);
 
 	if (ret)
@@ -514,8 +517,10 @@ int wc_writeback_all(struct wcache *c)
 	/* Two empty passes after our request: the second began after it. */
 	while (c->wb_all_gen < gen0 + 2 && !c->stopping) {
 		ret = wc_get_error(c);
-		if (!ret && c->wb_fail_gen != fail0)
+		if (!ret && c->wb_fail_gen != fail0) {
 			ret = c->wb_error ? c->wb_error : -EIO;
+			snprintf(msg, sizeof(msg), "%s", c->wb_msg);
+		}
 		if (ret)
 			break;
 		pthread_cond_wait(&c->cond, &c->lock);
@@ -527,6 +532,6 @@ int wc_writeback_all(struct wcache *c)
 			      "blocks stay in the cache and writeback retries: free space there and "
 			      "flush again", strerror(-ret), c->origin->name);
 	if (ret)
-		return wc_err(ret, "flush: writeback failed: %s", strerror(-ret));
+		return wc_err(ret, "flush: writeback failed: %s", msg[0] ? msg : strerror(-ret));
 	return 0;
 }

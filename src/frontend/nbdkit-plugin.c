@@ -39,6 +39,8 @@ static char *control_path;
 static bool have_origin, have_cache, have_opts;
 static enum wc_format_mode format_mode = WC_FORMAT_AUTO;
 static bool cache_buffered;	/* cache-io=buffered (applies with table= too) */
+/* conf= id= keyring= force_unlock=: appended to an rbd: origin (with table= too). */
+static char rbd_extra[4096];
 
 static struct wcache *wc;	/* open in the serving process only */
 static struct wc_control *ctl;
@@ -99,7 +101,10 @@ static void wcache_nbd_unload(void)
 	free(control_path);
 }
 
-/* Paths become absolute: nbdkit changes directory when it daemonizes. URIs stay. */
+/*
+ * Paths become absolute: nbdkit changes directory when it daemonizes. URIs
+ * and rbd:POOL/IMAGE specs stay (their conf=/keyring= paths should be absolute).
+ */
 static int set_path(char *dst, size_t dst_len, const char *key, const char *value)
 {
 	char *abs;
@@ -109,7 +114,7 @@ static int set_path(char *dst, size_t dst_len, const char *key, const char *valu
 		nbdkit_error("%s: empty path", key);
 		return -1;
 	}
-	if (strstr(value, "://")) {
+	if (strstr(value, "://") || !strncmp(value, "rbd:", 4)) {
 		n = snprintf(dst, dst_len, "%s", value);
 	} else {
 		abs = nbdkit_absolute_path(value);
@@ -176,6 +181,52 @@ static bool option_repeated(const char *key)
 	return false;
 }
 
+/* One RBD parameter, kept as ":key=value" (conf and keyring made absolute). */
+static int rbd_param(const char *key, const char *value)
+{
+	size_t used = strlen(rbd_extra);
+	char *abs = NULL;
+	int n;
+
+	if (!*value) {
+		nbdkit_error("%s: empty value", key);
+		return -1;
+	}
+	if (!strcmp(key, "conf") || !strcmp(key, "keyring")) {
+		abs = nbdkit_absolute_path(value);
+		if (!abs)
+			return -1;
+		value = abs;
+	}
+	n = snprintf(rbd_extra + used, sizeof(rbd_extra) - used, ":%s=%s", key, value);
+	free(abs);
+	if (n < 0 || (size_t)n >= sizeof(rbd_extra) - used) {
+		nbdkit_error("%s: too long", key);
+		return -1;
+	}
+	return 0;
+}
+
+/* Append the RBD parameters to the origin, which must then be an rbd: image. */
+static int rbd_apply(void)
+{
+	size_t len = strlen(cfg.origin_path);
+
+	if (!rbd_extra[0])
+		return 0;
+	if (strncmp(cfg.origin_path, "rbd:", 4)) {
+		nbdkit_error("conf=, id=, keyring= and force_unlock= apply to an rbd:POOL/IMAGE "
+			     "origin only (origin is %s)", cfg.origin_path);
+		return -1;
+	}
+	if (len + strlen(rbd_extra) >= sizeof(cfg.origin_path)) {
+		nbdkit_error("origin: too long with the RBD parameters");
+		return -1;
+	}
+	memcpy(cfg.origin_path + len, rbd_extra, strlen(rbd_extra) + 1);
+	return 0;
+}
+
 static int wcache_nbd_config(const char *key, const char *value)
 {
 	if (!strcmp(key, "origin")) {
@@ -196,6 +247,9 @@ static int wcache_nbd_config(const char *key, const char *value)
 	}
 	if (!strcmp(key, "table"))
 		return replace_str(&table_arg, key, value);
+	if (!strcmp(key, "conf") || !strcmp(key, "id") || !strcmp(key, "keyring") ||
+	    !strcmp(key, "force_unlock"))
+		return rbd_param(key, value);
 	if (!strcmp(key, "control")) {
 		char *abs;
 		int ret;
@@ -281,6 +335,8 @@ static int wcache_nbd_config_complete(void)
 			     "CACHE BLOCK_SIZE N [options]\")");
 		return -1;
 	}
+	if (rbd_apply() < 0)
+		return -1;
 	cfg.format = format_mode;
 	cfg.cache_buffered = cache_buffered;
 	if (wcache_cfg_validate(&cfg) < 0) {
@@ -296,7 +352,9 @@ static int wcache_nbd_config_complete(void)
  * prints the help after loading the plugin).
  */
 #define CONFIG_HELP_FIXED \
-	"origin=<PATH>        (required) origin file or block device\n" \
+	"origin=<PATH>        (required) origin file or block device, nbd:// URI or rbd:POOL/IMAGE\n" \
+	"conf= id= keyring=   for an rbd: origin: ceph.conf, client name, keyring\n" \
+	"force_unlock=1       for an rbd: origin: break a dead owner's image lock\n" \
 	"cache=<PATH>         (required) dm-writecache cache device\n" \
 	"block-size=<N>       cache block size 512..4096 (default: from the cache, 4096 new)\n" \
 	"format=auto|yes|no   format a blank cache (auto), always (yes), never (no)\n" \

@@ -50,6 +50,9 @@ static const struct wc_opt_desc opts[] = {
 	{ "pause_writeback", true, WC_MAX_PAUSE_MS, "MS",
 	  "pause writeback MS after application writes (default " STR(WC_DEFAULT_PAUSE_MS) ")",
 	  WC_SET_PAUSE },
+	{ "ordered_writeback", false, 0, NULL,
+	  "wcache extension: write back commit by commit, so the origin alone is always "
+	  "a past state of the device", WC_SET_ORDERED },
 };
 
 #define NR_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -182,6 +185,9 @@ static void opt_store(struct wc_cfg *cfg, const struct wc_opt_desc *d, uint64_t 
 		break;
 	case WC_SET_PAUSE:
 		cfg->pause_writeback_ms = (uint32_t)v;
+		break;
+	case WC_SET_ORDERED:
+		cfg->ordered_writeback = v != 0;
 		break;
 	}
 	if (!d->has_value && !v)

@@ -13,8 +13,9 @@
 #   WC_CMAKE_ARGS (see scripts/build.sh).
 # Tests run in the ASan tree see WC_SANITIZE=address,undefined in their
 # environment (e.g. to LD_PRELOAD libasan before loading a plugin into nbdkit).
-# The sanitizer tree skips the labels kernel, vm and bench: they drive whole
-# VMs or measure speed, and the plain tree already runs them.
+# The sanitizer tree skips the labels kernel, vm, bench and fuzz: they drive
+# whole VMs, measure speed or build their own ASan tree (scripts/fuzz.sh),
+# and the plain tree already runs them.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,7 +26,7 @@ case "${1:-}" in
 "") ;;
 --quick) quick=1 ;;
 -h | --help)
-	sed -n '3,17s/^# \{0,1\}//p' "$0"
+	sed -n '3,18s/^# \{0,1\}//p' "$0"
 	exit 0
 	;;
 *)
@@ -74,7 +75,7 @@ run_ctest_asan() {
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		WC_SANITIZE=address,undefined \
-		run_ctest "$asan_dir" -LE '^(kernel|vm|bench)$'
+		run_ctest "$asan_dir" -LE '^(kernel|vm|bench|fuzz)$'
 }
 
 step "install-deps" "$root/scripts/install-deps.sh"

@@ -7,10 +7,14 @@
 # to tests/fuzz/TARGET/crash-WHAT once fixed), 77 if AFL++ is not installed.
 #
 # Usage: scripts/fuzz.sh [--build-only | --no-build] [TARGET|all] [SECONDS]
+#        scripts/fuzz.sh --coverage [TARGET|all]
 #   TARGET   meta, table or control (default: all)
 #   SECONDS  budget per target (default 60)
 #   --build-only  build the instrumented binaries and stop
 #   --no-build    use binaries a previous run built
+#   --coverage    replay the corpus of the last run (else the committed one)
+#                 through a gcov build (DIR-cov) and print the line and
+#                 function coverage of the code the target aims at
 # Environment: WC_FUZZ_BUILD_DIR (default build-fuzz; findings go to
 #   DIR/findings/TARGET, replaced by each run), WC_FUZZ_JOBS (build jobs).
 set -uo pipefail
@@ -19,13 +23,15 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 targets_all=(meta table control)
 build=1
 run=1
+coverage=0
 
 while (($#)); do
 	case "$1" in
 	--build-only) run=0 ;;
 	--no-build) build=0 ;;
+	--coverage) coverage=1 ;;
 	-h | --help)
-		sed -n '3,16s/^# \{0,1\}//p' "$0"
+		sed -n '3,20s/^# \{0,1\}//p' "$0"
 		exit 0
 		;;
 	-*)
@@ -51,15 +57,65 @@ if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
 	exit 2
 fi
 
+dir=${WC_FUZZ_BUILD_DIR:-build-fuzz}
+[[ "$dir" == /* ]] || dir=$root/$dir
+jobs=${WC_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
+
+# The sources each target aims at, for --coverage.
+declare -A aim=(
+	[meta]="src/engine/meta.c src/engine/recover.c src/engine/inspect.c src/engine/cache.c
+		src/cli/cmd_inspect.c src/cli/json.c"
+	[table]="src/engine/table.c src/cli/options.c"
+	[control]="src/frontend/control.c"
+)
+
+# gcc --coverage build of the replay programs; replay; gcov summaries.
+coverage_report() {
+	local cov=$dir-cov t corpus src obj
+	if ! cmake -S "$root" -B "$cov" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=gcc \
+		-DCMAKE_C_FLAGS=--coverage -DWC_SANITIZE= >/dev/null ||
+		! cmake --build "$cov" -j "$jobs" --target "${targets[@]/#/fuzz_}" >/dev/null; then
+		echo "fuzz: coverage build failed" >&2
+		return 1
+	fi
+	find "$cov" -name '*.gcda' -delete
+	for t in "${targets[@]}"; do
+		corpus=$dir/findings/$t/default/queue
+		[[ -d "$corpus" ]] || corpus=$root/tests/fuzz/$t
+		echo "fuzz: coverage of $t over $corpus ($(find "$corpus" -maxdepth 1 -type f | wc -l) inputs)"
+		TMPDIR=${TMPDIR:-/dev/shm} "$cov/tests/fuzz/fuzz_$t" "$corpus" >/dev/null 2>&1 || {
+			echo "fuzz: $t: an input of $corpus fails in the replay build" >&2
+			return 1
+		}
+		for src in ${aim[$t]}; do
+			obj=$(find "$cov" -name "$(basename "$src").gcda" | head -n 1)
+			[[ -n "$obj" ]] || continue
+			echo "  $src"
+			# Functions as "name: NN% of M lines", then the file's total.
+			(cd "$(dirname "$obj")" && gcov -n -f "$obj" 2>/dev/null) |
+				awk -v want="$root/$src" '
+					/^Function / { fn = $2; gsub(/\047/, "", fn); next }
+					/^File / { file = $2; gsub(/\047/, "", file); next }
+					/^Lines executed:/ {
+						split($2, a, ":"); pct = a[2]
+						if (fn != "") { printf "    %-28s %s of %s lines\n", fn, pct, $4; fn = "" }
+						else if (file == want && !done++) { printf "    %-28s %s of %s lines\n", "(file)", pct, $4 }
+					}'
+		done
+	done
+}
+
+if ((coverage)); then
+	coverage_report
+	exit $?
+fi
+
 for tool in afl-fuzz afl-clang-fast; do
 	if ! command -v "$tool" >/dev/null 2>&1; then
 		echo "fuzz: SKIP: $tool not found (Debian package afl++; scripts/install-deps.sh)"
 		exit 77
 	fi
 done
-
-dir=${WC_FUZZ_BUILD_DIR:-build-fuzz}
-[[ "$dir" == /* ]] || dir=$root/$dir
 
 if ((build)); then
 	echo "fuzz: building $dir (afl-clang-fast, address,undefined)"
@@ -71,7 +127,7 @@ if ((build)); then
 		echo "fuzz: configure failed" >&2
 		exit 1
 	}
-	AFL_QUIET=1 cmake --build "$dir" -j "${WC_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}" \
+	AFL_QUIET=1 cmake --build "$dir" -j "$jobs" \
 		--target "${targets_all[@]/#/fuzz_}" || {
 		echo "fuzz: build failed" >&2
 		exit 1

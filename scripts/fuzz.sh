@@ -120,10 +120,11 @@ done
 if ((build)); then
 	echo "fuzz: building $dir (afl-clang-fast, address,undefined)"
 	# AFL_QUIET: afl-cc's banner on every compiler call drowns the build log.
+	mkdir -p "$dir"
 	AFL_QUIET=1 CC=afl-clang-fast cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 		-DCMAKE_C_COMPILER=afl-clang-fast -DWC_SANITIZE=address,undefined -DWC_FUZZ_AFL=ON \
-		>"$dir.configure.log" 2>&1 || {
-		cat "$dir.configure.log" >&2
+		>"$dir/configure.log" 2>&1 || {
+		cat "$dir/configure.log" >&2
 		echo "fuzz: configure failed" >&2
 		exit 1
 	}
@@ -138,7 +139,7 @@ fi
 # What lets afl-fuzz run as root on a shared machine without touching
 # /proc/sys (core_pattern, CPU governor) or pinning a CPU another job uses.
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1
-export AFL_NO_AFFINITY=1 AFL_FAST_CAL=1 AFL_SKIP_BIN_CHECK=0
+export AFL_NO_AFFINITY=1 AFL_FAST_CAL=1
 # The harnesses' own files (the meta target writes its cache image each run).
 if [[ -z "${TMPDIR:-}" && -d /dev/shm && -w /dev/shm ]]; then
 	export TMPDIR=/dev/shm

@@ -3,7 +3,7 @@
  * Fuzz target "table": the dm table line and the key=value options, through
  * the library (wcache_cfg_parse_table, wcache_cfg_set, wcache_cfg_validate,
  * the table line writer) and the CLI (its option rows and parsers built from
- * wcache_options()). Input: text lines; the first is a table line, each
+ * wcache_options(), --block-size, --start-sector, --cache-io). Input: text lines; the first is a table line, each
  * further line "name=value" or "name" (a flag). Checks beyond "no crash":
  *  - a valid config's table line parses back to the same config and line;
  *  - the library and the CLI accept exactly the same values of an option
@@ -93,6 +93,13 @@ static void one_option(struct wc_cfg *cfg, char *line)
 	}
 	lib_ret = wcache_cfg_set(&lib, line, value);
 	d = cli_lookup(line);
+	if (!d && !strcmp(line, "cache-io") && value) {
+		bool buffered = false;
+
+		if (cli_opt_cache_io(&cmd, value, &buffered) == 0)
+			FUZZ_CHECK(buffered == !strcmp(value, "buffered"), "--cache-io %s", value);
+		return;
+	}
 	if (!d) {
 		/* --block-size is the CLI's own option; the library takes it by name too. */
 		if (!strcmp(line, "block-size") || !strcmp(line, "block_size")) {

@@ -83,6 +83,7 @@ TABLES = {
     "low_watermark=10\ncleaner=0\nblock-size=1024\npause_writeback=500\nmax_age=1000\n"
     "writeback-jobs=0\nstart-sector=16\nautocommit-time=3\nmetadata-only\nCLEANER=yes\n",
     "refused": "p o c 4096 0\nfua\nblock_size=8192\nhigh_watermark=101\nnofua=1\n",
+    "cache-io": "s o c 4096 0\ncache-io=buffered\ncache-io=direct\ncache-io=Buffered\n",
     "numbers": "18446744073709551615\nstart_sector=36028797018963967\n"
     "autocommit_blocks=4294967296\nmax_age=-1\n",
 }

@@ -64,7 +64,8 @@ jobs=${WC_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 # The sources each target aims at, for --coverage.
 declare -A aim=(
 	[meta]="src/engine/meta.c src/engine/recover.c src/engine/inspect.c src/engine/cache.c
-		src/cli/cmd_inspect.c src/cli/json.c"
+		src/engine/io.c src/engine/commit.c src/engine/writeback.c src/cli/cmd_inspect.c
+		src/cli/json.c"
 	[table]="src/engine/table.c src/cli/options.c"
 	[control]="src/frontend/control.c"
 )

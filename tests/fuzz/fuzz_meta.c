@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Fuzz target "meta": a cache device image, as a file and as a device.
- *  1. wcache check [--origin] and wcache dump [--json] [--all] on it as a file
- *     (the CLI's own code, argument parsing included);
+ *  1. wcache check [--origin], dump [--json] [--all] and status [--json] on
+ *     it as a file (the CLI's own code, argument parsing included);
  *  2. activation (superblock validation, metadata read, recovery) on it and,
  *     when activation accepts it, up to 8 writes/flushes/discards, a flush,
  *     a clean close and a reopen: what was written and flushed must read
@@ -77,7 +77,8 @@ static int run_cmd(int (*fn)(const struct cli_cmd *, int, char **), const char *
 
 static void run_cli(const struct hdr *h, const char *cache, const char *origin)
 {
-	char start[4], checkw[] = "check", dumpw[] = "dump", so[] = "--start-sector",
+	char start[4], checkw[] = "check", dumpw[] = "dump", statusw[] = "status",
+	     so[] = "--start-sector",
 	     oo[] = "--origin", jo[] = "--json", ao[] = "--all";
 	char *argv[8];
 	int argc = 0, rc;
@@ -107,6 +108,17 @@ static void run_cli(const struct hdr *h, const char *cache, const char *origin)
 	argv[argc] = NULL;
 	rc = run_cmd(cmd_dump, "dump", argv, argc);
 	FUZZ_CHECK(rc >= 0 && rc <= 2, "dump exit code %d", rc);
+
+	argc = 0;
+	argv[argc++] = statusw;
+	if (h->flags & F_JSON)
+		argv[argc++] = jo;
+	argv[argc++] = so;
+	argv[argc++] = start;
+	argv[argc++] = (char *)cache;
+	argv[argc] = NULL;
+	rc = run_cmd(cmd_status, "status", argv, argc);
+	FUZZ_CHECK(rc >= 0 && rc <= 2, "status exit code %d", rc);
 	fflush(stdout);
 }
 

@@ -100,12 +100,7 @@ int wc_sb_validate(const struct wc_sb *sb, uint32_t want_bs, uint64_t usable)
 	if (sb->n_blocks >= (1ull << 32) - 2)
 		return wc_err(-EFBIG, "n_blocks %llu exceeds wcache's limit of 2^32-2",
 			      (unsigned long long)sb->n_blocks);
-	/*
-	 * No cache commits 2^63 times (one commit a nanosecond for 290 years); a
-	 * larger seq_count is corruption, and commits from it would wrap to 0
-	 * and turn committed entries into free or uncommitted ones.
-	 */
-	if (sb->seq_count >= 1ull << 63)
+	if (sb->seq_count >= WC_SEQ_LIMIT)
 		return wc_err(-EINVAL, "superblock seq_count %llu is impossible (2^63 or more): "
 			      "corrupt superblock (commits from it would wrap to 0)",
 			      (unsigned long long)sb->seq_count);

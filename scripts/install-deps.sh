@@ -13,6 +13,8 @@ PACKAGES=(
 	nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin python3-libnbd
 	liburing-dev libfuse3-dev fuse3
 	fio qemu-utils e2fsprogs zstd jq python3 gnuplot-nox
+	# clang compile step of scripts/test.sh; AFL++ for scripts/fuzz.sh and the fuzz label
+	clang afl++
 	# kernel compatibility test (tests/qemu/vm.sh installs the big ones,
 	# qemu-system-x86, and busybox-static when no busybox is installed)
 	dmsetup kmod cpio

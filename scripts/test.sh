@@ -8,13 +8,15 @@
 #   --quick  only the plain build and its "unit" label
 # Environment: CTEST_PARALLEL_LEVEL (ctest jobs, default 1), WC_SKIP_DEPS=1,
 #   WC_BUILD_DIR, WC_ASAN_BUILD_DIR, WC_RELEASE_BUILD_DIR (compiled with -O3,
-#   not tested), WC_TSAN_BUILD_DIR (ThreadSanitizer, unit label),
+#   not tested), WC_CLANG_BUILD_DIR (compiled with clang, not tested),
+#   WC_TSAN_BUILD_DIR (ThreadSanitizer, unit label),
 #   WC_CMAKE_ARGS (see scripts/build.sh).
 # Tests run in the ASan tree see WC_SANITIZE=address,undefined in their
 # environment (e.g. to LD_PRELOAD libasan before loading a plugin into nbdkit).
-# The sanitizer tree skips the labels kernel, vm, bench and ceph: they drive
-# whole VMs, measure speed or run a Ceph cluster per test (~0.5 GB, uninstrumented
-# librbd threads in a preloaded nbdkit), and the plain tree already runs them.
+# The sanitizer tree skips the labels kernel, vm, bench, ceph and fuzz: they
+# drive whole VMs, measure speed, run a Ceph cluster per test (~0.5 GB,
+# uninstrumented librbd threads in a preloaded nbdkit) or build their own ASan
+# tree (scripts/fuzz.sh), and the plain tree already runs them.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,7 +27,7 @@ case "${1:-}" in
 "") ;;
 --quick) quick=1 ;;
 -h | --help)
-	sed -n '3,16s/^# \{0,1\}//p' "$0"
+	sed -n '3,18s/^# \{0,1\}//p' "$0"
 	exit 0
 	;;
 *)
@@ -37,6 +39,7 @@ esac
 build_dir=${WC_BUILD_DIR:-build}
 asan_dir=${WC_ASAN_BUILD_DIR:-build-asan}
 release_dir=${WC_RELEASE_BUILD_DIR:-build-release}
+clang_dir=${WC_CLANG_BUILD_DIR:-build-clang}
 tsan_dir=${WC_TSAN_BUILD_DIR:-build-tsan}
 results=()
 failed=0
@@ -73,7 +76,7 @@ run_ctest_asan() {
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		WC_SANITIZE=address,undefined \
-		run_ctest "$asan_dir" -LE '^(kernel|vm|bench|ceph)$'
+		run_ctest "$asan_dir" -LE '^(kernel|vm|bench|ceph|fuzz)$'
 }
 
 step "install-deps" "$root/scripts/install-deps.sh"
@@ -95,6 +98,15 @@ release_build() {
 		cmake --build "$root/$release_dir" -j "$(nproc 2>/dev/null || echo 2)"
 }
 
+# clang warns where gcc does not (-Wformat-nonliteral under -Wformat=2, ...),
+# and the fuzz build (scripts/fuzz.sh, afl-clang-fast) is clang: compile the
+# whole tree with it so that neither rots. Compiled only, not tested.
+clang_build() {
+	cmake -S "$root" -B "$root/$clang_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DCMAKE_C_COMPILER=clang >/dev/null &&
+		cmake --build "$root/$clang_dir" -j "$(nproc 2>/dev/null || echo 2)"
+}
+
 # ThreadSanitizer over the unit label: the engine's threads, the
 # asynchronous devices and the full-cache waiters (a few minutes).
 tsan_build() {
@@ -109,6 +121,11 @@ run_ctest_tsan() {
 
 if ((!quick)); then
 	step "build $release_dir (Release, compile only)" release_build
+	if command -v clang >/dev/null 2>&1; then
+		step "build $clang_dir (clang, compile only)" clang_build
+	else
+		skip "build $clang_dir: clang is not installed (scripts/install-deps.sh installs it)"
+	fi
 	if step "build $asan_dir (address,undefined)" "$root/scripts/build.sh" --no-deps --asan-only; then
 		step "ctest ($asan_dir)" run_ctest_asan
 	else

@@ -222,8 +222,15 @@ int wc_commit(struct wcache *c, bool force)
 	}
 	if (c->commit_done > called_at && !force)
 		goto out;	/* a commit that started after our call has finished */
-	num = ++c->commit_started;
 	bump = c->txn_dirty;
+	if (bump && c->seq + 1 >= WC_SEQ_LIMIT) {
+		/* Activation refuses a seq_count this high, so never write one. */
+		ret = wc_err(-EOVERFLOW, "seq_count %llu: no commit is possible past 2^63",
+			     (unsigned long long)c->seq);
+		wc_set_error(c, ret, "commit");
+		goto out;
+	}
+	num = ++c->commit_started;
 	if (bump) {
 		new_seq = c->seq + 1;
 		c->seq = new_seq;	/* later entries belong to the next transaction */

@@ -19,7 +19,12 @@
 #define WC_SB_BYTES		64u
 #define WC_ENTRY_BYTES		16u
 #define WC_SEQ_FREE		UINT64_MAX
-/* No real cache commits this often; a larger superblock seq_count is corruption. */
+/*
+ * No superblock seq_count reaches this (one commit a nanosecond for 290
+ * years): a larger one is corruption, refused on reading, and a commit
+ * never writes it, so seq_count cannot wrap to 0 (which would turn
+ * committed entries into uncommitted ones).
+ */
 #define WC_SEQ_LIMIT		(1ull << 63)
 /* Metadata write unit. The kernel uses 64 KiB; not part of the format, and 4 KiB
  * writes far less per commit under random writes. */

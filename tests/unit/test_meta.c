@@ -127,6 +127,14 @@ static void test_sb_validate(void **state)
 	assert_int_equal(wc_sb_validate(&sb, 0, 16 << 20), -EINVAL);
 	sb = (struct wc_sb){ WC_MAGIC, 1, 4096, 0, 1 };
 	assert_int_equal(wc_sb_validate(&sb, 0, 16 << 20), -EINVAL);
+	/* A seq_count commits would wrap (found by fuzz_meta, tests/fuzz/meta/crash-seq-*). */
+	sb = (struct wc_sb){ WC_MAGIC, 1, 4096, 4080, (1ull << 63) - 1 };
+	assert_int_equal(wc_sb_validate(&sb, 0, 16 << 20), 0);
+	sb.seq_count = 1ull << 63;
+	assert_int_equal(wc_sb_validate(&sb, 0, 16 << 20), -EUCLEAN);
+	assert_non_null(strstr(wcache_last_error(), "seq_count"));
+	sb.seq_count = UINT64_MAX - 1;
+	assert_int_equal(wc_sb_validate(&sb, 0, 16 << 20), -EUCLEAN);
 }
 
 static void test_format_order(void **state)

@@ -55,6 +55,7 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv);
 #endif
 int cmd_message(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_metrics(const struct cli_cmd *cmd, int argc, char **argv);
 /*
  * "wcache status --control PATH [--json]": query a running server's control
  * socket and print the live status. Returns an exit code (0 ok, 1 failure).

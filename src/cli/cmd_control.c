@@ -376,3 +376,113 @@ int cli_status_control(const char *control_path, bool json)
 	return cli_status_control_watch(control_path, json, 0, 1);
 }
 
+
+/* ------------------------------------------------------------------ metrics */
+
+static const char metrics_usage[] =
+	"Usage: wcache metrics --control PATH\n"
+	"\n"
+	"Print the metrics of a running server (wcache serve, the nbdkit plugin or\n"
+	"wcache fuse) once, in the Prometheus text exposition format: every status\n"
+	"field and counter, the dirty ratio, and histograms of write latency, commit\n"
+	"latency and writeback run size. Names start with wcache_; every sample has\n"
+	"the labels cache and origin. For a scraper, serve with --metrics-listen or\n"
+	"--metrics-file instead.\n"
+	"\n"
+	"Options:\n"
+	"  -c, --control PATH   the server's control socket\n"
+	"  -h, --help           show this help\n"
+	"\n"
+	"Exit status: 0 printed, 1 failed, 2 usage error.\n";
+
+/*
+ * Read the reply to "metrics" until its end line and copy it to out. Returns
+ * 0, or -EIO with the reason in err (a server error line, a closed connection).
+ */
+static int ctl_read_metrics(int fd, FILE *out, char *err, size_t err_len)
+{
+	char buf[8192], line[1024];
+	size_t llen = 0;
+	bool first = true;
+
+	for (;;) {
+		ssize_t r = recv(fd, buf, sizeof(buf), 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			snprintf(err, err_len, "control socket: %s before the end of the metrics",
+				 r ? strerror(errno) : "the server closed the connection");
+			return -EIO;
+		}
+		for (ssize_t i = 0; i < r; i++) {
+			if (llen + 2 > sizeof(line)) {
+				/* A long line (long label values): pass it on in pieces. */
+				line[llen] = '\0';
+				fputs(line, out);
+				llen = 0;
+				first = false;
+			}
+			line[llen++] = buf[i];
+			if (buf[i] != '\n')
+				continue;
+			line[llen] = '\0';
+			if (!strcmp(line, WC_CTL_METRICS_END "\n"))
+				return 0;
+			/* An old server, or a failure: one "error: ..." line. */
+			if (first && !strncmp(line, WC_CTL_ERROR, strlen(WC_CTL_ERROR))) {
+				line[llen - 1] = '\0';
+				snprintf(err, err_len, "%.400s", line + strlen(WC_CTL_ERROR));
+				return -EIO;
+			}
+			first = false;
+			fputs(line, out);
+			llen = 0;
+		}
+	}
+}
+
+int cmd_metrics(const struct cli_cmd *cmd, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "control", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct cli_cmd self = { cmd->name, cmd->fn, cmd->summary, metrics_usage, 0 };
+	const char *control = NULL;
+	char err[512];
+	int c, fd, ret;
+
+	while ((c = cli_getopt(&self, argc, argv, ":c:h", lo)) != -1) {
+		switch (c) {
+		case 'c':
+			control = optarg;
+			break;
+		case 'h':
+			return cli_help(&self);
+		default:
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (!control)
+		return cli_usage_error(&self, "--control PATH is required");
+	if (optind != argc)
+		return cli_usage_error(&self, "unexpected argument '%s'", argv[optind]);
+	fd = ctl_connect(control, err, sizeof(err));
+	if (fd < 0) {
+		cli_error(&self, "%s", err);
+		return CLI_EXIT_FAIL;
+	}
+	ret = 0;
+	if (send(fd, WC_CTL_METRICS "\n", strlen(WC_CTL_METRICS) + 1, MSG_NOSIGNAL) < 0)
+		ret = ctl_send_failed(fd, errno, err, sizeof(err));
+	if (!ret)
+		ret = ctl_read_metrics(fd, stdout, err, sizeof(err));
+	close(fd);
+	if (ret) {
+		cli_error(&self, "%s", err);
+		return CLI_EXIT_FAIL;
+	}
+	return CLI_EXIT_OK;
+}

@@ -154,6 +154,8 @@ static const struct cli_cmd cmds[] = {
 	{ "fuse", CMD_FUSE, "export ORIGIN CACHE as one file through FUSE", NULL, 0 },
 	{ "message", cmd_message, "send a message (flush, cleaner, ...) to a running server", NULL,
 	  0 },
+	{ "metrics", cmd_metrics, "print a running server's metrics (Prometheus text format)",
+	  NULL, 0 },
 };
 
 #define NR_CMDS (sizeof(cmds) / sizeof(cmds[0]))

@@ -354,7 +354,6 @@ int wc_monitor_run(struct wc_monitor *m, struct wcache *wc, char *err, size_t er
 {
 	const char *ns = getenv("NOTIFY_SOCKET");
 	sigset_t all, old;
-	char state[300];
 	int ret = 0;
 
 	m->wc = wc;
@@ -387,12 +386,17 @@ int wc_monitor_run(struct wc_monitor *m, struct wcache *wc, char *err, size_t er
 			m->running = true;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (ret)
-		return ret;
-	/* Activation and recovery are done and the server is listening. */
-	status_line(wc, state, sizeof(state), "READY=1\n");
+	return ret;
+}
+
+void wc_monitor_ready(struct wc_monitor *m)
+{
+	char state[300];
+
+	if (!m || !m->wc)
+		return;
+	status_line(m->wc, state, sizeof(state), "READY=1\n");
 	notify_to(m->notify_path, state);
-	return 0;
 }
 
 void wc_monitor_stop(struct wc_monitor *m)

@@ -37,11 +37,14 @@ int wc_monitor_prepare(const struct wc_monitor_cfg *cfg, struct wc_monitor **out
 
 /*
  * Start publishing wc (after any fork): writes the metrics file once right
- * away, starts the HTTP server and the periodic thread, and tells systemd
- * READY=1 when $NOTIFY_SOCKET is set (then unset, so children do not
- * inherit it). Returns 0 or -errno with a message in err.
+ * away, starts the HTTP server and the periodic thread, and takes over
+ * $NOTIFY_SOCKET (unset, so children do not inherit it). Returns 0 or
+ * -errno with a message in err.
  */
 int wc_monitor_run(struct wc_monitor *m, struct wcache *wc, char *err, size_t err_len);
+
+/* Tell systemd READY=1 (with a STATUS= line): the server now takes clients. */
+void wc_monitor_ready(struct wc_monitor *m);
 
 /*
  * Tell systemd STOPPING=1, write the metrics file one last time, stop the

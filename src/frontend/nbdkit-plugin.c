@@ -486,6 +486,8 @@ static int wcache_nbd_after_fork(void)
 		nbdkit_error("%s", err);
 		return -1;
 	}
+	/* Recovered, and nbdkit bound its sockets before calling us. */
+	wc_monitor_ready(mon);
 	nbdkit_debug("serving %s through cache %s, %" PRIu64 " bytes, block size %u",
 		     cfg.origin_path, cfg.cache_path, wcache_size(wc), wcache_block_size(wc));
 	return 0;

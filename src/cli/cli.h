@@ -67,6 +67,15 @@ int cli_status_control(const char *control_path, bool json);
  */
 int cli_status_control_watch(const char *control_path, bool json, unsigned interval_ms,
 			     uint64_t count);
+/* Connect to a control socket: the fd, or -errno with a message in err. */
+int cli_ctl_connect(const char *path, char *err, size_t err_len);
+/*
+ * Ask for the metrics (Prometheus text) on a connected control socket and
+ * copy them to out. 0, or -EIO with a message in err.
+ */
+int cli_ctl_metrics(int fd, FILE *out, char *err, size_t err_len);
+/* "wcache top" (cmd_top.c): live view of a server. */
+int cmd_top(const struct cli_cmd *cmd, int argc, char **argv);
 
 /* ---------------- helpers (util.c) ---------------- */
 

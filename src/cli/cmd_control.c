@@ -21,7 +21,7 @@
 
 /* --------------------------------------------------------------- connection */
 
-static int ctl_connect(const char *path, char *err, size_t err_len)
+int cli_ctl_connect(const char *path, char *err, size_t err_len)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd;
@@ -70,7 +70,11 @@ static int ctl_send_failed(int fd, int e, char *err, size_t err_len)
 			return -EIO;
 		}
 	}
-	snprintf(err, err_len, "control socket: send: %s", strerror(e));
+	if (e == EPIPE || e == ECONNRESET)
+		snprintf(err, err_len, "control socket: the server closed the connection (%s); "
+			 "has it stopped?", strerror(e));
+	else
+		snprintf(err, err_len, "control socket: send: %s", strerror(e));
 	return -EIO;
 }
 
@@ -180,7 +184,7 @@ int cmd_message(const struct cli_cmd *cmd, int argc, char **argv)
 		return cli_usage_error(&self, "MESSAGE is not a single short line");
 	snprintf(req, sizeof(req), WC_CTL_MESSAGE " %s", argv[optind]);
 
-	fd = ctl_connect(control, err, sizeof(err));
+	fd = cli_ctl_connect(control, err, sizeof(err));
 	if (fd < 0) {
 		cli_error(&self, "%s", err);
 		return CLI_EXIT_FAIL;
@@ -333,7 +337,7 @@ int cli_status_control_watch(const char *control_path, bool json, unsigned inter
 		cli_error(&self, "out of memory");
 		return CLI_EXIT_FAIL;
 	}
-	fd = ctl_connect(control_path, err, sizeof(err));
+	fd = cli_ctl_connect(control_path, err, sizeof(err));
 	if (fd < 0) {
 		cli_error(&self, "%s", err);
 		goto out_free;
@@ -442,6 +446,13 @@ static int ctl_read_metrics(int fd, FILE *out, char *err, size_t err_len)
 	}
 }
 
+int cli_ctl_metrics(int fd, FILE *out, char *err, size_t err_len)
+{
+	if (send(fd, WC_CTL_METRICS "\n", strlen(WC_CTL_METRICS) + 1, MSG_NOSIGNAL) < 0)
+		return ctl_send_failed(fd, errno, err, err_len);
+	return ctl_read_metrics(fd, out, err, err_len);
+}
+
 int cmd_metrics(const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -469,16 +480,12 @@ int cmd_metrics(const struct cli_cmd *cmd, int argc, char **argv)
 		return cli_usage_error(&self, "--control PATH is required");
 	if (optind != argc)
 		return cli_usage_error(&self, "unexpected argument '%s'", argv[optind]);
-	fd = ctl_connect(control, err, sizeof(err));
+	fd = cli_ctl_connect(control, err, sizeof(err));
 	if (fd < 0) {
 		cli_error(&self, "%s", err);
 		return CLI_EXIT_FAIL;
 	}
-	ret = 0;
-	if (send(fd, WC_CTL_METRICS "\n", strlen(WC_CTL_METRICS) + 1, MSG_NOSIGNAL) < 0)
-		ret = ctl_send_failed(fd, errno, err, sizeof(err));
-	if (!ret)
-		ret = ctl_read_metrics(fd, stdout, err, sizeof(err));
+	ret = cli_ctl_metrics(fd, stdout, err, sizeof(err));
 	close(fd);
 	if (ret) {
 		cli_error(&self, "%s", err);

@@ -156,6 +156,7 @@ static const struct cli_cmd cmds[] = {
 	  0 },
 	{ "metrics", cmd_metrics, "print a running server's metrics (Prometheus text format)",
 	  NULL, 0 },
+	{ "top", cmd_top, "live view of a running server (dirty, rates, writeback)", NULL, 0 },
 };
 
 #define NR_CMDS (sizeof(cmds) / sizeof(cmds[0]))

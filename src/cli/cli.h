@@ -35,13 +35,14 @@ struct cli_cmd {
 
 /*
  * Subcommands. argv[0] is the subcommand name; options may appear anywhere.
- * Offline ones are in cmd_inspect.c (check, dump, status) and cmd_offline.c
+ * Offline ones are in cmd_inspect.c (check, dump, status, info) and cmd_offline.c
  * (format, export, flush).
  */
 int cmd_format(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_check(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_dump(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_status(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_info(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_export(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_flush(const struct cli_cmd *cmd, int argc, char **argv);
 
@@ -170,6 +171,7 @@ struct progress {
 	bool on, tty;
 	uint64_t total, last_done;
 	uint64_t last_ns;	/* time of the last line/redraw */
+	uint64_t start_ns;	/* progress_start: the base of the rate and ETA */
 	int last_pct;
 	const char *unit;	/* "blocks", "MiB" */
 	bool ended;

@@ -145,6 +145,8 @@ static const struct cli_cmd cmds[] = {
 	{ "dump", cmd_dump, "print the superblock and the entries", dump_usage, 0 },
 	{ "status", cmd_status, "print block counts (offline, or --control for a server)",
 	  status_usage, 0 },
+	{ "info", cmd_info, "one-screen summary of a cache device (exit 0 clean, 1 dirty)", NULL,
+	  0 },
 	{ "export", cmd_export, "copy the logical device to a file, read-only", export_usage, 0 },
 	/* --start-sector is among flush's own options, with its -s. */
 	{ "flush", cmd_flush, "write all dirty blocks back to the origin", flush_usage,

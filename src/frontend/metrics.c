@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,20 +82,30 @@ static void dbl(struct mx *m, const char *name, const char *type, const char *he
 	fprintf(m->f, "%s{%s} %.9g\n", name, m->labels, v);
 }
 
-/* A histogram; scale turns the engine's unit into the base unit (ns -> s: 1e-9). */
+/*
+ * A histogram in base units: nanoseconds become seconds (ns true), anything
+ * else is multiplied by mul and printed as an exact integer (bytes).
+ */
 static void hist(struct mx *m, const char *name, const char *help, const struct wc_hist *h,
-		 double scale)
+		 bool ns, uint64_t mul)
 {
 	uint64_t cum = 0;
 
 	head(m, name, "histogram", help);
 	for (unsigned i = 0; i < h->nr; i++) {
 		cum += h->count[i];
-		fprintf(m->f, "%s_bucket{%s,le=\"%.9g\"} %" PRIu64 "\n", name, m->labels,
-			(double)h->bound[i] * scale, cum);
+		if (ns)
+			fprintf(m->f, "%s_bucket{%s,le=\"%.9g\"} %" PRIu64 "\n", name, m->labels,
+				(double)h->bound[i] * 1e-9, cum);
+		else
+			fprintf(m->f, "%s_bucket{%s,le=\"%" PRIu64 "\"} %" PRIu64 "\n", name,
+				m->labels, h->bound[i] * mul, cum);
 	}
 	fprintf(m->f, "%s_bucket{%s,le=\"+Inf\"} %" PRIu64 "\n", name, m->labels, h->total);
-	fprintf(m->f, "%s_sum{%s} %.9g\n", name, m->labels, (double)h->sum * scale);
+	if (ns)
+		fprintf(m->f, "%s_sum{%s} %.9f\n", name, m->labels, (double)h->sum * 1e-9);
+	else
+		fprintf(m->f, "%s_sum{%s} %" PRIu64 "\n", name, m->labels, h->sum * mul);
 	fprintf(m->f, "%s_count{%s} %" PRIu64 "\n", name, m->labels, h->total);
 }
 
@@ -106,10 +117,8 @@ int wc_metrics_text(struct wcache *wc, char **out)
 	char *buf = NULL;
 	size_t len = 0, pos = 0;
 	const struct wc_stats *s = &w.st;
-	double bs;
 
 	wcache_get_metrics(wc, &w);
-	bs = w.block_size;
 	origin_label(origin, sizeof(origin), w.origin_path);
 	put_label(m.labels, sizeof(m.labels), &pos, "cache", w.cache_path);
 	put_label(m.labels, sizeof(m.labels), &pos, "origin", origin);
@@ -182,21 +191,24 @@ int wc_metrics_text(struct wcache *wc, char **out)
 	    "Origin writes made by writeback.", s->writeback_runs);
 	u64(&m, "wcache_writeback_blocks_total", "counter", "Blocks written back to the origin.",
 	    s->writeback_blocks_done);
-	dbl(&m, "wcache_writeback_bytes_total", "counter", "Bytes written back to the origin.",
-	    (double)s->writeback_blocks_done * bs);
+	u64(&m, "wcache_writeback_bytes_total", "counter", "Bytes written back to the origin.",
+	    s->writeback_blocks_done * w.block_size);
 	u64(&m, "wcache_full_waits_total", "counter",
 	    "Writes that waited because the cache was full.", s->full_waits);
-	dbl(&m, "wcache_full_wait_seconds_total", "counter",
-	    "Time writes spent waiting for a free block.", (double)s->full_wait_ns * 1e-9);
+	head(&m, "wcache_full_wait_seconds_total", "counter",
+	     "Time writes spent waiting for a free block.");
+	/* %.9f: exact to the nanosecond; %g would round a large total. */
+	fprintf(m.f, "wcache_full_wait_seconds_total{%s} %.9f\n", m.labels,
+		(double)s->full_wait_ns * 1e-9);
 	u64(&m, "wcache_origin_errors_total", "counter",
 	    "Failed origin reads, writes and flushes (writeback included).", w.origin_errors);
 
 	hist(&m, "wcache_write_latency_seconds", "Time of a write request (FUA commit included).",
-	     &w.write_latency_ns, 1e-9);
+	     &w.write_latency_ns, true, 0);
 	hist(&m, "wcache_commit_latency_seconds", "Time of a metadata commit.",
-	     &w.commit_latency_ns, 1e-9);
+	     &w.commit_latency_ns, true, 0);
 	hist(&m, "wcache_writeback_run_bytes", "Size of each origin write made by writeback.",
-	     &w.writeback_run_blocks, bs);
+	     &w.writeback_run_blocks, false, w.block_size);
 
 	if (fclose(m.f) != 0 || !buf) {
 		free(buf);

@@ -10,7 +10,10 @@
 #  - STATUS= lines follow every metrics interval;
 #  - SIGTERM sends STOPPING=1, exits 0 and commits without draining
 #    (wcache check: exit 1, dirty);
-#  - with FLUSH_ON_STOP=yes the ExecStop line drains first (check: exit 0).
+#  - with FLUSH_ON_STOP=yes the ExecStop line drains first (check: exit 0);
+#  - socket activation (NBD_LISTEN= empty, the socket unit's path):
+#    systemd-socket-activate hands nbdkit the listening socket and the first
+#    client is served.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit qemu-io python3 systemd-analyze
 requires_wcache
@@ -168,4 +171,28 @@ svc_stop t1.conf
 run_rc 0 "$WCACHE" check cache.img
 cmp -n $((1 << 20)) origin.img <(python3 -c 'import sys; sys.stdout.buffer.write(b"\x5a" * (1 << 20))') ||
 	fail "origin does not hold the drained data"
+
+if command -v systemd-socket-activate >/dev/null; then
+	say "socket activation"
+	act_sock=$(sed -n 's/^ListenStream=//p' units/wcache@.socket | sed "s#%i#$NAME#g; s#%t#$RUN#g")
+	assert_eq "$act_sock" "$RUN/wcache/$NAME.sock" "socket unit path"
+	echo "NBD_LISTEN=" >>t1.conf
+	: >notify.log
+	mkdir -p "$RUN/wcache/$NAME"
+	(
+		svc_env t1.conf
+		eval "set -- $(unit_line ExecStart)"
+		export NOTIFY_SOCKET=$TMPD/notify.sock
+		# It passes on only the variables named with -E.
+		exec systemd-socket-activate -l "$act_sock" -E NOTIFY_SOCKET -E PATH "$@"
+	) >>svc.log 2>&1 &
+	SVC_PID=$!
+	for ((i = 0; i < 100; i++)); do [[ -S "$act_sock" ]] && break; sleep 0.05; done
+	[[ -S "$act_sock" ]] || fail "systemd-socket-activate did not listen"
+	[[ ! -s notify.log ]] || fail "the service started before the first connection"
+	run_rc 0 qemu-io -f raw "nbd+unix:///?socket=$act_sock" -c "write -P 0x6b 0 64k" \
+		-c "read -P 0x6b 0 64k"
+	wait_notify '^READY=1'
+	svc_stop t1.conf
+fi
 say "ok"

@@ -94,6 +94,9 @@ wait_notify() {
 	fail "no notification matching /$1/ within ${2:-30} s"
 }
 
+# What nbdkit needs before the command (the ASan runtimes preloaded, see nbd-functions.sh).
+serve_env=("${NBDKIT[@]}")
+unset 'serve_env[-1]'
 SVC_PID=
 svc_cleanup() {
 	[[ -z "$SVC_PID" ]] || kill -KILL "$SVC_PID" 2>/dev/null || true
@@ -107,7 +110,7 @@ svc_start() {
 		svc_env "$1"
 		eval "set -- $(unit_line ExecStart)"
 		export NOTIFY_SOCKET=$TMPD/notify.sock
-		exec "$@"
+		exec "${serve_env[@]}" "$@"
 	) >>svc.log 2>&1 &
 	SVC_PID=$!
 }
@@ -184,7 +187,8 @@ if command -v systemd-socket-activate >/dev/null; then
 		eval "set -- $(unit_line ExecStart)"
 		export NOTIFY_SOCKET=$TMPD/notify.sock
 		# It passes on only the variables named with -E.
-		exec systemd-socket-activate -l "$act_sock" -E NOTIFY_SOCKET -E PATH "$@"
+		exec systemd-socket-activate -l "$act_sock" -E NOTIFY_SOCKET -E PATH \
+			"${serve_env[@]}" "$@"
 	) >>svc.log 2>&1 &
 	SVC_PID=$!
 	for ((i = 0; i < 100; i++)); do [[ -S "$act_sock" ]] && break; sleep 0.05; done

@@ -14,6 +14,7 @@ source "$here/functions.sh"
 requires dpkg dpkg-deb dpkg-shlibdeps dpkg-architecture cmake nbdkit nbdinfo
 requires_wcache
 tmpdir
+source "$here/nbd-functions.sh"	# NBDKIT: preloads the sanitizer runtimes when needed
 src=$(cd "$here/../.." && pwd)
 
 run_rc 0 "$src/scripts/package-deb.sh" --build-dir "$BUILD_DIR" --out "$TMPD"
@@ -66,7 +67,7 @@ if unshare -m true 2>/dev/null; then
 	# shellcheck disable=SC2016 # $uri expands in nbdkit's --run shell
 	run_rc 0 unshare -m --propagation private sh -c \
 		'mount --bind "$1" "$2" && shift 2 && exec "$@"' sh "$r$plugindir" "$plugindir" \
-		nbdkit -U - wcache origin="$TMPD/origin.img" cache="$TMPD/cache.img" \
+		"${NBDKIT[@]}" -U - wcache origin="$TMPD/origin.img" cache="$TMPD/cache.img" \
 		--run 'nbdinfo --size "$uri"'
 	out_has '^4194304$'
 else

@@ -13,7 +13,6 @@
 #include <locale.h>
 #include <poll.h>
 #include <signal.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
@@ -69,23 +68,21 @@ static double mono_s(void)
 /* Parse the Prometheus text: "name{labels} value" lines; histograms are skipped. */
 static void parse_metrics(char *text, struct sample *s)
 {
-	static const struct {
+	const struct {
 		const char *name;
-		size_t off;
+		double *dst;
 	} map[] = {
-#define M(n, f) { n, offsetof(struct sample, f) }
-		M("wcache_blocks", blocks), M("wcache_free_blocks", free),
-		M("wcache_dirty_blocks", dirty), M("wcache_writeback_blocks", wb_blocks),
-		M("wcache_writeback_runs_in_flight", runs_in_flight),
-		M("wcache_block_size_bytes", block_size), M("wcache_error", error),
-		M("wcache_reads_total", reads), M("wcache_read_hits_total", read_hits),
-		M("wcache_writes_total", writes), M("wcache_commits_total", commits),
-		M("wcache_full_waits_total", full_waits),
-		M("wcache_origin_errors_total", origin_errors),
-		M("wcache_writeback_bytes_total", wb_bytes),
-		M("wcache_writes_around_total", writes_around),
-		M("wcache_flushes_total", flushes),
-#undef M
+		{ "wcache_blocks", &s->blocks }, { "wcache_free_blocks", &s->free },
+		{ "wcache_dirty_blocks", &s->dirty }, { "wcache_writeback_blocks", &s->wb_blocks },
+		{ "wcache_writeback_runs_in_flight", &s->runs_in_flight },
+		{ "wcache_block_size_bytes", &s->block_size }, { "wcache_error", &s->error },
+		{ "wcache_reads_total", &s->reads }, { "wcache_read_hits_total", &s->read_hits },
+		{ "wcache_writes_total", &s->writes }, { "wcache_commits_total", &s->commits },
+		{ "wcache_full_waits_total", &s->full_waits },
+		{ "wcache_origin_errors_total", &s->origin_errors },
+		{ "wcache_writeback_bytes_total", &s->wb_bytes },
+		{ "wcache_writes_around_total", &s->writes_around },
+		{ "wcache_flushes_total", &s->flushes },
 	};
 	char *save, *line;
 
@@ -100,7 +97,7 @@ static void parse_metrics(char *text, struct sample *s)
 			continue;
 		for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
 			if (strlen(map[i].name) == n && !strncmp(line, map[i].name, n)) {
-				*(double *)((char *)s + map[i].off) = strtod(v + 1, NULL);
+				*map[i].dst = strtod(v + 1, NULL);
 				break;
 			}
 		}

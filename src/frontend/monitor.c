@@ -378,7 +378,8 @@ int wc_monitor_run(struct wc_monitor *m, struct wcache *wc, char *err, size_t er
 			m->listen_fd = -1;	/* MHD closes it */
 	}
 #endif
-	if (!ret) {
+	/* The periodic thread only when it has something to do. */
+	if (!ret && (m->metrics_file || m->notify_path[0])) {
 		ret = -pthread_create(&m->thread, NULL, monitor_main, m);
 		if (ret)
 			mon_err(err, err_len, ret, "metrics: cannot start a thread: %s", strerror(-ret));

@@ -208,6 +208,47 @@ WC_API int wcache_table(struct wcache *wc, char *buf, size_t len);
 WC_API void wcache_get_stats(struct wcache *wc, struct wc_stats *st);
 
 /*
+ * A histogram snapshot for monitoring: count[i] observations were <= bound[i]
+ * and > bound[i - 1] (not cumulative); total - sum(count) were above the last
+ * bound. Values and bounds are in the unit the field's name says.
+ */
+#define WC_HIST_MAX_BUCKETS 24
+struct wc_hist {
+	unsigned nr;				/* buckets used */
+	uint64_t bound[WC_HIST_MAX_BUCKETS];	/* upper bounds, ascending */
+	uint64_t count[WC_HIST_MAX_BUCKETS];
+	uint64_t total;				/* observations */
+	uint64_t sum;				/* sum of the observed values */
+};
+
+/*
+ * Everything a monitoring exporter needs (wcache_get_metrics): the stats,
+ * the numbers of the table, and histograms kept with atomics where the
+ * events happen (no lock on the I/O path). clear_stats resets the status
+ * line counters of st, not the rest.
+ */
+struct wc_metrics {
+	struct wc_stats st;
+	const char *origin_path, *cache_path;	/* point into wc: valid until wcache_close */
+	uint64_t size_bytes;			/* logical size (the origin's) */
+	uint32_t block_size;
+	unsigned high_watermark, low_watermark;	/* percent */
+	uint32_t writeback_jobs;
+	bool cleaner;				/* cleaner mode on (table or message) */
+	bool read_only;
+	uint64_t origin_errors;		/* failed origin reads, writes, flushes (writeback too) */
+	uint64_t writeback_runs_in_flight;	/* origin writes of writeback in progress */
+	uint64_t uptime_ns;			/* since wcache_open */
+	uint64_t last_commit_age_ns;		/* since the last commit; UINT64_MAX: none yet */
+	struct wc_hist write_latency_ns;	/* wcache_write calls (FUA commit included) */
+	struct wc_hist commit_latency_ns;	/* metadata commits */
+	struct wc_hist writeback_run_blocks;	/* blocks per origin write of writeback */
+};
+
+/* Metrics snapshot. Thread-safe; takes the index lock briefly, like wcache_get_stats. */
+WC_API void wcache_get_metrics(struct wcache *wc, struct wc_metrics *m);
+
+/*
  * Messages: "flush", "flush_on_suspend", "cleaner", "clear_stats".
  * Returns 0, -EINVAL (unknown), -EIO (error state).
  */

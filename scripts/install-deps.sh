@@ -21,6 +21,9 @@ PACKAGES=(
 	# Ceph RBD origin (src/dev/rbd.c) and the one-node cluster of the ceph
 	# tests (tests/ceph/micro-ceph.sh): about 80 packages, 35 s
 	librbd-dev ceph-mon ceph-osd ceph-mgr ceph-common
+	# operations (issue 17): HTTP metrics endpoint, promtool and the scrape
+	# test's server, 'wcache top' in tmux, unit checks, completion
+	libmicrohttpd-dev prometheus curl tmux systemd bash-completion
 )
 
 check_only=0

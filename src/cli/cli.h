@@ -35,13 +35,14 @@ struct cli_cmd {
 
 /*
  * Subcommands. argv[0] is the subcommand name; options may appear anywhere.
- * Offline ones are in cmd_inspect.c (check, dump, status) and cmd_offline.c
+ * Offline ones are in cmd_inspect.c (check, dump, status, info) and cmd_offline.c
  * (format, export, flush).
  */
 int cmd_format(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_check(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_dump(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_status(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_info(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_export(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_flush(const struct cli_cmd *cmd, int argc, char **argv);
 
@@ -55,6 +56,7 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv);
 #endif
 int cmd_message(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_metrics(const struct cli_cmd *cmd, int argc, char **argv);
 /*
  * "wcache status --control PATH [--json]": query a running server's control
  * socket and print the live status. Returns an exit code (0 ok, 1 failure).
@@ -66,6 +68,15 @@ int cli_status_control(const char *control_path, bool json);
  */
 int cli_status_control_watch(const char *control_path, bool json, unsigned interval_ms,
 			     uint64_t count);
+/* Connect to a control socket: the fd, or -errno with a message in err. */
+int cli_ctl_connect(const char *path, char *err, size_t err_len);
+/*
+ * Ask for the metrics (Prometheus text) on a connected control socket and
+ * copy them to out. 0, or -EIO with a message in err.
+ */
+int cli_ctl_metrics(int fd, FILE *out, char *err, size_t err_len);
+/* "wcache top" (cmd_top.c): live view of a server. */
+int cmd_top(const struct cli_cmd *cmd, int argc, char **argv);
 
 /* ---------------- helpers (util.c) ---------------- */
 
@@ -160,6 +171,7 @@ struct progress {
 	bool on, tty;
 	uint64_t total, last_done;
 	uint64_t last_ns;	/* time of the last line/redraw */
+	uint64_t start_ns;	/* progress_start: the base of the rate and ETA */
 	int last_pct;
 	const char *unit;	/* "blocks", "MiB" */
 	bool ended;

@@ -21,7 +21,7 @@
 
 /* --------------------------------------------------------------- connection */
 
-static int ctl_connect(const char *path, char *err, size_t err_len)
+int cli_ctl_connect(const char *path, char *err, size_t err_len)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd;
@@ -70,7 +70,11 @@ static int ctl_send_failed(int fd, int e, char *err, size_t err_len)
 			return -EIO;
 		}
 	}
-	snprintf(err, err_len, "control socket: send: %s", strerror(e));
+	if (e == EPIPE || e == ECONNRESET)
+		snprintf(err, err_len, "control socket: the server closed the connection (%s); "
+			 "has it stopped?", strerror(e));
+	else
+		snprintf(err, err_len, "control socket: send: %s", strerror(e));
 	return -EIO;
 }
 
@@ -180,7 +184,7 @@ int cmd_message(const struct cli_cmd *cmd, int argc, char **argv)
 		return cli_usage_error(&self, "MESSAGE is not a single short line");
 	snprintf(req, sizeof(req), WC_CTL_MESSAGE " %s", argv[optind]);
 
-	fd = ctl_connect(control, err, sizeof(err));
+	fd = cli_ctl_connect(control, err, sizeof(err));
 	if (fd < 0) {
 		cli_error(&self, "%s", err);
 		return CLI_EXIT_FAIL;
@@ -333,7 +337,7 @@ int cli_status_control_watch(const char *control_path, bool json, unsigned inter
 		cli_error(&self, "out of memory");
 		return CLI_EXIT_FAIL;
 	}
-	fd = ctl_connect(control_path, err, sizeof(err));
+	fd = cli_ctl_connect(control_path, err, sizeof(err));
 	if (fd < 0) {
 		cli_error(&self, "%s", err);
 		goto out_free;
@@ -376,3 +380,116 @@ int cli_status_control(const char *control_path, bool json)
 	return cli_status_control_watch(control_path, json, 0, 1);
 }
 
+
+/* ------------------------------------------------------------------ metrics */
+
+static const char metrics_usage[] =
+	"Usage: wcache metrics --control PATH\n"
+	"\n"
+	"Print the metrics of a running server (wcache serve, the nbdkit plugin or\n"
+	"wcache fuse) once, in the Prometheus text exposition format: every status\n"
+	"field and counter, the dirty ratio, and histograms of write latency, commit\n"
+	"latency and writeback run size. Names start with wcache_; every sample has\n"
+	"the labels cache and origin. For a scraper, serve with --metrics-listen or\n"
+	"--metrics-file instead.\n"
+	"\n"
+	"Options:\n"
+	"  -c, --control PATH   the server's control socket\n"
+	"  -h, --help           show this help\n"
+	"\n"
+	"Exit status: 0 printed, 1 failed, 2 usage error.\n";
+
+/*
+ * Read the reply to "metrics" until its end line and copy it to out. Returns
+ * 0, or -EIO with the reason in err (a server error line, a closed connection).
+ */
+static int ctl_read_metrics(int fd, FILE *out, char *err, size_t err_len)
+{
+	char buf[8192], line[1024];
+	size_t llen = 0;
+	bool first = true;
+
+	for (;;) {
+		ssize_t r = recv(fd, buf, sizeof(buf), 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			snprintf(err, err_len, "control socket: %s before the end of the metrics",
+				 r ? strerror(errno) : "the server closed the connection");
+			return -EIO;
+		}
+		for (ssize_t i = 0; i < r; i++) {
+			if (llen + 2 > sizeof(line)) {
+				/* A long line (long label values): pass it on in pieces. */
+				line[llen] = '\0';
+				fputs(line, out);
+				llen = 0;
+				first = false;
+			}
+			line[llen++] = buf[i];
+			if (buf[i] != '\n')
+				continue;
+			line[llen] = '\0';
+			if (!strcmp(line, WC_CTL_METRICS_END "\n"))
+				return 0;
+			/* An old server, or a failure: one "error: ..." line. */
+			if (first && !strncmp(line, WC_CTL_ERROR, strlen(WC_CTL_ERROR))) {
+				line[llen - 1] = '\0';
+				snprintf(err, err_len, "%.400s", line + strlen(WC_CTL_ERROR));
+				return -EIO;
+			}
+			first = false;
+			fputs(line, out);
+			llen = 0;
+		}
+	}
+}
+
+int cli_ctl_metrics(int fd, FILE *out, char *err, size_t err_len)
+{
+	if (send(fd, WC_CTL_METRICS "\n", strlen(WC_CTL_METRICS) + 1, MSG_NOSIGNAL) < 0)
+		return ctl_send_failed(fd, errno, err, err_len);
+	return ctl_read_metrics(fd, out, err, err_len);
+}
+
+int cmd_metrics(const struct cli_cmd *cmd, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "control", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct cli_cmd self = { cmd->name, cmd->fn, cmd->summary, metrics_usage, 0 };
+	const char *control = NULL;
+	char err[512];
+	int c, fd, ret;
+
+	while ((c = cli_getopt(&self, argc, argv, ":c:h", lo)) != -1) {
+		switch (c) {
+		case 'c':
+			control = optarg;
+			break;
+		case 'h':
+			return cli_help(&self);
+		default:
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (!control)
+		return cli_usage_error(&self, "--control PATH is required");
+	if (optind != argc)
+		return cli_usage_error(&self, "unexpected argument '%s'", argv[optind]);
+	fd = cli_ctl_connect(control, err, sizeof(err));
+	if (fd < 0) {
+		cli_error(&self, "%s", err);
+		return CLI_EXIT_FAIL;
+	}
+	ret = cli_ctl_metrics(fd, stdout, err, sizeof(err));
+	close(fd);
+	if (ret) {
+		cli_error(&self, "%s", err);
+		return CLI_EXIT_FAIL;
+	}
+	return CLI_EXIT_OK;
+}

@@ -29,6 +29,7 @@
 #include "cli.h"
 #include "control.h"
 #include "fuse.h"
+#include "monitor.h"
 
 #define FZ_DISK_NAME	WC_FUSE_DISK_NAME
 
@@ -36,6 +37,9 @@ enum {
 	OPT_ALLOW_OTHER = 0x100,
 	OPT_FOS,
 	OPT_CACHE_IO,
+	OPT_METRICS_FILE,
+	OPT_METRICS_INTERVAL,
+	OPT_METRICS_LISTEN,
 	OPT_TABLE = 0x200,	/* + index into wcache_options() */
 };
 
@@ -70,6 +74,11 @@ static const char fuse_usage[] =
 	"      --allow-other      let users other than the owner open the file\n"
 	"      --cache-io MODE    direct (O_DIRECT on a CACHE file, default) or buffered\n"
 	"                         (page cache; as safe, faster re-reads, RAM used twice)\n"
+	"      --metrics-file PATH  write Prometheus metrics to PATH every interval,\n"
+	"                         atomically (node_exporter's textfile collector)\n"
+	"      --metrics-interval S  seconds between rewrites (default 10)\n"
+	"      --metrics-listen ADDR:PORT  serve Prometheus metrics over HTTP at\n"
+	"                         /metrics (numeric address; ':PORT' is 127.0.0.1)\n"
 	"      --flush-on-suspend write everything back when the server stops (the\n"
 	"                         flush_on_suspend message, sent at start)\n"
 	"  -s, --start-sector S   metadata starts S 512-byte sectors into CACHE (default 0)\n"
@@ -88,8 +97,11 @@ struct fz_opts {
 	char control[PATH_MAX];		/* absolute, or "" */
 	char pidfile[PATH_MAX];		/* absolute, or "" */
 	char logfile[PATH_MAX];		/* as given, or "" */
+	char metrics_file[PATH_MAX];	/* absolute, or "" */
 	bool foreground, allow_other, flush_on_suspend;
 	unsigned threads;
+	struct wc_monitor_cfg mcfg;	/* metrics; strings point into argv */
+	struct wc_monitor *mon;		/* prepared before the fork */
 };
 
 static const struct cli_cmd *fz_cmd;
@@ -338,6 +350,7 @@ static int fz_ready(void *opaque)
 	s->ready = true;
 	if (o->pidfile[0] && fz_write_pidfile(o->pidfile) < 0)
 		return -1;
+	wc_monitor_ready(o->mon);
 	if (s->notify_fd >= 0) {
 		if (fz_detach_stdio(s->log_fd) < 0) {
 			cli_error(fz_cmd, "cannot detach from the terminal: %s", strerror(errno));
@@ -395,6 +408,10 @@ static int fz_serve(const struct fz_opts *o, int notify_fd, int log_fd)
 		cli_error(fz_cmd, "control socket %s: %s", o->control, err);
 		goto out;
 	}
+	if (wc_monitor_run(o->mon, s.wc, err, sizeof(err)) < 0) {
+		cli_error(fz_cmd, "%s", err);
+		goto out;
+	}
 
 	f.wc = s.wc;
 	f.mountpoint = o->mnt;
@@ -406,6 +423,7 @@ static int fz_serve(const struct fz_opts *o, int notify_fd, int log_fd)
 	if (wc_fuse_run(&f) == 0)
 		rc = CLI_EXIT_OK;
 out:
+	wc_monitor_stop(o->mon);
 	wc_control_stop(ctl);
 	if (s.wc) {
 		/* Commit; with flush_on_suspend write everything back first. */
@@ -463,9 +481,10 @@ int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv)
 	/* --start-sector is among the options above, with its -s. */
 	const struct cli_cmd self = { cmd->name, cmd->fn, cmd->summary, fuse_usage,
 				      WC_SET_START_SECTOR };
-	struct option lo[16 + CLI_TABLE_LONGOPTS + 1];
+	struct option lo[20 + CLI_TABLE_LONGOPTS + 1];
 	const struct wc_opt_desc *d;
-	const char *control = NULL, *pidfile = NULL, *mnt;
+	const char *control = NULL, *pidfile = NULL, *mnt, *metrics_file = NULL;
+	bool served = false;
 	struct fz_opts *o;
 	uint64_t v;
 	int c, rc = CLI_EXIT_FAIL, log_fd = -1;
@@ -480,6 +499,10 @@ int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv)
 	lo[n++] = (struct option){ "allow-other", no_argument, NULL, OPT_ALLOW_OTHER };
 	lo[n++] = (struct option){ "allow_other", no_argument, NULL, OPT_ALLOW_OTHER };
 	lo[n++] = (struct option){ "cache-io", required_argument, NULL, OPT_CACHE_IO };
+	lo[n++] = (struct option){ "metrics-file", required_argument, NULL, OPT_METRICS_FILE };
+	lo[n++] = (struct option){ "metrics-interval", required_argument, NULL,
+				   OPT_METRICS_INTERVAL };
+	lo[n++] = (struct option){ "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN };
 	lo[n++] = (struct option){ "flush-on-suspend", no_argument, NULL, OPT_FOS };
 	lo[n++] = (struct option){ "flush_on_suspend", no_argument, NULL, OPT_FOS };
 	lo[n++] = (struct option){ "start-sector", required_argument, NULL, 's' };
@@ -525,6 +548,21 @@ int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv)
 			break;
 		case OPT_FOS:
 			o->flush_on_suspend = true;
+			break;
+		case OPT_METRICS_FILE:
+			metrics_file = optarg;
+			break;
+		case OPT_METRICS_INTERVAL:
+			if (cli_opt_u64(cmd, "--metrics-interval", optarg, 86400, &v))
+				goto usage;
+			if (!v) {
+				cli_usage_error(cmd, "--metrics-interval: at least 1 second");
+				goto usage;
+			}
+			o->mcfg.interval_ms = (unsigned)v * 1000;
+			break;
+		case OPT_METRICS_LISTEN:
+			o->mcfg.listen = optarg;
 			break;
 		case OPT_CACHE_IO:
 			if (cli_opt_cache_io(cmd, optarg, &o->cfg.cache_buffered))
@@ -575,6 +613,21 @@ int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv)
 		goto out;
 	if (pidfile && fz_abs_path("--pidfile", pidfile, o->pidfile, sizeof(o->pidfile)) < 0)
 		goto out;
+	if (metrics_file) {
+		if (fz_abs_path("--metrics-file", metrics_file, o->metrics_file,
+				sizeof(o->metrics_file)) < 0)
+			goto out;
+		o->mcfg.metrics_file = o->metrics_file;
+	}
+	{
+		char err[512];
+
+		/* Before the fork: a bad address or a port in use reaches the terminal. */
+		if (wc_monitor_prepare(&o->mcfg, &o->mon, err, sizeof(err)) < 0) {
+			cli_error(cmd, "%s", err);
+			goto out;
+		}
+	}
 	fz_abs_dev(o->cfg.origin_path, sizeof(o->cfg.origin_path));
 	fz_abs_dev(o->cfg.cache_path, sizeof(o->cfg.cache_path));
 	if (o->logfile[0] && !o->foreground) {
@@ -586,6 +639,7 @@ int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv)
 	}
 
 	if (o->foreground) {
+		served = true;	/* fz_serve stops the monitor (before closing the cache) */
 		rc = fz_serve(o, -1, -1);
 	} else {
 		int p[2];
@@ -611,9 +665,12 @@ int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv)
 		}
 		close(p[0]);
 		setsid();	/* out of the caller's process group and session */
+		served = true;
 		rc = fz_serve(o, p[1], log_fd);
 	}
 out:
+	if (!served)
+		wc_monitor_stop(o->mon);
 	if (log_fd >= 0)
 		close(log_fd);
 	free(o);

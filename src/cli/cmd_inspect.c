@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -514,4 +516,179 @@ int cmd_status(const struct cli_cmd *cmd, int argc, char **argv)
 		return CLI_EXIT_FAIL;
 	}
 	return CLI_EXIT_OK;
+}
+
+/* ---------------- info ---------------- */
+
+static const char info_usage[] =
+	"Usage: wcache info CACHE [--start-sector S] [--json]\n"
+	"\n"
+	"One-screen summary of the cache device CACHE, read without writing: format\n"
+	"(mode, version, block size), size, metadata and data areas, how full and how\n"
+	"dirty it is, seq_count, and when the device was last written (a file's\n"
+	"modification time: the last commit or write of the server using it).\n"
+	"\n"
+	"Options:\n"
+	"  -s, --start-sector S   metadata starts S 512-byte sectors into CACHE (default 0)\n"
+	"  -j, --json             print one JSON object (also on errors: status, error)\n"
+	"  -h, --help             show this help\n"
+	"\n"
+	"Exit status: 0 clean, 1 dirty, 2 corrupt, unreadable, not a cache, or usage\n"
+	"error (as for check).\n";
+
+/* "3 min ago" from an age in seconds. */
+static const char *human_age(double s, char *buf, size_t len)
+{
+	if (s < 0)
+		s = 0;
+	if (s < 120)
+		snprintf(buf, len, "%.0f s ago", s);
+	else if (s < 7200)
+		snprintf(buf, len, "%.0f min ago", s / 60);
+	else if (s < 172800)
+		snprintf(buf, len, "%.1f h ago", s / 3600);
+	else
+		snprintf(buf, len, "%.1f days ago", s / 86400);
+	return buf;
+}
+
+/* A bar of width cells, '#' for the dirty part. */
+static void bar(char *out, size_t width, double frac)
+{
+	size_t n = (size_t)(frac * (double)width + 0.5), i;
+
+	if (n > width)
+		n = width;
+	for (i = 0; i < width; i++)
+		out[i] = i < n ? '#' : '.';
+	out[width] = '\0';
+}
+
+int cmd_info(const struct cli_cmd *cmd, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "start-sector", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct cli_cmd self = { cmd->name, cmd->fn, cmd->summary, info_usage, 0 };
+	char err[1024], h1[32], h2[32], h3[32], age[32], when[64], b[41];
+	struct wc_inspect ins;
+	struct stat st;
+	uint64_t start = 0, dev_bytes = 0, data_bytes;
+	bool json = false, have_mtime = false;
+	double fill = 0, age_s = 0;
+	const char *cache, *kind = "unknown";
+	int c, ret;
+
+	while ((c = cli_getopt(&self, argc, argv, ":s:jh", lo)) != -1) {
+		switch (c) {
+		case 's':
+			if (cli_opt_start_sector(&self, optarg, &start))
+				return CLI_EXIT_USAGE;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			return cli_help(&self);
+		default:
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage_error(&self, optind >= argc ? "missing CACHE argument"
+				       : "too many arguments (expected CACHE)");
+	cache = argv[optind];
+	ret = wcache_inspect(cache, start, 0, &ins, NULL, NULL);
+	if (ret < 0)
+		snprintf(err, sizeof(err), "%s", wcache_last_error());
+	if (stat(cache, &st) == 0) {
+		kind = S_ISBLK(st.st_mode) ? "block device" : S_ISREG(st.st_mode) ? "file" : "other";
+		if (wcache_device_size(cache, &dev_bytes) < 0)
+			dev_bytes = 0;
+		/* A block device's inode times say nothing about writes to it. */
+		if (S_ISREG(st.st_mode)) {
+			struct tm tm;
+
+			have_mtime = true;
+			age_s = difftime(time(NULL), st.st_mtime);
+			localtime_r(&st.st_mtime, &tm);
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+		}
+	}
+	data_bytes = ins.sb.n_blocks * ins.sb.block_size;
+	if (counts_valid(ret) && ins.sb.n_blocks)
+		fill = (double)ins.nr_valid / (double)ins.sb.n_blocks;
+
+	if (json) {
+		struct json j;
+
+		json_init(&j, stdout);
+		json_object_begin(&j, NULL, false);
+		json_string(&j, "cache", cache);
+		json_string(&j, "kind", kind);
+		json_u64(&j, "device_bytes", dev_bytes);
+		json_u64(&j, "start_sector", start);
+		json_string(&j, "status", inspect_status(ret, &ins));
+		json_string(&j, "error", ret < 0 ? err : NULL);
+		if (counts_valid(ret)) {
+			json_string(&j, "mode", "ssd");
+			json_u64(&j, "version", ins.sb.version);
+			json_u64(&j, "block_size", ins.sb.block_size);
+			json_u64(&j, "n_blocks", ins.sb.n_blocks);
+			json_u64(&j, "data_bytes", data_bytes);
+			json_u64(&j, "meta_bytes", ins.sb.meta_bytes);
+			json_u64(&j, "data_offset", ins.sb.data_offset);
+			json_u64(&j, "dirty", ins.nr_valid);
+			json_u64(&j, "dirty_bytes", ins.nr_valid * ins.sb.block_size);
+			json_u64(&j, "free", ins.sb.n_blocks - ins.nr_valid);
+			json_u64(&j, "uncommitted", ins.nr_uncommitted);
+			json_u64(&j, "seq_count", ins.sb.seq_count);
+		}
+		if (have_mtime)
+			json_u64(&j, "last_write_age_s", age_s > 0 ? (uint64_t)age_s : 0);
+		else
+			json_null(&j, "last_write_age_s");
+		json_object_end(&j);
+		json_finish(&j);
+	} else if (counts_valid(ret)) {
+		printf("cache         %s (%s, %s)\n", cache, kind,
+		       cli_human_bytes(dev_bytes, h1, sizeof(h1)));
+		printf("format        dm-writecache SSD mode, version %u%s\n", ins.sb.version,
+		       start ? "" : ", at the start of the device");
+		if (start)
+			printf("start         sector %llu\n", (unsigned long long)start);
+		printf("block size    %u bytes\n", ins.sb.block_size);
+		printf("blocks        %llu (%s of data; metadata %s)\n",
+		       (unsigned long long)ins.sb.n_blocks, cli_human_bytes(data_bytes, h1, sizeof(h1)),
+		       cli_human_bytes(ins.sb.meta_bytes, h2, sizeof(h2)));
+		bar(b, 40, fill);
+		printf("dirty         %llu blocks, %s (%.1f%%)  [%s]\n",
+		       (unsigned long long)ins.nr_valid,
+		       cli_human_bytes(ins.nr_valid * ins.sb.block_size, h3, sizeof(h3)),
+		       100.0 * fill, b);
+		printf("free          %llu blocks (after recovery)\n",
+		       (unsigned long long)(ins.sb.n_blocks - ins.nr_valid));
+		if (ins.nr_uncommitted)
+			printf("uncommitted   %llu entries (never committed: recovery drops them)\n",
+			       (unsigned long long)ins.nr_uncommitted);
+		printf("seq_count     %llu\n", (unsigned long long)ins.sb.seq_count);
+		if (have_mtime)
+			printf("last write    %s (%s)\n", human_age(age_s, age, sizeof(age)), when);
+		else
+			printf("last write    unknown (not a regular file)\n");
+		if (ret == 1)
+			printf("state         dirty: 'wcache flush ORIGIN %s' writes it back\n", cache);
+		else if (ret == 0)
+			printf("state         clean: the origin alone holds all data\n");
+		else
+			printf("state         CORRUPT: see 'wcache check %s'\n", cache);
+	}
+	if (ret < 0) {
+		cli_error(&self, "%s", err);
+		return 2;	/* as check: corrupt, unreadable or not a cache */
+	}
+	return ret;	/* 0 clean, 1 dirty */
 }

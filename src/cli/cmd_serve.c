@@ -21,6 +21,7 @@ static const char serve_usage[] =
 	"                    [--block-size N] [--format auto|yes|no] [--cache-io MODE]\n"
 	"                    [table options]\n"
 	"                    [--daemon --pidfile FILE | --run CMD] [--readonly]\n"
+	"                    [--metrics-file PATH] [--metrics-listen ADDR:PORT]\n"
 	"\n"
 	"Serve ORIGIN through the write-back cache CACHE over NBD: runs nbdkit(1) with\n"
 	"nbdkit-wcache-plugin(1). Runs in the foreground unless --daemon is given.\n"
@@ -30,7 +31,14 @@ static const char serve_usage[] =
 	"Options:\n"
 	"  -U, --socket PATH      listen on a unix socket\n"
 	"  -p, --port N           listen on TCP port N\n"
-	"  -c, --control PATH     control socket for 'wcache status|message --control'\n"
+	"  -c, --control PATH     control socket for 'wcache status|message|metrics|top\n"
+	"                         --control'\n"
+	"      --metrics-file PATH  write Prometheus metrics to PATH every interval,\n"
+	"                         atomically (node_exporter's textfile collector)\n"
+	"      --metrics-interval S  seconds between rewrites and systemd STATUS=\n"
+	"                         updates (default 10)\n"
+	"      --metrics-listen ADDR:PORT  serve Prometheus metrics over HTTP at\n"
+	"                         /metrics (numeric address; ':PORT' is 127.0.0.1)\n"
 	"  -b, --block-size N     cache block size 512..4096 (default: from CACHE;\n"
 	"                         4096 when formatting)\n"
 	"      --cache-io MODE    direct: O_DIRECT on a CACHE file (default);\n"
@@ -50,6 +58,9 @@ static const char serve_usage[] =
 	"  -h, --help             show this help\n"
 	CLI_TABLE_OPTS_HEADER
 	"\n"
+	"Under systemd (Type=notify) the server sends READY=1 once the cache is\n"
+	"recovered and listening, and STATUS= lines with the dirty blocks.\n"
+	"\n"
 	"Exit status: that of nbdkit (0 after a clean shutdown), 1 if nbdkit cannot be\n"
 	"run, 2 usage error.\n";
 
@@ -58,6 +69,9 @@ enum {
 	OPT_RUN,
 	OPT_PLUGIN,
 	OPT_CACHE_IO,
+	OPT_METRICS_FILE,
+	OPT_METRICS_INTERVAL,
+	OPT_METRICS_LISTEN,
 	OPT_TABLE = 0x200,	/* + index into wcache_options() */
 };
 
@@ -164,6 +178,9 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 		{ "block_size", required_argument, NULL, 'b' },
 		{ "format", required_argument, NULL, OPT_FORMAT },
 		{ "cache-io", required_argument, NULL, OPT_CACHE_IO },
+		{ "metrics-file", required_argument, NULL, OPT_METRICS_FILE },
+		{ "metrics-interval", required_argument, NULL, OPT_METRICS_INTERVAL },
+		{ "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, 'P' },
 		{ "run", required_argument, NULL, OPT_RUN },
@@ -179,6 +196,7 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 	const char *socket_path = NULL, *port = NULL, *control = NULL, *block_size = NULL;
 	const char *format = NULL, *pidfile = NULL, *run = NULL, *plugin_opt = NULL;
 	const char *cache_io = NULL;
+	const char *metrics_file = NULL, *metrics_interval = NULL, *metrics_listen = NULL;
 	const char *topt_val[CLI_MAX_TABLE_OPTS] = { 0 };
 	bool topt_set[CLI_MAX_TABLE_OPTS] = { 0 };
 	bool daemon = false, readonly = false, dry_run = false, verbose = cli_verbose;
@@ -224,6 +242,24 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 			if (cli_opt_cache_io(&self, optarg, &cfg.cache_buffered))
 				return CLI_EXIT_USAGE;
 			cache_io = optarg;
+			break;
+		case OPT_METRICS_FILE:
+			if (!*optarg)
+				return cli_usage_error(&self, "--metrics-file: empty path");
+			metrics_file = optarg;
+			break;
+		case OPT_METRICS_INTERVAL:
+			if (cli_opt_u64(&self, "--metrics-interval", optarg, 86400, &v))
+				return CLI_EXIT_USAGE;
+			if (!v)
+				return cli_usage_error(&self, "--metrics-interval: at least 1 second");
+			metrics_interval = optarg;
+			break;
+		case OPT_METRICS_LISTEN:
+			if (!strchr(optarg, ':'))
+				return cli_usage_error(&self, "--metrics-listen: '%s' is not ADDR:PORT",
+						       optarg);
+			metrics_listen = optarg;
 			break;
 		case 'd':
 			daemon = true;
@@ -308,6 +344,12 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 		arg_add(&a, "cache-io=%s", cache_io);
 	if (control)
 		arg_add(&a, "control=%s", control);
+	if (metrics_file)
+		arg_add(&a, "metrics-file=%s", metrics_file);
+	if (metrics_interval)
+		arg_add(&a, "metrics-interval=%s", metrics_interval);
+	if (metrics_listen)
+		arg_add(&a, "metrics-listen=%s", metrics_listen);
 	/* As listed in the help: options with a value, then flags. */
 	for (int flags = 0; flags < 2; flags++) {
 		for (i = 0; i < nr_opts; i++) {

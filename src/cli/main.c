@@ -145,6 +145,8 @@ static const struct cli_cmd cmds[] = {
 	{ "dump", cmd_dump, "print the superblock and the entries", dump_usage, 0 },
 	{ "status", cmd_status, "print block counts (offline, or --control for a server)",
 	  status_usage, 0 },
+	{ "info", cmd_info, "one-screen summary of a cache device (exit 0 clean, 1 dirty)", NULL,
+	  0 },
 	{ "export", cmd_export, "copy the logical device to a file, read-only", export_usage, 0 },
 	/* --start-sector is among flush's own options, with its -s. */
 	{ "flush", cmd_flush, "write all dirty blocks back to the origin", flush_usage,
@@ -154,6 +156,9 @@ static const struct cli_cmd cmds[] = {
 	{ "fuse", CMD_FUSE, "export ORIGIN CACHE as one file through FUSE", NULL, 0 },
 	{ "message", cmd_message, "send a message (flush, cleaner, ...) to a running server", NULL,
 	  0 },
+	{ "metrics", cmd_metrics, "print a running server's metrics (Prometheus text format)",
+	  NULL, 0 },
+	{ "top", cmd_top, "live view of a running server (dirty, rates, writeback)", NULL, 0 },
 };
 
 #define NR_CMDS (sizeof(cmds) / sizeof(cmds[0]))

@@ -419,6 +419,7 @@ static int open_cache(const struct wc_cfg *cfg, struct wc_dev *origin, struct wc
 	c->read_only = cfg->read_only;
 	c->cleaner = cfg->cleaner;
 	c->open_ns = wc_now_ns();
+	wc_metrics_init(c);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->meta_mutex, NULL);
 	for (int i = 0; i < WC_NR_STRIPES; i++)

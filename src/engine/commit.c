@@ -205,7 +205,7 @@ static int write_sb_region(struct wcache *c, uint64_t new_seq)
 
 int wc_commit(struct wcache *c, bool force)
 {
-	uint64_t called_at, num, new_seq = 0;
+	uint64_t called_at, num, new_seq = 0, t0;
 	bool bump, overwrote, wrote_meta;
 	int ret;
 
@@ -231,6 +231,7 @@ int wc_commit(struct wcache *c, bool force)
 		goto out;
 	}
 	num = ++c->commit_started;
+	t0 = wc_now_ns();
 	if (bump) {
 		new_seq = c->seq + 1;
 		c->seq = new_seq;	/* later entries belong to the next transaction */
@@ -250,7 +251,7 @@ int wc_commit(struct wcache *c, bool force)
 		ret = write_sb_region(c, new_seq);
 	if (!ret && atomic_exchange(&c->origin_dirty, false)) {
 		pthread_mutex_unlock(&c->lock);
-		ret = dev_flush(c->origin);
+		ret = wc_origin_io(c, dev_flush(c->origin));
 		pthread_mutex_lock(&c->lock);
 		if (ret)
 			atomic_store(&c->origin_dirty, true);
@@ -266,6 +267,12 @@ int wc_commit(struct wcache *c, bool force)
 	}
 	c->commit_done = num;
 	c->st.commits++;
+	{
+		uint64_t t1 = wc_now_ns();
+
+		wc_hist_observe(&c->h_commit_ns, t1 - t0);
+		atomic_store_explicit(&c->last_commit_ns, t1, memory_order_relaxed);
+	}
 	gc_old(c);
 	ret = wc_persist_and_release(c);
 out:

@@ -46,6 +46,18 @@
 #define WC_AGE_SHIFT	10	/* max_age regions of 1024 entries */
 #define WC_COMMIT_RING	256
 
+/*
+ * A histogram for monitoring, updated with relaxed atomics from any thread
+ * and never under a lock (metrics.c). count[nr] counts values above the
+ * last bound. Readers may see a sum a few observations off the counts.
+ */
+struct wc_hist_live {
+	const uint64_t *bound;		/* nr ascending upper bounds, static */
+	unsigned nr;
+	_Atomic uint64_t count[WC_HIST_MAX_BUCKETS + 1];
+	_Atomic uint64_t sum;
+};
+
 /* A write waiting for a free block (on its stack; see wait_for_space in io.c). */
 struct wc_space_waiter {
 	struct wc_space_waiter *next;
@@ -141,6 +153,11 @@ struct wcache {
 
 	struct wc_stats st;		/* lock: counters */
 	uint64_t open_ns;
+	/* Monitoring (metrics.c): atomics, no lock. */
+	struct wc_hist_live h_write_ns, h_commit_ns, h_run_blocks;
+	_Atomic uint64_t origin_errors;
+	_Atomic uint64_t wb_runs_in_flight;
+	_Atomic uint64_t last_commit_ns;	/* wc_now_ns() of the last commit; 0 none */
 
 	pthread_t wb_thread, svc_thread;
 	bool threads_started;
@@ -196,6 +213,17 @@ int wc_commit(struct wcache *c, bool force_sb);	/* takes meta_mutex and lock */
 int wc_persist_and_release(struct wcache *c);	/* meta_mutex + lock held; drops lock for I/O */
 int wc_sync_frees(struct wcache *c);		/* takes meta_mutex and lock */
 int wc_write_all_meta(struct wcache *c);		/* meta_mutex + lock held */
+
+/* metrics.c: no lock needed */
+void wc_metrics_init(struct wcache *c);
+void wc_hist_observe(struct wc_hist_live *h, uint64_t v);
+/* Count a failed origin I/O; returns ret. */
+static inline int wc_origin_io(struct wcache *c, int ret)
+{
+	if (ret < 0)
+		atomic_fetch_add_explicit(&c->origin_errors, 1, memory_order_relaxed);
+	return ret;
+}
 
 /* writeback.c */
 void *wc_wb_main(void *arg);

@@ -86,6 +86,8 @@ int wcache_read(struct wcache *c, void *vbuf, size_t len, uint64_t off)
 		struct wc_dev *d = segs[i].kind == SEG_CACHE ? c->cache : c->origin;
 
 		ret = dev_pread(d, segs[i].buf, segs[i].len, segs[i].dev_off);
+		if (segs[i].kind != SEG_CACHE)
+			wc_origin_io(c, ret);
 		if (ret)
 			wc_err(ret, "read from %s device failed: %s",
 			       segs[i].kind == SEG_CACHE ? "cache" : "origin", strerror(-ret));
@@ -333,7 +335,7 @@ static int write_segs(struct wcache *c, struct seg *segs, uint64_t nseg)
 
 			if (bytes > c->origin_bytes - off)
 				bytes = c->origin_bytes - off;
-			r = dev_pwrite(c->origin, s->buf, bytes, off);
+			r = wc_origin_io(c, dev_pwrite(c->origin, s->buf, bytes, off));
 			if (!r)
 				atomic_store(&c->origin_dirty, true);
 		} else {
@@ -477,7 +479,8 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 			c->st.writes_around++;
 			c->last_around_ns = wc_now_ns();
 			pthread_mutex_unlock(&c->lock);
-			ret = dev_pwrite(c->origin, src, len, (blk << c->bs_shift) + boff);
+			ret = wc_origin_io(c, dev_pwrite(c->origin, src, len,
+							 (blk << c->bs_shift) + boff));
 			if (!ret)
 				atomic_store(&c->origin_dirty, true);
 			break;
@@ -507,7 +510,7 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 			uint64_t n = c->origin_bytes - o < c->bs ? c->origin_bytes - o : c->bs;
 
 			memset(tmp, 0, c->bs);
-			ret = dev_pread(c->origin, tmp, n, o);
+			ret = wc_origin_io(c, dev_pread(c->origin, tmp, n, o));
 		}
 		if (!ret) {
 			memcpy(tmp + boff, src, len);
@@ -532,7 +535,8 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 	return ret;
 }
 
-int wcache_write(struct wcache *c, const void *vbuf, size_t len, uint64_t off, unsigned flags)
+static int write_impl(struct wcache *c, const void *vbuf, size_t len, uint64_t off,
+		      unsigned flags)
 {
 	const uint8_t *buf = vbuf;
 	uint64_t end = off + len;
@@ -578,6 +582,15 @@ fua:
 		pthread_mutex_unlock(&c->lock);
 		ret = wc_commit(c, false);
 	}
+	return ret;
+}
+
+int wcache_write(struct wcache *c, const void *buf, size_t len, uint64_t off, unsigned flags)
+{
+	uint64_t t0 = wc_now_ns();
+	int ret = write_impl(c, buf, len, off, flags);
+
+	wc_hist_observe(&c->h_write_ns, wc_now_ns() - t0);
 	return ret;
 }
 

@@ -92,6 +92,7 @@ static void run_end(struct wb_run *r, int err, const char *msg)
 	p->ended[p->nr_ended++] = (struct wb_ended){ r->it, r->n, err };
 	p->blocks_in_flight -= r->n;
 	p->runs_in_flight--;
+	atomic_fetch_sub_explicit(&p->c->wb_runs_in_flight, 1, memory_order_relaxed);
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 	free(r->buf);
@@ -102,6 +103,7 @@ static void run_write_done(struct wc_io *io, int result)
 {
 	struct wb_run *r = io->opaque;
 
+	wc_origin_io(r->p->c, result);
 	run_end(r, result, r->msg);
 }
 
@@ -328,7 +330,7 @@ static int reap_ended(struct wb_pipe *p, struct wb_item *done)
 	ret = err;
 	if (ok) {
 		/* Origin copies must be durable before the cache forgets the blocks. */
-		int r = dev_flush(c->origin);
+		int r = wc_origin_io(c, dev_flush(c->origin));
 
 		if (r) {
 			wc_err(r, "writeback: flushing the origin failed: %s", strerror(-r));
@@ -387,12 +389,15 @@ static int run_batch(struct wcache *c, struct wb_item *items, uint64_t n)
 			break;
 		p.blocks_in_flight += k;
 		p.runs_in_flight++;
+		/* Before the run starts: it may end (and count down) before run_start returns. */
+		atomic_fetch_add_explicit(&c->wb_runs_in_flight, 1, memory_order_relaxed);
 		pthread_mutex_unlock(&p.lock);
 		err = run_start(&p, items + i, k);
 		pthread_mutex_lock(&p.lock);
 		if (err) {
 			p.blocks_in_flight -= k;
 			p.runs_in_flight--;
+			atomic_fetch_sub_explicit(&c->wb_runs_in_flight, 1, memory_order_relaxed);
 			if (!p.err) {
 				p.err = err;
 				snprintf(p.msg, sizeof(p.msg), "out of memory");
@@ -400,6 +405,7 @@ static int run_batch(struct wcache *c, struct wb_item *items, uint64_t n)
 			break;
 		}
 		nr_runs++;
+		wc_hist_observe(&c->h_run_blocks, k);
 		i += k;
 	}
 	/* Blocks never started stay dirty. */

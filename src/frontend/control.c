@@ -27,6 +27,7 @@
 
 #include "wcache.h"
 #include "control.h"
+#include "metrics.h"
 
 #define CTL_MAX_CLIENTS 16
 #define CTL_STR_(x) #x
@@ -230,13 +231,53 @@ void wc_control_handle(struct wcache *wc, const char *req, char *reply, size_t l
 			snprintf(reply, len, WC_CTL_ERROR "%s", wcache_last_error());
 		else
 			snprintf(reply, len, WC_CTL_OK);
+	} else if (!strcmp(cmd, WC_CTL_METRICS)) {
+		/* The socket server answers it (multi-line); a one-line caller cannot. */
+		snprintf(reply, len, WC_CTL_ERROR "metrics %s", alen ? "takes no arguments" :
+			 "is answered on the control socket only (multi-line reply)");
 	} else if (!strcmp(cmd, WC_CTL_HELP)) {
-		snprintf(reply, len, "commands: status, table, stats [--json], message "
+		snprintf(reply, len, "commands: status, table, stats [--json], metrics, message "
 			 "flush|flush_on_suspend|cleaner|clear_stats");
 	} else {
 		snprintf(reply, len, WC_CTL_ERROR "unknown command '%s' (status, table, stats "
-			 "[--json], message MSG, help)", cmd);
+			 "[--json], metrics, message MSG, help)", cmd);
 	}
+}
+
+/* The one multi-line reply: metrics text, then the WC_CTL_METRICS_END line. */
+static bool is_metrics_request(const char *req)
+{
+	size_t n = strlen(WC_CTL_METRICS);
+
+	while (*req == ' ' || *req == '\t')
+		req++;
+	if (strncmp(req, WC_CTL_METRICS, n))
+		return false;
+	req += n;
+	while (*req == ' ' || *req == '\t')
+		req++;
+	return !*req;
+}
+
+static int send_metrics(struct wcache *wc, int fd)
+{
+	char *text = NULL;
+	int n = wc_metrics_text(wc, &text), ret;
+
+	if (n < 0)
+		return send_line(fd, WC_CTL_ERROR "metrics: out of memory");
+	ret = send_all(fd, text, (size_t)n);
+	free(text);
+	return ret ? ret : send_line(fd, WC_CTL_METRICS_END);
+}
+
+/* Answer one request line on fd. */
+static int answer(struct wc_control *ctl, int fd, const char *req, char *reply)
+{
+	if (is_metrics_request(req))
+		return send_metrics(ctl->wc, fd);
+	wc_control_handle(ctl->wc, req, reply, CTL_REPLY_BYTES);
+	return send_line(fd, reply);
 }
 
 /* ------------------------------------------------------------------ threads */
@@ -276,8 +317,7 @@ static int serve_lines(struct ctl_slot *slot, int fd, char *buf, size_t *have, c
 		*nl = '\0';
 		if (line && buf[line - 1] == '\r')
 			buf[line - 1] = '\0';
-		wc_control_handle(slot->ctl->wc, buf, reply, CTL_REPLY_BYTES);
-		ret = send_line(fd, reply);
+		ret = answer(slot->ctl, fd, buf, reply);
 		if (ret)
 			break;
 		*have -= line + 1;
@@ -364,8 +404,7 @@ static void *client_main(void *opaque)
 	} else if (have) {
 		/* Last request without a newline ("printf status | socat ..."). */
 		buf[have] = '\0';
-		wc_control_handle(ctl->wc, buf, reply, CTL_REPLY_BYTES);
-		send_line(fd, reply);
+		answer(ctl, fd, buf, reply);
 	}
 out:
 	free(reply);

@@ -6,13 +6,16 @@
  * and limits only; no code.
  *
  * A unix stream socket, mode 0600, answering its owner and root. Each
- * request and each reply is one '\n'-terminated line (a trailing '\r' and a
- * missing final newline are tolerated); a connection may carry any number of
- * requests, answered in order:
+ * request and each reply (but that to metrics) is one '\n'-terminated line
+ * (a trailing '\r' and a missing final newline are tolerated); a connection
+ * may carry any number of requests, answered in order:
  *   status           the 14-field dm status line
  *   table            the dm table line
  *   stats            counters as "name=value name=value ..." (decimal)
  *   stats --json     the same counters as one JSON object
+ *   metrics          the one multi-line reply: every metric in the Prometheus
+ *                    text format (src/frontend/metrics.c), then a line
+ *                    "# EOF" (a comment to Prometheus parsers)
  *   message MSG      flush | flush_on_suspend | cleaner | clear_stats;
  *                    the reply is "ok" once the message is done
  *   help             one line listing the requests
@@ -36,10 +39,12 @@
 #define WC_CTL_STATS_JSON	"--json"	/* the argument of stats */
 #define WC_CTL_MESSAGE		"message"
 #define WC_CTL_HELP		"help"
+#define WC_CTL_METRICS		"metrics"
 
 /* Replies. */
 #define WC_CTL_OK		"ok"		/* the reply to a message that was done */
 #define WC_CTL_ERROR		"error: "	/* prefix of every failure */
+#define WC_CTL_METRICS_END	"# EOF"		/* last line of the reply to metrics */
 
 /* Seconds without a complete request after which the server closes a client. */
 #define WC_CONTROL_IDLE_SEC	10

@@ -9,7 +9,9 @@
  * cache once to check everything (devices, lock, format, recovery) and closes
  * it again, and .after_fork opens it for real in the serving process. The
  * control socket is bound in .get_ready (errors reach the user's terminal)
- * and served from .after_fork. .cleanup commits and closes.
+ * and served from .after_fork, and so is the HTTP metrics socket. After
+ * the open in .after_fork systemd hears READY=1 (monitor.c). .cleanup
+ * commits and closes.
  */
 #define NBDKIT_API_VERSION 2
 #include <errno.h>
@@ -26,6 +28,7 @@
 
 #include "wcache.h"
 #include "control.h"
+#include "monitor.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
@@ -36,6 +39,8 @@
 static struct wc_cfg cfg;
 static char *table_arg;		/* table=..., exclusive with origin/cache/options */
 static char *control_path;
+static char *metrics_file, *metrics_listen;
+static unsigned metrics_interval_ms;
 static bool have_origin, have_cache, have_opts;
 static enum wc_format_mode format_mode = WC_FORMAT_AUTO;
 static bool cache_buffered;	/* cache-io=buffered (applies with table= too) */
@@ -44,6 +49,7 @@ static char rbd_extra[4096];
 
 static struct wcache *wc;	/* open in the serving process only */
 static struct wc_control *ctl;
+static struct wc_monitor *mon;
 static pid_t server_pid;	/* process that opened wc (after_fork) */
 
 static void log_to_nbdkit(enum wc_log_level level, const char *msg, void *opaque)
@@ -79,6 +85,8 @@ static void close_cache(void)
 
 	if (getpid() != server_pid)
 		return;		/* a forked copy: the server process owns these */
+	wc_monitor_stop(mon);	/* STOPPING=1 first: the commit may take a while */
+	mon = NULL;
 	wc_control_stop(ctl);
 	ctl = NULL;
 	if (wc) {
@@ -99,6 +107,8 @@ static void wcache_nbd_unload(void)
 	close_cache();
 	free(table_arg);
 	free(control_path);
+	free(metrics_file);
+	free(metrics_listen);
 }
 
 /*
@@ -265,6 +275,37 @@ static int wcache_nbd_config(const char *key, const char *value)
 		free(abs);
 		return ret;
 	}
+	if (!strcmp(key, "metrics-file")) {
+		char *abs;
+		int ret;
+
+		if (!*value) {
+			nbdkit_error("metrics-file: empty path");
+			return -1;
+		}
+		abs = nbdkit_absolute_path(value);
+		if (!abs)
+			return -1;
+		ret = replace_str(&metrics_file, key, abs);
+		free(abs);
+		return ret;
+	}
+	if (!strcmp(key, "metrics-listen"))
+		return replace_str(&metrics_listen, key, value);
+	if (!strcmp(key, "metrics-interval")) {
+		char *end;
+		unsigned long s;
+
+		errno = 0;
+		s = strtoul(value, &end, 10);
+		if (!*value || *end || errno || s < 1 || s > 86400) {
+			nbdkit_error("metrics-interval: '%s' is not a number of seconds 1..86400",
+				     value);
+			return -1;
+		}
+		metrics_interval_ms = (unsigned)s * 1000;
+		return 0;
+	}
 	if (!strcmp(key, "cache-io")) {
 		if (!strcmp(value, "direct")) {
 			cache_buffered = false;
@@ -360,6 +401,9 @@ static int wcache_nbd_config_complete(void)
 	"format=auto|yes|no   format a blank cache (auto), always (yes), never (no)\n" \
 	"control=<SOCKET>     unix control socket (status, table, stats, message)\n" \
 	"cache-io=direct|buffered  cache file I/O: O_DIRECT (default) or page cache\n" \
+	"metrics-file=<PATH>  rewrite Prometheus metrics there every interval (atomic)\n" \
+	"metrics-interval=<S> seconds between metrics file rewrites (default 10)\n" \
+	"metrics-listen=<ADDR:PORT>  serve /metrics over HTTP (e.g. 127.0.0.1:9477)\n" \
 	"table=<LINE>         instead of the above: \"s ORIGIN CACHE BS N [options]\"\n" \
 	"dm-writecache table options ('-' or '_' in the name):"
 
@@ -411,6 +455,17 @@ static int wcache_nbd_get_ready(void)
 		nbdkit_error("%s", err);
 		return -1;
 	}
+	/* Always: it also sends systemd READY=1 when NOTIFY_SOCKET is set. */
+	{
+		struct wc_monitor_cfg mc = { .metrics_file = metrics_file,
+					     .listen = metrics_listen,
+					     .interval_ms = metrics_interval_ms };
+
+		if (wc_monitor_prepare(&mc, &mon, err, sizeof(err)) < 0) {
+			nbdkit_error("%s", err);
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -427,6 +482,12 @@ static int wcache_nbd_after_fork(void)
 		nbdkit_error("%s", err);
 		return -1;
 	}
+	if (mon && wc_monitor_run(mon, wc, err, sizeof(err)) < 0) {
+		nbdkit_error("%s", err);
+		return -1;
+	}
+	/* Recovered, and nbdkit bound its sockets before calling us. */
+	wc_monitor_ready(mon);
 	nbdkit_debug("serving %s through cache %s, %" PRIu64 " bytes, block size %u",
 		     cfg.origin_path, cfg.cache_path, wcache_size(wc), wcache_block_size(wc));
 	return 0;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # What 'cmake --install' of the build tree gives a user: the wcache command,
-# the nbdkit plugin and both man pages, all under the install prefix.
+# the nbdkit plugin, both man pages, the systemd units with an example
+# configuration and the bash completion, all under the install prefix.
 #  1. DESTDIR=ROOT --prefix /usr (what a package does): the plugin lands in
 #     ROOT + nbdkit's own plugin directory (nbdkit --dump-config plugindir),
 #     i.e. a real install into /usr puts it where 'nbdkit wcache' finds it.
@@ -34,11 +35,18 @@ installed_files() {
 # --- 1. a package's install: DESTDIR + --prefix /usr ---
 run_rc 0 env DESTDIR="$TMPD/root" cmake --install "$BUILD_DIR" --prefix /usr
 installed_files root >root.txt
-for f in usr/bin/wcache "usr/share/man/man8/wcache.8" "usr/share/man/man1/nbdkit-wcache-plugin.1" \
-	"${plugindir#/}/$so"; do
+expected=(usr/bin/wcache "usr/share/man/man8/wcache.8" "usr/share/man/man1/nbdkit-wcache-plugin.1"
+	"${plugindir#/}/$so" "usr/lib/systemd/system/wcache@.service"
+	"usr/lib/systemd/system/wcache@.socket" usr/share/doc/wcache/wcache-example.conf
+	usr/share/bash-completion/completions/wcache)
+for f in "${expected[@]}"; do
 	grep -qxF "$f" root.txt || { cat root.txt >&2; fail "DESTDIR install lacks $f"; }
 done
-[[ $(wc -l <root.txt) = 4 ]] || { cat root.txt >&2; fail "DESTDIR install has unexpected files"; }
+[[ $(wc -l <root.txt) = "${#expected[@]}" ]] ||
+	{ cat root.txt >&2; fail "DESTDIR install has unexpected files"; }
+# The unit runs the wcache of this install.
+grep -q '^ExecStart=/usr/bin/wcache serve ' root/usr/lib/systemd/system/wcache@.service ||
+	fail "the installed unit does not run /usr/bin/wcache"
 
 # --- 2. --prefix PREFIX ---
 plugindir_cfg=$(sed -n 's/^WC_NBDKIT_PLUGINDIR:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt")

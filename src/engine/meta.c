@@ -87,7 +87,7 @@ int wc_sb_validate(const struct wc_sb *sb, uint32_t want_bs, uint64_t usable)
 	if (sb->n_blocks == 0)
 		return wc_err(-EINVAL, "superblock has n_blocks 0");
 	if (sb->seq_count >= WC_SEQ_LIMIT)
-		return wc_err(-EUCLEAN,
+		return wc_err(-EINVAL,
 			      "superblock seq_count %llu is impossible (at least 2^63; a cache "
 			      "committing a million times a second takes 290,000 years to get there): "
 			      "corrupt superblock; salvage the data with 'wcache export --force'",
@@ -295,7 +295,7 @@ int wc_meta_check_geometry(struct wc_dev *dev, uint64_t base, const struct wc_sb
 	/* A format with a larger block size gives exactly this n_blocks: block_size was changed. */
 	for (uint32_t bs = sb->block_size * 2; bs <= WC_MAX_BLOCK; bs *= 2)
 		if (wcache_compute_n_blocks(usable, bs) == sb->n_blocks)
-			return wc_err(-EUCLEAN,
+			return wc_err(-EINVAL,
 				      "superblock block_size %u does not fit the device: its n_blocks "
 				      "%llu is what a format with block size %u gives for these %llu "
 				      "bytes (corrupt block_size?)",
@@ -312,7 +312,7 @@ int wc_meta_check_geometry(struct wc_dev *dev, uint64_t base, const struct wc_sb
 	if (ret)
 		return ret;
 	if (looks_like_entries(&c))
-		return wc_err(-EUCLEAN,
+		return wc_err(-EINVAL,
 			      "superblock n_blocks %llu is too small: the entry table goes on past "
 			      "it (a format of this device gives %llu blocks; corrupt n_blocks?)",
 			      (unsigned long long)sb->n_blocks, (unsigned long long)fits);

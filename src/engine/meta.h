@@ -117,7 +117,8 @@ int wc_meta_read_sb(struct wc_dev *dev, uint64_t base, struct wc_sb *sb);
  * smaller than a format of the device gives means the device was grown
  * (*grown, the rest stays unused as in the kernel) - unless the entry table
  * visibly goes on past n_blocks, or n_blocks is exactly what a larger block
- * size gives: then n_blocks or block_size is corrupt (-EUCLEAN, message).
+ * size gives: then n_blocks or block_size is corrupt (-EINVAL, a bad
+ * superblock, with a message).
  */
 /*
  * For a blank superblock (magic and version 0): how many records after it

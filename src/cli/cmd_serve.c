@@ -19,7 +19,7 @@
 static const char serve_usage[] =
 	"Usage: wcache serve ORIGIN CACHE [--socket PATH | --port N] [--control PATH]\n"
 	"                    [--block-size N] [--format auto|yes|no] [--cache-io MODE]\n"
-	"                    [table options]\n"
+	"                    [--mode s|p] [table options]\n"
 	"                    [--daemon --pidfile FILE | --run CMD] [--readonly]\n"
 	"\n"
 	"Serve ORIGIN through the write-back cache CACHE over NBD: runs nbdkit(1) with\n"
@@ -38,6 +38,9 @@ static const char serve_usage[] =
 	"                         is an fdatasync; faster re-reads, RAM used twice)\n"
 	"      --format MODE      auto: format a blank CACHE (default); yes: always\n"
 	"                         (destroys its contents); no: never\n"
+	"  -m, --mode s|p         s: SSD mode (default); p: pmem mode, CACHE is mapped\n"
+	"                         (a DAX file, /dev/daxN.M, or any file) and written\n"
+	"                         with stores + cache-line flushes (libpmem2)\n"
 	"  -d, --daemon           fork into the background (use with --pidfile)\n"
 	"  -P, --pidfile FILE     write nbdkit's process id to FILE\n"
 	"      --run CMD          run CMD ($uri, $nbd, $unixsocket set), stop after it\n"
@@ -164,6 +167,7 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 		{ "block_size", required_argument, NULL, 'b' },
 		{ "format", required_argument, NULL, OPT_FORMAT },
 		{ "cache-io", required_argument, NULL, OPT_CACHE_IO },
+		{ "mode", required_argument, NULL, 'm' },
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, 'P' },
 		{ "run", required_argument, NULL, OPT_RUN },
@@ -178,7 +182,7 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 	const struct wc_opt_desc *d, *opts;
 	const char *socket_path = NULL, *port = NULL, *control = NULL, *block_size = NULL;
 	const char *format = NULL, *pidfile = NULL, *run = NULL, *plugin_opt = NULL;
-	const char *cache_io = NULL;
+	const char *cache_io = NULL, *mode = NULL;
 	const char *topt_val[CLI_MAX_TABLE_OPTS] = { 0 };
 	bool topt_set[CLI_MAX_TABLE_OPTS] = { 0 };
 	bool daemon = false, readonly = false, dry_run = false, verbose = cli_verbose;
@@ -196,7 +200,7 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 
 	opts = wcache_options(&nr_opts);
 	wcache_cfg_init(&cfg);
-	while ((c = cli_getopt(&self, argc, argv, ":U:p:c:b:dP:rnvh", lo)) != -1) {
+	while ((c = cli_getopt(&self, argc, argv, ":U:p:c:b:m:dP:rnvh", lo)) != -1) {
 		switch (c) {
 		case 'U':
 			socket_path = optarg;
@@ -224,6 +228,11 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 			if (cli_opt_cache_io(&self, optarg, &cfg.cache_buffered))
 				return CLI_EXIT_USAGE;
 			cache_io = optarg;
+			break;
+		case 'm':
+			if (cli_opt_mode(&self, optarg, &cfg))
+				return CLI_EXIT_USAGE;
+			mode = optarg;
 			break;
 		case 'd':
 			daemon = true;
@@ -300,6 +309,8 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 	arg_add(&a, "%s", find_plugin(plugin_opt, plugin_buf, sizeof(plugin_buf)));
 	arg_add(&a, "origin=%s", argv[optind]);
 	arg_add(&a, "cache=%s", argv[optind + 1]);
+	if (mode)
+		arg_add(&a, "mode=%s", mode);
 	if (block_size)
 		arg_add(&a, "block-size=%s", block_size);
 	if (format)

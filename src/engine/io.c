@@ -225,6 +225,18 @@ static bool wr_full(const struct wcache *c, uint32_t e)
 }
 
 /*
+ * May block e be overwritten in place? In pmem mode only while it belongs to
+ * the open transaction, as in the kernel: a store that is not yet flushed
+ * can tear at 8 bytes, so a committed block (or one whose commit is under
+ * way) is never written over; the write takes a new block and the old copy
+ * stays valid until the new one is committed. lock held.
+ */
+static bool inplace_ok(const struct wcache *c, uint32_t e)
+{
+	return c->cfg.mode != WC_MODE_PMEM || entry_seq(c->meta, e) == c->seq;
+}
+
+/*
  * Map as many of the nblk blocks as possible without waiting. lock held.
  * Returns the number of blocks mapped; *need_space when stopped for lack of space.
  */
@@ -239,7 +251,7 @@ static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const u
 		uint32_t e = wc_idx_lookup(&c->idx, sector_of(c, b));
 		struct seg *s = &segs[*nseg];
 
-		if (e != IDX_NONE && !(c->state[e] & ST_WB)) {
+		if (e != IDX_NONE && !(c->state[e] & ST_WB) && inplace_ok(c, e)) {
 			if (wr_full(c, e))
 				break;
 			if (committed(c, e)) {
@@ -252,7 +264,8 @@ static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const u
 			while (mapped + n < nblk && n < MAX_RUN_BLOCKS) {
 				uint32_t x = wc_idx_lookup(&c->idx, sector_of(c, b + n));
 
-				if (x != e + n || (c->state[x] & ST_WB) || wr_full(c, x))
+				if (x != e + n || (c->state[x] & ST_WB) || wr_full(c, x) ||
+				    !inplace_ok(c, x))
 					break;
 				if (committed(c, x))
 					c->overwrote = true;
@@ -263,6 +276,14 @@ static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const u
 		} else {
 			uint32_t f = IDX_NONE;
 			bool around_ok = e == IDX_NONE && !wc_old_may_have(c, sector_of(c, b));
+
+			/* pmem mode: a hit that must not be overwritten in place still counts. */
+			if (e != IDX_NONE && !(c->state[e] & ST_WB)) {
+				if (committed(c, e))
+					c->st.write_hits_committed++;
+				else
+					c->st.write_hits_uncommitted++;
+			}
 
 			if (!(c->cleaner && around_ok))
 				f = take_block(c, reserved);
@@ -429,7 +450,8 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 		}
 		e = wc_idx_lookup(&c->idx, sector_of(c, blk));
 		c->st.writes++;
-		if (e != IDX_NONE && !(c->state[e] & ST_WB) && !committed(c, e) && !wr_full(c, e)) {
+		if (e != IDX_NONE && !(c->state[e] & ST_WB) && !committed(c, e) && !wr_full(c, e) &&
+		    inplace_ok(c, e)) {
 			/* Uncommitted: invalid after a crash anyway, so write in place. */
 			c->st.write_hits_uncommitted++;
 			c->state[e] += ST_WR_ONE;

@@ -230,12 +230,14 @@ void wc_control_handle(struct wcache *wc, const char *req, char *reply, size_t l
 			snprintf(reply, len, WC_CTL_ERROR "%s", wcache_last_error());
 		else
 			snprintf(reply, len, WC_CTL_OK);
+	} else if (!strcmp(cmd, WC_CTL_PERSIST)) {
+		snprintf(reply, len, "%s", wcache_persistence(wc));
 	} else if (!strcmp(cmd, WC_CTL_HELP)) {
-		snprintf(reply, len, "commands: status, table, stats [--json], message "
+		snprintf(reply, len, "commands: status, table, stats [--json], persistence, message "
 			 "flush|flush_on_suspend|cleaner|clear_stats");
 	} else {
 		snprintf(reply, len, WC_CTL_ERROR "unknown command '%s' (status, table, stats "
-			 "[--json], message MSG, help)", cmd);
+			 "[--json], persistence, message MSG, help)", cmd);
 	}
 }
 

@@ -356,6 +356,7 @@ static int wcache_nbd_config_complete(void)
 	"conf= id= keyring=   for an rbd: origin: ceph.conf, client name, keyring\n" \
 	"force_unlock=1       for an rbd: origin: break a dead owner's image lock\n" \
 	"cache=<PATH>         (required) dm-writecache cache device\n" \
+	"mode=s|p             s: SSD mode (default); p: pmem mode (cache mapped, libpmem2)\n" \
 	"block-size=<N>       cache block size 512..4096 (default: from the cache, 4096 new)\n" \
 	"format=auto|yes|no   format a blank cache (auto), always (yes), never (no)\n" \
 	"control=<SOCKET>     unix control socket (status, table, stats, message)\n" \

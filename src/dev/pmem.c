@@ -50,8 +50,7 @@ static struct pmem_dev *to_pmem(struct wc_dev *dev)
 static __thread sigjmp_buf *guard_jmp;
 static __thread const uint8_t *guard_lo, *guard_hi;
 static struct sigaction old_bus;
-static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
-static int guard_err;
+static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void bus_handler(int sig, siginfo_t *si, void *uc)
 {
@@ -72,16 +71,29 @@ static void bus_handler(int sig, siginfo_t *si, void *uc)
 	signal(sig, SIG_DFL);	/* the faulting access runs again and kills us */
 }
 
-static void guard_install(void)
+/*
+ * Install the handler unless it is in place. Checked at every open, not
+ * once: a program (or a test framework) may have replaced it since; what
+ * it replaced is kept to pass foreign SIGBUS on.
+ */
+static int guard_install(void)
 {
-	struct sigaction sa;
+	struct sigaction sa, cur;
+	int ret = 0;
 
+	pthread_mutex_lock(&guard_lock);
+	if (sigaction(SIGBUS, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+	    cur.sa_sigaction == bus_handler)
+		goto out;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = bus_handler;
 	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGBUS, &sa, &old_bus) < 0)
-		guard_err = -errno;
+		ret = wc_err(-errno, "pmem: cannot install the SIGBUS handler: %s", strerror(errno));
+out:
+	pthread_mutex_unlock(&guard_lock);
+	return ret;
 }
 
 enum { G_READ, G_WRITE };
@@ -209,13 +221,13 @@ int dev_pmem_open(const char *path, unsigned flags, struct wc_dev **out)
 	struct stat st;
 	int ret, r;
 
-	pthread_once(&guard_once, guard_install);
-	if (guard_err)
-		return wc_err(guard_err, "pmem: cannot install the SIGBUS handler: %s",
-			      strerror(-guard_err));
+	ret = guard_install();
+	if (ret)
+		return ret;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return wc_err(-ENOMEM, "pmem: out of memory");
+	p->dev.priv = p;
 	p->rdonly = flags & DEV_RDONLY;
 	p->fd = open(path, (p->rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (p->fd < 0) {

@@ -5,6 +5,7 @@
  * c->lock dropped; see engine.h for the visibility and reuse rules.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -86,9 +87,13 @@ int wcache_read(struct wcache *c, void *vbuf, size_t len, uint64_t off)
 		struct wc_dev *d = segs[i].kind == SEG_CACHE ? c->cache : c->origin;
 
 		ret = dev_pread(d, segs[i].buf, segs[i].len, segs[i].dev_off);
-		if (ret)
+		if (ret) {
+			char why[256];	/* the device's own message (a memory error says so) */
+
+			snprintf(why, sizeof(why), "%s", wcache_last_error());
 			wc_err(ret, "read from %s device failed: %s",
-			       segs[i].kind == SEG_CACHE ? "cache" : "origin", strerror(-ret));
+			       segs[i].kind == SEG_CACHE ? "cache" : "origin", why);
+		}
 	}
 	pthread_mutex_lock(&c->lock);
 	wc_io_exit(c, ep);

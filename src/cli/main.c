@@ -150,9 +150,12 @@ static const struct cli_cmd cmds[] = {
 	{ "status", cmd_status, "print block counts (offline, or --control for a server)",
 	  status_usage, 0 },
 	{ "export", cmd_export, "copy the logical device to a file, read-only", export_usage, 0 },
-	/* --start-sector is among flush's own options, with its -s. */
+	/*
+	 * --start-sector is among flush's own options, with its -s; fua/nofua
+	 * belong to pmem mode, and an offline flush has no mode to choose.
+	 */
 	{ "flush", cmd_flush, "write all dirty blocks back to the origin", flush_usage,
-	  WC_SET_START_SECTOR },
+	  WC_SET_START_SECTOR | WC_SET_FUA | WC_SET_NOFUA },
 	/* usage NULL: the command prints its own --help. */
 	{ "serve", cmd_serve, "serve ORIGIN CACHE over NBD (nbdkit plugin)", NULL, 0 },
 	{ "fuse", CMD_FUSE, "export ORIGIN CACHE as one file through FUSE", NULL, 0 },

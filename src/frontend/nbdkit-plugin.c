@@ -152,7 +152,7 @@ static int replace_str(char **dst, const char *key, const char *value)
 static bool option_repeated(const char *key)
 {
 	static unsigned given;		/* WC_SET_* bits */
-	static bool block_size_given;
+	static bool block_size_given, mode_given;
 	const struct wc_opt_desc *opts;
 	char norm[32];
 	size_t i, nr;
@@ -160,6 +160,14 @@ static bool option_repeated(const char *key)
 	for (i = 0; i < sizeof(norm) - 1 && key[i]; i++)
 		norm[i] = key[i] == '-' ? '_' : key[i];
 	norm[i] = '\0';
+	if (!strcasecmp(norm, "mode")) {
+		if (mode_given) {
+			nbdkit_error("%s given more than once; give it once", key);
+			return true;
+		}
+		mode_given = true;
+		return false;
+	}
 	if (!strcasecmp(norm, "block_size")) {
 		if (block_size_given) {
 			nbdkit_error("%s given more than once; give it once", key);

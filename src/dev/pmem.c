@@ -34,7 +34,7 @@ struct pmem_dev {
 	struct pmem2_map *map;
 	uint8_t *base;
 	enum pmem2_granularity gran;
-	pmem2_memcpy_fn copy;	/* stores + flushes (or non-temporal stores), no drain */
+	pmem2_memcpy_fn copy;	/* stores + flushes (or non-temporal stores) + drain */
 	pmem2_drain_fn drain;
 	pmem2_persist_fn persist;
 };
@@ -125,7 +125,12 @@ static int guarded_copy(struct pmem_dev *p, int dir, void *buf, size_t len, uint
 	else if (p->gran == PMEM2_GRANULARITY_PAGE)
 		memcpy(m, buf, len);	/* page cache; flush does the msync */
 	else
-		p->copy(m, buf, len, PMEM2_F_MEM_NODRAIN);
+		/*
+		 * Flushed and drained here, on the writing thread: a fence orders
+		 * only its own CPU's flushes, and the flush that must cover this
+		 * write usually runs on another thread.
+		 */
+		p->copy(m, buf, len, 0);
 	guard_jmp = NULL;
 	return 0;
 }
@@ -148,9 +153,10 @@ static int pmem_pwrite(struct wc_dev *dev, const void *buf, size_t len, uint64_t
 
 /*
  * Every completed write is durable after this. Cache-line (or byte)
- * granularity: the writes flushed their lines already, the drain (a fence)
- * orders and completes them. Page granularity (not DAX): one msync of the
- * whole mapping, which writes back just the dirty pages.
+ * granularity: each write flushed and drained its own lines already (see
+ * guarded_copy); the drain here only orders this thread's stores. Page
+ * granularity (not DAX): one msync of the whole mapping, which writes back
+ * just the dirty pages.
  */
 static int pmem_flush(struct wc_dev *dev)
 {

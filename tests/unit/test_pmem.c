@@ -29,6 +29,19 @@
 
 static char tmpdir[256];
 
+/*
+ * ThreadSanitizer's runtime takes a SIGBUS inside its memcpy interceptor as
+ * fatal, before the program's handler can jump out of the copy: the SIGBUS
+ * -> EIO tests run in the plain and ASan builds only.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define NO_SIGBUS_RECOVERY 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define NO_SIGBUS_RECOVERY 1
+#endif
+#endif
+
 static void path_of(char *out, size_t len, const char *name)
 {
 	snprintf(out, len, "%s/%s", tmpdir, name);
@@ -114,6 +127,9 @@ static void test_dev_sigbus(void **state)
 	uint8_t buf[8192];
 
 	(void)state;
+#ifdef NO_SIGBUS_RECOVERY
+	skip();
+#endif
 	path_of(path, sizeof(path), "bus.img");
 	make_sized(path, 1 << 20, 0x5a);
 	assert_int_equal(dev_pmem_open(path, 0, &d), 0);
@@ -266,6 +282,9 @@ static void test_engine_sigbus_eio(void **state)
 	uint64_t n;
 
 	(void)state;
+#ifdef NO_SIGBUS_RECOVERY
+	skip();
+#endif
 	path_of(origin, sizeof(origin), "o2.img");
 	path_of(cache, sizeof(cache), "c2.img");
 	make_sized(origin, 4 << 20, 0x11);

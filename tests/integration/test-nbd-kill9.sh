@@ -42,6 +42,13 @@ for ((r = 1; r <= rounds; r++)); do
 	2) opts=(high_watermark=100 low_watermark=100 autocommit_time=3600000) ;;
 	3) opts=(high_watermark=5 low_watermark=0 writeback_jobs=16 "${pause[@]}") ;;
 	esac
+	# pmem mode, odd rounds: libpmem2's DAX code path (flushing copies, fences),
+	# forced on the tmpfs mapping as its own tests do.
+	if [[ $mode == p ]] && ((r % 2)); then
+		export PMEM2_FORCE_GRANULARITY=CACHE_LINE
+	else
+		unset PMEM2_FORCE_GRANULARITY
+	fi
 	srv_start "${args[@]}" "${opts[@]}"
 	"$KILL9" write "$URI" "$state" >"$TMPD/writer.log" 2>&1 &
 	writer=$!

@@ -180,6 +180,57 @@ static void test_foreign_sigbus_fatal(void **state)
 	assert_int_equal(WTERMSIG(st), SIGBUS);
 }
 
+/*
+ * The DAX code paths (libpmem2's flushing copy + drain per write, a fence per
+ * flush) on tmpfs: PMEM2_FORCE_GRANULARITY makes libpmem2 treat the mapping
+ * as cache-line (or byte) granular, which is how its own tests reach them
+ * without a DAX device. Nothing here is durable in the DAX sense; the copies,
+ * flushes and fault guard run as they would on DAX.
+ */
+static void test_forced_dax_paths(void **state)
+{
+	static const struct {
+		const char *gran, *text;
+	} g[] = { { "CACHE_LINE", "cache-line flush + fence" }, { "BYTE", "BYTE granularity" } };
+	char path[512];
+	uint8_t w[12345], r[12345];
+
+	(void)state;
+	path_of(path, sizeof(path), "forced.img");
+	for (size_t k = 0; k < 2; k++) {
+		struct wc_dev *d;
+		int fd;
+
+		make_sized(path, 1 << 20, 0);
+		setenv("PMEM2_FORCE_GRANULARITY", g[k].gran, 1);
+		assert_int_equal(dev_pmem_open(path, DEV_EXCL, &d), 0);
+		unsetenv("PMEM2_FORCE_GRANULARITY");
+		if (!strstr(d->persist, g[k].text))
+			fail_msg("%s: persistence '%s'", g[k].gran, d->persist);
+		for (size_t i = 0; i < sizeof(w); i++)
+			w[i] = (uint8_t)(i * 13 + k);
+		/* Small, unaligned and large (non-temporal) copies. */
+		assert_int_equal(dev_pwrite(d, w, 7, 3), 0);
+		assert_int_equal(dev_pwrite(d, w, sizeof(w), 70001), 0);
+		assert_int_equal(dev_flush(d), 0);
+		assert_int_equal(dev_pread(d, r, sizeof(r), 70001), 0);
+		assert_memory_equal(w, r, sizeof(w));
+		fd = open(path, O_RDONLY);
+		assert_true(fd >= 0);
+		assert_int_equal(pread(fd, r, 7, 3), 7);
+		close(fd);
+		assert_memory_equal(w, r, 7);
+#ifndef NO_SIGBUS_RECOVERY
+		/* A store past a truncation faults inside libpmem2's copy: EIO as well. */
+		truncate_to(path, 64 << 10);
+		assert_int_equal(dev_pwrite(d, w, sizeof(w), 500000), -EIO);
+		assert_int_equal(dev_pread(d, r, 100, 600000), -EIO);
+		assert_int_equal(dev_pwrite(d, w, 100, 0), 0);
+#endif
+		dev_close(d);
+	}
+}
+
 static struct wcache *open_p(const char *origin, const char *cache, const char *mode, int extra)
 {
 	struct wc_cfg cfg;
@@ -414,6 +465,7 @@ int main(void)
 		cmocka_unit_test(test_dev_roundtrip),
 		cmocka_unit_test(test_dev_sigbus),
 		cmocka_unit_test(test_foreign_sigbus_fatal),
+		cmocka_unit_test(test_forced_dax_paths),
 		cmocka_unit_test(test_engine_p_mode),
 		cmocka_unit_test(test_engine_sigbus_eio),
 		cmocka_unit_test(test_readbug_pattern),

@@ -441,8 +441,10 @@ run() {
 	if [[ -n "$pmem_spec" ]]; then
 		# FILE:OFF:SIZE (MiB). RAM from a shared file: guest stores land in it.
 		IFS=: read -r pf po ps <<<"$pmem_spec"
-		[[ -n "$pf" && "$po" =~ ^[0-9]+$ && "$ps" =~ ^[0-9]+$ ]] && ((po + ps <= mem)) ||
-			{ say "run: --pmem FILE:OFF:SIZE (MiB, inside --mem $mem)"; exit 2; }
+		if ! [[ -n "$pf" && "$po" =~ ^[0-9]+$ && "$ps" =~ ^[0-9]+$ ]] || ((po + ps > mem)); then
+			say "run: --pmem FILE:OFF:SIZE (MiB, inside --mem $mem)"
+			exit 2
+		fi
 		[[ -f "$pf" ]] || truncate -s "${mem}M" "$pf"
 		pmem_args=(-object "memory-backend-file,id=ram,size=${mem}M,share=on,mem-path=$(realpath "$pf")"
 			-machine memory-backend=ram)

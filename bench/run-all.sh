@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Run every benchmark (bench/0*.sh, then bench/profile.sh) and collect the
+# Run every benchmark (bench/NN-*.sh, then bench/profile.sh) and collect the
 # results: machine description, one RATIO line per benchmark (summary.txt),
 # tables, data files and gnuplot PNGs. The full run takes about 35 minutes and
 # copies the compact results (no raw fio output) to docs/bench/results/;
@@ -94,7 +94,7 @@ cat "$machine"
 # ---------------------------------------------------------------- run
 args=(--build "$build" --out "$out" --work "$work")
 ((quick)) && args+=(--quick)
-scripts=("$src"/0[1-9]-*.sh "$src/profile.sh")
+scripts=("$src"/[0-9][0-9]-*.sh "$src/profile.sh")
 failed=0 skipped=0
 start=$SECONDS
 for s in "${scripts[@]}"; do

@@ -47,8 +47,9 @@ enum {
 	WC_SET_CLEANER = 1u << 7,
 	WC_SET_PAUSE = 1u << 8,
 	WC_SET_METADATA_ONLY = 1u << 9,
-	WC_SET_FUA = 1u << 10,		/* pmem mode only; at most one of FUA/NOFUA is set */
-	WC_SET_NOFUA = 1u << 11,
+	WC_SET_ORDERED = 1u << 10,	/* wcache extension */
+	WC_SET_FUA = 1u << 11,		/* pmem mode only; at most one of FUA/NOFUA is set */
+	WC_SET_NOFUA = 1u << 12,
 };
 
 /*
@@ -86,6 +87,12 @@ struct wc_cfg {
 	uint32_t pause_writeback_ms;
 	bool cleaner;
 	bool metadata_only;		/* accepted for compatibility; every write is "metadata" to us */
+	/*
+	 * wcache extension: write back one commit's blocks (an epoch) at a time,
+	 * flushing the origin between epochs, so that the origin alone is always
+	 * the device as of some commit (plus part of the next). See docs/compat.md.
+	 */
+	bool ordered_writeback;
 	unsigned set_mask;		/* WC_SET_* */
 	enum wc_format_mode format;
 	bool read_only;			/* open for inspection: never writes either device */
@@ -127,6 +134,12 @@ struct wc_stats {
 	uint64_t n_blocks, free_blocks, writeback_blocks, dirty_blocks;
 	uint64_t commits, fua_writes, rmw_writes, writeback_runs, writeback_blocks_done;
 	uint64_t full_waits, full_wait_ns, seq_count;
+	/*
+	 * ordered_writeback: how far the origin is behind the device, in
+	 * commits and in milliseconds since the device moved past the origin's
+	 * state (0 and 0 when the origin is up to date, or without the option).
+	 */
+	uint64_t origin_lag_commits, origin_lag_ms;
 	int error;			/* sticky error, 0 or -errno */
 };
 

@@ -137,7 +137,7 @@ bool wc_old_may_have(const struct wcache *c, uint64_t sector)
 	return c->old.n && c->old_hash[old_bucket(sector)];
 }
 
-static void old_add(struct wcache *c, uint32_t e)
+void wc_old_add(struct wcache *c, uint32_t e)
 {
 	c->state[e] |= ST_OLD;
 	wc_elist_push(&c->old, e);
@@ -176,7 +176,7 @@ void wc_install_entry(struct wcache *c, uint32_t e, uint64_t blk)
 			 * That includes a copy of a transaction whose commit is in flight
 			 * (tagged below c->seq, not yet below disk_seq): it becomes valid.
 			 */
-			old_add(c, prev);
+			wc_old_add(c, prev);
 		} else {
 			wc_free_entry(c, prev);	/* uncommitted: invalid after a crash anyway */
 			c->nr_uncommitted -= c->nr_uncommitted > 0;

@@ -257,6 +257,7 @@ static int read_and_scan(struct wcache *c, const struct wc_sb *sb, struct recove
 	int ret;
 
 	wc_recover_begin(&c->idx, rep);
+	rep->keep_superseded = c->cfg.ordered_writeback;
 	pthread_mutex_init(&mr.lock, NULL);
 	pthread_cond_init(&mr.cond, NULL);
 	if (c->meta_bytes <= 2 * wc_meta_chunk ||
@@ -392,6 +393,10 @@ static int load(struct wcache *c, const struct wc_cfg *cfg)
 			c->nr_free++;
 		} else {
 			wc_region_install(c, (uint32_t)i);	/* as if written at open */
+			/* ordered_writeback keeps older epochs' copies: superseded, to write back. */
+			if (rep.keep_superseded && wc_idx_lookup(&c->idx, entry_sector(c->meta, i)) != i &&
+			    entry_seq(c->meta, i) < sb.seq_count)
+				wc_old_add(c, (uint32_t)i);
 		}
 	}
 	if (rep.changed && !cfg->read_only) {

@@ -159,6 +159,9 @@ static void gc_old(struct wcache *c)
 {
 	uint64_t i = 0;
 
+	/* ordered_writeback: each old copy is its epoch's, written back with it. */
+	if (c->cfg.ordered_writeback)
+		return;
 	while (i < c->old.n) {
 		uint32_t e = c->old.v[i];
 		uint32_t cur = wc_idx_lookup(&c->idx, entry_sector(c->meta, e));
@@ -233,7 +236,7 @@ int wc_commit(struct wcache *c, bool force)
 	 * pmem mode: in-place writes to blocks of the transaction being
 	 * committed (mapped before seq moved on) must end before the fence, or
 	 * the commit could make a half-stored block valid. Later ones cannot
-	 * touch these blocks (inplace_ok in io.c).
+	 * touch these blocks (in_place_ok in io.c).
 	 */
 	if (bump && c->cfg.mode == WC_MODE_PMEM)
 		io_grace(c);
@@ -257,8 +260,11 @@ int wc_commit(struct wcache *c, bool force)
 		wc_set_error(c, ret, "commit");
 		goto out;
 	}
-	if (bump)
+	if (bump) {
 		c->disk_seq = new_seq;
+		c->commit_seq[new_seq % WC_COMMIT_RING] = new_seq;
+		c->commit_ns[new_seq % WC_COMMIT_RING] = wc_now_ns();
+	}
 	c->commit_done = num;
 	c->st.commits++;
 	gc_old(c);

@@ -44,6 +44,7 @@
 #define WC_NR_STRIPES	64
 #define WC_OLD_BUCKETS	1024
 #define WC_AGE_SHIFT	10	/* max_age regions of 1024 entries */
+#define WC_COMMIT_RING	256
 
 /* A write waiting for a free block (on its stack; see wait_for_space in io.c). */
 struct wc_space_waiter {
@@ -118,6 +119,8 @@ struct wcache {
 	uint64_t io_count[2];		/* lock: reads/in-place writes in flight per epoch */
 	uint64_t grace_waiters;		/* lock: threads in io_grace() */
 
+	/* lock: when recent commits made seq s durable, at [s % WC_COMMIT_RING] (origin lag) */
+	uint64_t commit_seq[WC_COMMIT_RING], commit_ns[WC_COMMIT_RING];
 	uint64_t commit_started;	/* lock */
 	uint64_t commit_done;		/* lock: number of the last finished commit */
 
@@ -177,6 +180,7 @@ void wc_unreserve_block(struct wcache *c, uint32_t e);
 /* Hand free blocks to waiting writes, oldest first, and wake them. */
 void wc_grant_waiters(struct wcache *c);	/* never installed: back to free */
 void wc_install_entry(struct wcache *c, uint32_t e, uint64_t blk);
+void wc_old_add(struct wcache *c, uint32_t e);		/* e is superseded, still needed */
 void wc_old_remove(struct wcache *c, uint32_t e);
 void wc_old_forget(struct wcache *c, uint32_t e);	/* counters only: caller unlinked e */
 /* max_age regions: e was installed now (or found valid at recovery); is e's region older than min_age s? */

@@ -230,15 +230,30 @@ static bool wr_full(const struct wcache *c, uint32_t e)
 }
 
 /*
- * May block e be overwritten in place? In pmem mode only while it belongs to
- * the open transaction, as in the kernel: a store that is not yet flushed
- * can tear at 8 bytes, so a committed block (or one whose commit is under
- * way) is never written over; the write takes a new block and the old copy
- * stays valid until the new one is committed. lock held.
+ * May a write to cached block e overwrite it in place? Always in the
+ * kernel's SSD mode. Otherwise only a block of the open transaction: a
+ * committed block (or one whose commit is in flight) takes a new block, and
+ * the old copy stays valid until the new one is committed. pmem mode (as in
+ * the kernel): a store that is not yet flushed can tear at 8 bytes, so a
+ * committed block is never written over. ordered_writeback: a committed
+ * block is its epoch's copy, which must reach the origin with that epoch.
+ * lock held.
  */
-static bool inplace_ok(const struct wcache *c, uint32_t e)
+static bool in_place_ok(const struct wcache *c, uint32_t e)
 {
-	return c->cfg.mode != WC_MODE_PMEM || entry_seq(c->meta, e) == c->seq;
+	return (!c->cfg.ordered_writeback && c->cfg.mode != WC_MODE_PMEM) ||
+	       entry_seq(c->meta, e) == c->seq;
+}
+
+/*
+ * May a write to an uncached sector go around the cache to the origin?
+ * Not while an older copy is cached (it could shadow the write), and never
+ * with ordered_writeback: it would reach the origin before the epochs
+ * still in the cache. lock held.
+ */
+static bool around_allowed(const struct wcache *c, uint64_t sector)
+{
+	return !c->cfg.ordered_writeback && !wc_old_may_have(c, sector);
 }
 
 /*
@@ -256,7 +271,7 @@ static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const u
 		uint32_t e = wc_idx_lookup(&c->idx, sector_of(c, b));
 		struct seg *s = &segs[*nseg];
 
-		if (e != IDX_NONE && !(c->state[e] & ST_WB) && inplace_ok(c, e)) {
+		if (e != IDX_NONE && !(c->state[e] & ST_WB) && in_place_ok(c, e)) {
 			if (wr_full(c, e))
 				break;
 			if (committed(c, e)) {
@@ -270,7 +285,7 @@ static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const u
 				uint32_t x = wc_idx_lookup(&c->idx, sector_of(c, b + n));
 
 				if (x != e + n || (c->state[x] & ST_WB) || wr_full(c, x) ||
-				    !inplace_ok(c, x))
+				    !in_place_ok(c, x))
 					break;
 				if (committed(c, x))
 					c->overwrote = true;
@@ -280,7 +295,7 @@ static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const u
 			*s = (struct seg){ SEG_INPLACE, e, b, n, 0, 0, (uint8_t *)buf + (mapped << c->bs_shift) };
 		} else {
 			uint32_t f = IDX_NONE;
-			bool around_ok = e == IDX_NONE && !wc_old_may_have(c, sector_of(c, b));
+			bool around_ok = e == IDX_NONE && around_allowed(c, sector_of(c, b));
 
 			/* pmem mode: a hit that must not be overwritten in place still counts. */
 			if (e != IDX_NONE && !(c->state[e] & ST_WB)) {
@@ -300,7 +315,7 @@ static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const u
 			if (f == IDX_NONE) {
 				while (mapped + n < nblk && n < MAX_RUN_BLOCKS &&
 				       wc_idx_lookup(&c->idx, sector_of(c, b + n)) == IDX_NONE &&
-				       !wc_old_may_have(c, sector_of(c, b + n)))
+				       around_allowed(c, sector_of(c, b + n)))
 					n++;
 				*s = (struct seg){ SEG_AROUND, 0, b, n, 0, 0,
 						   (uint8_t *)buf + (mapped << c->bs_shift) };
@@ -456,7 +471,7 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 		e = wc_idx_lookup(&c->idx, sector_of(c, blk));
 		c->st.writes++;
 		if (e != IDX_NONE && !(c->state[e] & ST_WB) && !committed(c, e) && !wr_full(c, e) &&
-		    inplace_ok(c, e)) {
+		    in_place_ok(c, e)) {
 			/* Uncommitted: invalid after a crash anyway, so write in place. */
 			c->st.write_hits_uncommitted++;
 			c->state[e] += ST_WR_ONE;
@@ -472,7 +487,7 @@ static int write_partial(struct wcache *c, const uint8_t *src, uint64_t blk, uin
 			pthread_mutex_unlock(&c->lock);
 			break;
 		}
-		around_ok = e == IDX_NONE && !wc_old_may_have(c, sector_of(c, blk));
+		around_ok = e == IDX_NONE && around_allowed(c, sector_of(c, blk));
 		f = IDX_NONE;
 		if (!(c->cleaner && around_ok))
 			f = take_block(c, &reserved);
@@ -631,6 +646,17 @@ int wcache_discard(struct wcache *c, uint64_t len, uint64_t off, unsigned flags)
 	ret = check_range(c, len, off, "discard");
 	if (ret || !len)
 		return ret;
+	/*
+	 * ordered_writeback: freeing a block of an older epoch, or discarding
+	 * on the origin now, would change the origin out of epoch order. A
+	 * discard may leave the data as it is, so it does.
+	 */
+	if (c->cfg.ordered_writeback) {
+		pthread_mutex_lock(&c->lock);
+		c->st.discards += ((off + len + c->bs - 1) >> c->bs_shift) - (off >> c->bs_shift);
+		pthread_mutex_unlock(&c->lock);
+		return (flags & WC_FUA) ? wc_commit(c, false) : 0;
+	}
 	/* Only whole blocks leave the cache; partial edges keep their data. */
 	first = (off + c->bs - 1) >> c->bs_shift;
 	end_blk = (off + len) >> c->bs_shift;

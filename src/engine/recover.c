@@ -71,6 +71,11 @@ void wc_recover_range(uint8_t *meta, const struct wc_sb *sb, uint64_t origin_sec
 			r->dup_seq = seq;
 		}
 		r->nr_superseded++;
+		if (r->keep_superseded) {
+			if (entry_seq(meta, other) < seq)
+				wc_idx_replace(ix, other, (uint32_t)i);
+			continue;
+		}
 		r->changed = true;
 		if (entry_seq(meta, other) > seq) {
 			entry_set(meta, i, sector, WC_SEQ_FREE);

@@ -23,6 +23,11 @@ struct recover_report {
 	uint64_t dup_idx, dup_other, dup_sector, dup_seq;	/* first equal-seq duplicate */
 	uint64_t past_idx, past_sector;				/* first past-origin entry */
 	bool changed;			/* meta was modified: must be rewritten */
+	/*
+	 * Set after wc_recover_begin (ordered_writeback): superseded entries
+	 * stay in meta as they are, only the newest copy of a sector is indexed.
+	 */
+	bool keep_superseded;
 };
 
 /*

@@ -9,6 +9,30 @@
 #include "engine.h"
 #include "table.h"
 
+/*
+ * ordered_writeback: the origin holds the device as of the commit before
+ * the oldest epoch still in the cache. lock held; O(n_blocks).
+ */
+static void origin_lag(struct wcache *c, struct wc_stats *st)
+{
+	uint64_t oldest = WC_SEQ_FREE, s, now = wc_now_ns();
+
+	for (uint64_t e = 0; e < c->n_blocks; e++) {
+		s = entry_seq(c->meta, e);
+		if (s < oldest && s < c->disk_seq && !(c->state[e] & (ST_PEND | ST_RSVD)))
+			oldest = s;
+	}
+	if (oldest == WC_SEQ_FREE)
+		return;
+	st->origin_lag_commits = c->disk_seq - oldest;
+	/* Since the commit that made the oldest epoch durable (or since open). */
+	s = oldest + 1;
+	if (c->commit_seq[s % WC_COMMIT_RING] == s)
+		st->origin_lag_ms = (now - c->commit_ns[s % WC_COMMIT_RING]) / 1000000;
+	else
+		st->origin_lag_ms = (now - c->open_ns) / 1000000;
+}
+
 void wcache_get_stats(struct wcache *c, struct wc_stats *st)
 {
 	pthread_mutex_lock(&c->lock);
@@ -18,6 +42,9 @@ void wcache_get_stats(struct wcache *c, struct wc_stats *st)
 	st->writeback_blocks = c->nr_wb;
 	st->dirty_blocks = c->n_blocks - st->free_blocks;
 	st->seq_count = c->disk_seq;
+	st->origin_lag_commits = st->origin_lag_ms = 0;
+	if (c->cfg.ordered_writeback)
+		origin_lag(c, st);
 	st->error = wc_get_error(c);
 	if (!st->error)
 		st->error = c->wb_error;

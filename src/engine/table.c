@@ -54,6 +54,9 @@ static const struct wc_opt_desc opts[] = {
 	{ "pause_writeback", true, WC_MAX_PAUSE_MS, "MS",
 	  "pause writeback MS after application writes (default " STR(WC_DEFAULT_PAUSE_MS) ")",
 	  WC_SET_PAUSE },
+	{ "ordered_writeback", false, 0, NULL,
+	  "wcache extension: write back commit by commit, so the origin alone is always "
+	  "a past state of the device", WC_SET_ORDERED },
 };
 
 #define NR_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -194,6 +197,9 @@ static void opt_store(struct wc_cfg *cfg, const struct wc_opt_desc *d, uint64_t 
 		/* One replaces the other; clearing either goes back to the mode's default. */
 		cfg->set_mask &= ~(unsigned)(WC_SET_FUA | WC_SET_NOFUA);
 		cfg->fua = v ? d->set_bit == WC_SET_FUA : cfg->mode == WC_MODE_PMEM;
+		break;
+	case WC_SET_ORDERED:
+		cfg->ordered_writeback = v != 0;
 		break;
 	}
 	if (!d->has_value && !v)

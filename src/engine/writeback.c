@@ -220,6 +220,48 @@ static uint64_t select_batch(struct wcache *c, struct wb_item *items, uint64_t m
 	return n;
 }
 
+/* May entry e (an installed copy, current or superseded) be written back now? lock held. */
+static bool epoch_candidate(const struct wcache *c, uint64_t e)
+{
+	uint64_t seq = entry_seq(c->meta, e);
+
+	return !(c->state[e] & ~ST_OLD) && seq != WC_SEQ_FREE && seq < c->disk_seq;
+}
+
+/*
+ * ordered_writeback: up to max blocks of the oldest epoch in the cache (the
+ * lowest seq tag; superseded copies included, each is its epoch's), so the
+ * origin moves from one commit to the next. Batches run one after another
+ * and each ends with an origin flush, so an epoch is on the origin before
+ * the next one starts. With min_age, only if the epoch has an old enough
+ * block. lock held.
+ */
+static uint64_t select_epoch(struct wcache *c, struct wb_item *items, uint64_t max,
+			     uint32_t min_age)
+{
+	uint64_t oldest = WC_SEQ_FREE, n = 0;
+	uint32_t now = wc_now_age(c);
+	bool aged = !min_age;
+
+	for (uint64_t e = 0; e < c->n_blocks; e++)
+		if (epoch_candidate(c, e) && entry_seq(c->meta, e) < oldest)
+			oldest = entry_seq(c->meta, e);
+	if (oldest == WC_SEQ_FREE)
+		return 0;
+	for (uint64_t e = 0; e < c->n_blocks && n < max; e++) {
+		if (!epoch_candidate(c, e) || entry_seq(c->meta, e) != oldest)
+			continue;
+		aged = aged || wc_region_older_than(c, (uint32_t)e, now, min_age);
+		items[n++] = (struct wb_item){ entry_sector(c->meta, e) / c->bs_sect, (uint32_t)e };
+	}
+	if (!aged)
+		return 0;
+	for (uint64_t i = 0; i < n; i++)
+		c->state[items[i].e] |= ST_WB;
+	c->nr_wb += n;
+	return n;
+}
+
 static void finish_batch(struct wcache *c, struct wb_item *items, uint64_t n, int err)
 {
 	pthread_mutex_lock(&c->meta_mutex);
@@ -458,7 +500,8 @@ void *wc_wb_main(void *arg)
 		}
 		if (c->cfg.writeback_jobs && c->cfg.writeback_jobs < max)
 			max = c->cfg.writeback_jobs;
-		n = select_batch(c, items, max, min_age);
+		n = c->cfg.ordered_writeback ? select_epoch(c, items, max, min_age)
+					     : select_batch(c, items, max, min_age);
 		if (!n) {
 			if (c->txn_dirty && (c->wb_all_waiters || c->cleaner || active)) {
 				pthread_mutex_unlock(&c->lock);

@@ -146,7 +146,7 @@ static void format_stats(struct wcache *wc, bool json, char *reply, size_t len)
 		F(writes_blocked_on_freelist), F(flushes), F(discards), F(n_blocks),
 		F(free_blocks), F(writeback_blocks), F(dirty_blocks), F(commits), F(fua_writes),
 		F(rmw_writes), F(writeback_runs), F(writeback_blocks_done), F(full_waits),
-		F(full_wait_ns), F(seq_count),
+		F(full_wait_ns), F(seq_count), F(origin_lag_commits), F(origin_lag_ms),
 #undef F
 	};
 

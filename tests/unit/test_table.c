@@ -41,6 +41,7 @@ static const struct opt_case cases[] = {
 	{ "cleaner", FIELD(cleaner), false, 1, WC_SET_CLEANER },
 	{ "metadata_only", FIELD(metadata_only), false, 1, WC_SET_METADATA_ONLY },
 	{ "pause_writeback", FIELD(pause_writeback_ms), true, 60000, WC_SET_PAUSE },
+	{ "ordered_writeback", FIELD(ordered_writeback), false, 0, WC_SET_ORDERED },
 };
 
 #define NR_CASES (sizeof(cases) / sizeof(cases[0]))

@@ -25,10 +25,19 @@ else
 	rounds=${BENCH_ROUNDS:-5} runtime=${BENCH_RUNTIME:-5s}
 fi
 base=/dev/shm
-[[ -d $base && -w $base ]] || die "no writable /dev/shm (tmpfs)"
+[[ -d $base && -w $base ]] || { echo "$BENCH_NAME: SKIP: no writable /dev/shm (tmpfs)" >&2; exit 77; }
 fs=$(fstype "$base")
 d=$(mktemp -d "$base/wcache-bench-pmem.XXXXXX")
 BENCH_SCRATCH+=("$d")
+# A build without libpmem2 has no pmem mode.
+truncate -s 1M "$d/probe-o.img" "$d/probe-c.img"
+if ! "$WCACHE" serve --mode p "$d/probe-o.img" "$d/probe-c.img" --run true >"$d/probe.log" 2>&1; then
+	grep -q 'not supported by this build' "$d/probe.log" &&
+		{ echo "$BENCH_NAME: SKIP: this build has no pmem mode (libpmem2)" >&2; exit 77; }
+	cat "$d/probe.log" >&2
+	die "wcache serve --mode p does not start"
+fi
+rm -f "$d"/probe-*
 
 say "$fs ($base): two ${cache_size} caches, two ${origin_size} origins, nbdkit memory ${origin_size}"
 for m in s p; do

@@ -23,6 +23,7 @@ mode=${WC_KILL9_MODE:-s}
 cache=$TMPD/cache.img
 pause=(pause_writeback=0)
 if [[ $mode == p ]]; then
+	requires_pmem
 	[[ -d /dev/shm && -w /dev/shm ]] || skip "pmem mode: no writable /dev/shm"
 	shm=$(mktemp -d /dev/shm/wcache-kill9.XXXXXX)
 	cleanup_fn rm -rf "$shm"

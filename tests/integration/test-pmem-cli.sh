@@ -10,6 +10,7 @@ source "$(dirname "$0")/functions.sh"
 requires nbdkit qemu-io nbdcopy python3 jq
 requires_wcache
 tmpdir
+requires_pmem
 source "$(dirname "$0")/nbd-functions.sh"
 
 truncate -s 32M origin.img
@@ -19,9 +20,6 @@ run_rc 2 "$WCACHE" format --mode x cache.img
 err_has "--mode: 'x' is not s \(SSD\) or p \(pmem\)"
 
 srv_start origin="$TMPD/origin.img" cache="$TMPD/cache.img" mode=p control="$TMPD/ctl"
-if grep -q 'not supported by this build' "$TMPD/srv.log"; then
-	skip "this build has no pmem mode (libpmem2)"
-fi
 run_rc 0 qemu-io -f raw "$URI" -c "write -P 0xa1 0 1M" -c "write -P 0xb2 4M 64k" -c flush \
 	-c "write -P 0xc3 4096 4096" -c "write -P 0xd4 8M 512" -c flush
 run_rc 0 "$WCACHE" status --control "$TMPD/ctl"

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * wcache public API: a crash-consistent write-back block cache whose cache
- * device is byte-compatible with Linux dm-writecache (SSD mode).
+ * device is byte-compatible with Linux dm-writecache (SSD and pmem mode).
  * Frontends (CLI, nbdkit plugin, FUSE) include only this header.
  *
  * All functions returning int return >= 0 on success and -errno on failure;
@@ -28,6 +28,7 @@ struct wcache;
 #define WC_DEFAULT_LOW_WATERMARK	45
 #define WC_DEFAULT_WRITEBACK_JOBS	65536
 #define WC_DEFAULT_AUTOCOMMIT_BLOCKS	65536
+#define WC_DEFAULT_AUTOCOMMIT_BLOCKS_PMEM	64	/* the kernel's pmem-mode default */
 #define WC_DEFAULT_AUTOCOMMIT_MS	1000
 #define WC_DEFAULT_PAUSE_MS		3000
 #define WC_MAX_AUTOCOMMIT_MS		3600000u
@@ -47,6 +48,19 @@ enum {
 	WC_SET_PAUSE = 1u << 8,
 	WC_SET_METADATA_ONLY = 1u << 9,
 	WC_SET_ORDERED = 1u << 10,	/* wcache extension */
+	WC_SET_FUA = 1u << 11,		/* pmem mode only; at most one of FUA/NOFUA is set */
+	WC_SET_NOFUA = 1u << 12,
+};
+
+/*
+ * The table's first argument. SSD mode does block I/O on the cache device;
+ * pmem mode maps it (a DAX file or device, or any regular file) and writes
+ * with stores made persistent by cache-line flushes and fences (libpmem2).
+ * The on-disk layout is the same.
+ */
+enum wc_mode {
+	WC_MODE_SSD = 0,	/* "s" */
+	WC_MODE_PMEM,		/* "p" */
 };
 
 enum wc_format_mode {
@@ -97,6 +111,19 @@ struct wc_cfg {
 	 * when RAM is plentiful, at the cost of a second copy of hot blocks in RAM.
 	 */
 	bool cache_buffered;
+	/*
+	 * Set with wcache_cfg_set(cfg, "mode", "p") or a table line, which also
+	 * switch the mode's defaults (autocommit_blocks 64 and fua in pmem mode)
+	 * for options not given explicitly.
+	 */
+	enum wc_mode mode;
+	/*
+	 * pmem mode: the kernel's fua/nofua (default fua). The kernel writes back
+	 * with FUA writes instead of a flush after the batch; wcache always
+	 * flushes the origin after a batch, which is equally durable, so the flag
+	 * is accepted and shown in the table line but changes nothing.
+	 */
+	bool fua;
 };
 
 /* Counters (status fields 5..14) and extras. */
@@ -120,13 +147,16 @@ struct wc_stats {
 WC_API void wcache_cfg_init(struct wc_cfg *cfg);
 
 /*
- * Parse a dm-style table: "s ORIGIN CACHE BLOCK_SIZE N [opts...]"
+ * Parse a dm-style table: "s|p ORIGIN CACHE BLOCK_SIZE N [opts...]"
  * (a leading "START LEN writecache" is accepted and ignored).
  * Returns 0 or -EINVAL with the reason in wcache_last_error().
  */
 WC_API int wcache_cfg_parse_table(struct wc_cfg *cfg, const char *table);
 
-/* Parse one option by name ("high_watermark", "cleaner", ...); value may be NULL for flags. */
+/*
+ * Parse one option by name ("high_watermark", "cleaner", ...); value may be
+ * NULL for flags. "mode" takes "s" or "p" (and sets that mode's defaults).
+ */
 WC_API int wcache_cfg_set(struct wc_cfg *cfg, const char *name, const char *value);
 
 /* Check ranges and relations (high >= low etc). Returns 0 or -EINVAL. */
@@ -153,7 +183,7 @@ struct wc_opt_desc {
 
 /*
  * The table options wcache accepts, in the kernel's table order (fua and
- * nofua, valid in pmem mode only, are not among them: they are refused).
+ * nofua are valid in pmem mode only; validation refuses them in SSD mode).
  * Sets *nr to their number. The array is static and constant. Thread-safe.
  */
 WC_API const struct wc_opt_desc *wcache_options(size_t *nr);
@@ -203,6 +233,15 @@ WC_API int wcache_status(struct wcache *wc, char *buf, size_t len);
 
 /* The table line ("s origin cache bs n opts..."). Returns length or -errno. */
 WC_API int wcache_table(struct wcache *wc, char *buf, size_t len);
+
+/*
+ * How writes to the cache device become durable, for status output: in
+ * pmem mode the path libpmem2 chose ("pmem: cache-line flush + fence
+ * (CACHE_LINE granularity)", "pmem: msync (PAGE granularity; not DAX)" ...),
+ * in SSD mode the backend's ("fdatasync" ...). Never NULL; static for the
+ * life of wc.
+ */
+WC_API const char *wcache_persistence(struct wcache *wc);
 
 /* Stats snapshot. */
 WC_API void wcache_get_stats(struct wcache *wc, struct wc_stats *st);

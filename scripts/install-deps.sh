@@ -12,6 +12,8 @@ PACKAGES=(
 	build-essential cmake pkg-config libcmocka-dev
 	nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin python3-libnbd
 	liburing-dev libfuse3-dev fuse3
+	# pmem mode's cache device (src/dev/pmem.c)
+	libpmem2-dev
 	fio qemu-utils e2fsprogs zstd jq python3 gnuplot-nox
 	# clang compile step of scripts/test.sh; AFL++ for scripts/fuzz.sh and the fuzz label
 	clang afl++

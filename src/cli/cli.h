@@ -158,6 +158,8 @@ void cli_table_help(FILE *f, unsigned skip);
 int cli_opt_start_sector(const struct cli_cmd *cmd, const char *s, uint64_t *out);
 int cli_opt_block_size(const struct cli_cmd *cmd, const char *s, uint32_t *out);
 int cli_opt_cache_io(const struct cli_cmd *cmd, const char *s, bool *buffered);
+/* --mode s|p: sets cfg's mode and that mode's defaults (wcache_cfg_set "mode"). */
+int cli_opt_mode(const struct cli_cmd *cmd, const char *s, struct wc_cfg *cfg);
 
 /* ---------------- progress (progress.c) ---------------- */
 

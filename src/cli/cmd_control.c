@@ -265,7 +265,8 @@ static bool is_renamed_or_first(const char *name)
 }
 
 /* Offline order first (total, free, dirty, seq_count), then writeback and the rest. */
-static void print_status(const struct stat_field *f, int n, bool json, bool one_line)
+static void print_status(const struct stat_field *f, int n, bool json, bool one_line,
+			 const char *persist)
 {
 	static const char *const first[] = { "n_blocks", "free_blocks", "dirty_blocks", "seq_count",
 					     "writeback_blocks" };
@@ -282,6 +283,8 @@ static void print_status(const struct stat_field *f, int n, bool json, bool one_
 			if (!is_renamed_or_first(f[i].name))
 				json_i64(&j, f[i].name, f[i].v);
 		}
+		if (persist)
+			json_string(&j, "persistence", persist);
 		json_object_end(&j);
 		json_finish(&j);
 		return;
@@ -292,6 +295,8 @@ static void print_status(const struct stat_field *f, int n, bool json, bool one_
 		if (!is_renamed_or_first(f[i].name))
 			printf("%s: %" PRId64 "\n", f[i].name, f[i].v);
 	}
+	if (persist)
+		printf("persistence: %s\n", persist);
 }
 
 static void print_watch_row(const struct stat_field *f, int n, uint64_t row)
@@ -329,7 +334,7 @@ int cli_status_control_watch(const char *control_path, bool json, unsigned inter
 {
 	const struct cli_cmd self = { "status", NULL, NULL, NULL, 0 };
 	struct stat_field f[MAX_FIELDS];
-	char *reply = malloc(CTL_REPLY_BUF), err[512];
+	char *reply = malloc(CTL_REPLY_BUF), err[512], pers_buf[256];
 	bool watch = count != 1;
 	int fd, n, rc = CLI_EXIT_FAIL;
 
@@ -360,10 +365,18 @@ int cli_status_control_watch(const char *control_path, bool json, unsigned inter
 			cli_error(&self, "malformed reply from the server");
 			goto out_close;
 		}
-		if (watch && !json)
+		if (watch && !json) {
 			print_watch_row(f, n, row);
-		else
-			print_status(f, n, json, watch);
+		} else {
+			/* A server without the request (older) answers with an error: leave it out. */
+			char *pers = NULL;
+
+			if (!watch && !ctl_request(fd, WC_CTL_PERSIST, pers_buf, sizeof(pers_buf),
+						   err, sizeof(err)) &&
+			    strncmp(pers_buf, WC_CTL_ERROR, strlen(WC_CTL_ERROR)))
+				pers = pers_buf;
+			print_status(f, n, json, watch, pers);
+		}
 		if (ferror(stdout))
 			goto out_close;
 	}

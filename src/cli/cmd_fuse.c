@@ -72,6 +72,7 @@ static const char fuse_usage[] =
 	"  -t, --threads N        at most N FUSE worker threads and N requests queued\n"
 	"                         in the kernel (default 64)\n"
 	"      --allow-other      let users other than the owner open the file\n"
+	"  -m, --mode s|p         s: SSD mode (default); p: pmem mode (CACHE mapped)\n"
 	"      --cache-io MODE    direct (O_DIRECT on a CACHE file, default) or buffered\n"
 	"                         (page cache; as safe, faster re-reads, RAM used twice)\n"
 	"      --metrics-file PATH  write Prometheus metrics to PATH every interval,\n"
@@ -503,6 +504,7 @@ int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv)
 	lo[n++] = (struct option){ "metrics-interval", required_argument, NULL,
 				   OPT_METRICS_INTERVAL };
 	lo[n++] = (struct option){ "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN };
+	lo[n++] = (struct option){ "mode", required_argument, NULL, 'm' };
 	lo[n++] = (struct option){ "flush-on-suspend", no_argument, NULL, OPT_FOS };
 	lo[n++] = (struct option){ "flush_on_suspend", no_argument, NULL, OPT_FOS };
 	lo[n++] = (struct option){ "start-sector", required_argument, NULL, 's' };
@@ -519,7 +521,7 @@ int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv)
 	wcache_cfg_init(&o->cfg);
 	o->cfg.block_size = 0;		/* from the superblock; 4096 when formatting */
 	o->threads = WC_FUSE_DEF_THREADS;
-	while ((c = cli_getopt(cmd, argc, argv, ":c:fP:l:t:s:b:h", lo)) != -1) {
+	while ((c = cli_getopt(cmd, argc, argv, ":c:fP:l:t:s:b:m:h", lo)) != -1) {
 		switch (c) {
 		case 'c':
 			control = optarg;
@@ -566,6 +568,10 @@ int cmd_fuse(const struct cli_cmd *cmd, int argc, char **argv)
 			break;
 		case OPT_CACHE_IO:
 			if (cli_opt_cache_io(cmd, optarg, &o->cfg.cache_buffered))
+				goto usage;
+			break;
+		case 'm':
+			if (cli_opt_mode(cmd, optarg, &o->cfg))
 				goto usage;
 			break;
 		case 's':

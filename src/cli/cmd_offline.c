@@ -42,9 +42,11 @@ int cmd_format(const struct cli_cmd *cmd, int argc, char **argv)
 		{ "block-size", required_argument, NULL, 'b' },
 		{ "start-sector", required_argument, NULL, 's' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "mode", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	struct wc_cfg mcfg;
 	uint32_t bs = 4096;
 	uint64_t start = 0;
 	bool force = false;
@@ -54,8 +56,14 @@ int cmd_format(const struct cli_cmd *cmd, int argc, char **argv)
 	char hb[32], hb2[32];
 	int c, ret;
 
-	while ((c = cli_getopt(cmd, argc, argv, ":b:s:fh", lo)) != -1) {
+	while ((c = cli_getopt(cmd, argc, argv, ":b:s:m:fh", lo)) != -1) {
 		switch (c) {
+		case 'm':
+			/* The layout does not depend on the mode: only check the word. */
+			wcache_cfg_init(&mcfg);
+			if (cli_opt_mode(cmd, optarg, &mcfg))
+				return CLI_EXIT_USAGE;
+			break;
 		case 'b':
 			if (cli_opt_block_size(cmd, optarg, &bs))
 				return CLI_EXIT_USAGE;

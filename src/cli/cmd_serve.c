@@ -19,7 +19,7 @@
 static const char serve_usage[] =
 	"Usage: wcache serve ORIGIN CACHE [--socket PATH | --port N] [--control PATH]\n"
 	"                    [--block-size N] [--format auto|yes|no] [--cache-io MODE]\n"
-	"                    [table options]\n"
+	"                    [--mode s|p] [table options]\n"
 	"                    [--daemon --pidfile FILE | --run CMD] [--readonly]\n"
 	"                    [--metrics-file PATH] [--metrics-listen ADDR:PORT]\n"
 	"\n"
@@ -46,6 +46,9 @@ static const char serve_usage[] =
 	"                         is an fdatasync; faster re-reads, RAM used twice)\n"
 	"      --format MODE      auto: format a blank CACHE (default); yes: always\n"
 	"                         (destroys its contents); no: never\n"
+	"  -m, --mode s|p         s: SSD mode (default); p: pmem mode, CACHE is mapped\n"
+	"                         (a DAX file, /dev/daxN.M, or any file) and written\n"
+	"                         with stores + cache-line flushes (libpmem2)\n"
 	"  -d, --daemon           fork into the background (use with --pidfile)\n"
 	"  -P, --pidfile FILE     write nbdkit's process id to FILE\n"
 	"      --run CMD          run CMD ($uri, $nbd, $unixsocket set), stop after it\n"
@@ -181,6 +184,7 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 		{ "metrics-file", required_argument, NULL, OPT_METRICS_FILE },
 		{ "metrics-interval", required_argument, NULL, OPT_METRICS_INTERVAL },
 		{ "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
+		{ "mode", required_argument, NULL, 'm' },
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, 'P' },
 		{ "run", required_argument, NULL, OPT_RUN },
@@ -195,7 +199,7 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 	const struct wc_opt_desc *d, *opts;
 	const char *socket_path = NULL, *port = NULL, *control = NULL, *block_size = NULL;
 	const char *format = NULL, *pidfile = NULL, *run = NULL, *plugin_opt = NULL;
-	const char *cache_io = NULL;
+	const char *cache_io = NULL, *mode = NULL;
 	const char *metrics_file = NULL, *metrics_interval = NULL, *metrics_listen = NULL;
 	const char *topt_val[CLI_MAX_TABLE_OPTS] = { 0 };
 	bool topt_set[CLI_MAX_TABLE_OPTS] = { 0 };
@@ -214,7 +218,7 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 
 	opts = wcache_options(&nr_opts);
 	wcache_cfg_init(&cfg);
-	while ((c = cli_getopt(&self, argc, argv, ":U:p:c:b:dP:rnvh", lo)) != -1) {
+	while ((c = cli_getopt(&self, argc, argv, ":U:p:c:b:m:dP:rnvh", lo)) != -1) {
 		switch (c) {
 		case 'U':
 			socket_path = optarg;
@@ -260,6 +264,11 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 				return cli_usage_error(&self, "--metrics-listen: '%s' is not ADDR:PORT",
 						       optarg);
 			metrics_listen = optarg;
+			break;
+		case 'm':
+			if (cli_opt_mode(&self, optarg, &cfg))
+				return CLI_EXIT_USAGE;
+			mode = optarg;
 			break;
 		case 'd':
 			daemon = true;
@@ -336,6 +345,8 @@ int cmd_serve(const struct cli_cmd *cmd, int argc, char **argv)
 	arg_add(&a, "%s", find_plugin(plugin_opt, plugin_buf, sizeof(plugin_buf)));
 	arg_add(&a, "origin=%s", argv[optind]);
 	arg_add(&a, "cache=%s", argv[optind + 1]);
+	if (mode)
+		arg_add(&a, "mode=%s", mode);
 	if (block_size)
 		arg_add(&a, "block-size=%s", block_size);
 	if (format)

@@ -11,10 +11,12 @@
 #include "cli.h"
 
 static const char format_usage[] =
-	"Usage: wcache format CACHE [--block-size N] [--start-sector S] [--force]\n"
+	"Usage: wcache format CACHE [--block-size N] [--start-sector S] [--mode s|p]\n"
+	"                    [--force]\n"
 	"\n"
-	"Format CACHE as an empty dm-writecache (SSD mode) cache device. The whole\n"
-	"device after START_SECTOR is used; n_blocks is computed like the kernel does.\n"
+	"Format CACHE as an empty dm-writecache cache device. The whole device after\n"
+	"START_SECTOR is used; n_blocks is computed like the kernel does. The layout is\n"
+	"the same in SSD (s) and pmem (p) mode: a cache formatted for one opens in both.\n"
 	"A cache that holds dirty blocks (data not yet written back to its origin) is\n"
 	"not formatted unless --force is given; run 'wcache flush' first.\n"
 	"\n"
@@ -22,6 +24,8 @@ static const char format_usage[] =
 	"  -b, --block-size N     cache block size in bytes: 512, 1024, 2048 or 4096\n"
 	"                         (default 4096)\n"
 	"  -s, --start-sector S   metadata starts S 512-byte sectors into CACHE (default 0)\n"
+	"  -m, --mode s|p         the mode CACHE is meant for (accepted for symmetry\n"
+	"                         with serve; the bytes written are the same)\n"
 	"  -f, --force            format even if CACHE holds dirty blocks (they are lost)\n"
 	"  -h, --help             show this help\n"
 	"\n"
@@ -148,9 +152,12 @@ static const struct cli_cmd cmds[] = {
 	{ "info", cmd_info, "one-screen summary of a cache device (exit 0 clean, 1 dirty)", NULL,
 	  0 },
 	{ "export", cmd_export, "copy the logical device to a file, read-only", export_usage, 0 },
-	/* --start-sector is among flush's own options, with its -s. */
+	/*
+	 * --start-sector is among flush's own options, with its -s; fua/nofua
+	 * belong to pmem mode, and an offline flush has no mode to choose.
+	 */
 	{ "flush", cmd_flush, "write all dirty blocks back to the origin", flush_usage,
-	  WC_SET_START_SECTOR },
+	  WC_SET_START_SECTOR | WC_SET_FUA | WC_SET_NOFUA },
 	/* usage NULL: the command prints its own --help. */
 	{ "serve", cmd_serve, "serve ORIGIN CACHE over NBD (nbdkit plugin)", NULL, 0 },
 	{ "fuse", CMD_FUSE, "export ORIGIN CACHE as one file through FUSE", NULL, 0 },

@@ -154,3 +154,12 @@ int cli_opt_cache_io(const struct cli_cmd *cmd, const char *s, bool *buffered)
 	*buffered = !strcmp(s, "buffered");
 	return 0;
 }
+
+int cli_opt_mode(const struct cli_cmd *cmd, const char *s, struct wc_cfg *cfg)
+{
+	if (strcmp(s, "s") && strcmp(s, "p"))
+		return cli_usage_error(cmd, "--mode: '%s' is not s (SSD) or p (pmem)", s);
+	if (wcache_cfg_set(cfg, "mode", s) < 0)
+		return cli_usage_error(cmd, "--mode: %s", wcache_last_error());
+	return 0;
+}

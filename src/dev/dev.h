@@ -72,6 +72,7 @@ struct wc_dev {
 	uint32_t logical_block;	/* smallest I/O size the device accepts (512 or 4096) */
 	char name[256];		/* for messages */
 	void *priv;		/* backend private */
+	char persist[96];	/* how writes become durable, for status; "" = block I/O + flush */
 };
 
 /*
@@ -187,6 +188,20 @@ int dev_nbd_open(const char *uri, unsigned flags, struct wc_dev **out);
  * requests with -ETIMEDOUT. Errors name the pool and image.
  */
 int dev_rbd_open(const char *spec, unsigned flags, struct wc_dev **out);
+
+/*
+ * Persistent-memory device (built with libpmem2, WC_WITH_PMEM): path is a
+ * regular file (DAX or not: tmpfs and ordinary files work, persisting by
+ * msync) or a device DAX node (/dev/daxN.M), mapped whole. pwrite stores
+ * (libpmem2's flushing or non-temporal copy), flush is a fence (or one msync
+ * where the mapping is not DAX), pread copies; dev->persist names the path
+ * libpmem2 chose. A copy that faults (SIGBUS: poisoned page, file truncated
+ * under the mapping) fails with -EIO and a message instead of killing the
+ * process; the first open installs a process-wide SIGBUS handler that
+ * passes other SIGBUS on. Errors: as dev_file_open, -EINVAL for block
+ * devices and what libpmem2 cannot map (with its message).
+ */
+int dev_pmem_open(const char *path, unsigned flags, struct wc_dev **out);
 
 /*
  * In-memory device (tests and the fault device's backing store).

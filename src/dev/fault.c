@@ -595,6 +595,25 @@ static void apply_torn(struct fault_store *s, const struct fault_write *w, uint6
 	}
 }
 
+/* pmem: each 64-byte line of w survives whole, not at all, or per aligned 8-byte word. */
+static void apply_pmem(struct fault_store *s, const struct fault_write *w, uint64_t *rng)
+{
+	uint64_t end = w->off + w->len;
+	uint64_t line = w->off & ~(uint64_t)63;
+
+	for (; line < end; line += 64) {
+		unsigned how = (unsigned)(rng_next(rng) % 3);
+
+		for (uint64_t word = line; word < line + 64 && word < end; word += 8) {
+			uint64_t lo = word > w->off ? word : w->off;
+			uint64_t hi = word + 8 < end ? word + 8 : end;
+
+			if (lo < hi && (how == 1 || (how == 2 && (rng_next(rng) & 1))))
+				apply_range(s->durable, w, lo, hi);
+		}
+	}
+}
+
 void fault_crash(struct wc_dev *dev, enum fault_crash_mode mode, uint64_t seed)
 {
 	struct fault_store *s = to_store(dev);
@@ -603,7 +622,7 @@ void fault_crash(struct wc_dev *dev, enum fault_crash_mode mode, uint64_t seed)
 
 	pthread_mutex_lock(&s->lock);
 	/* Reordering: the random modes apply their survivors in a shuffled order. */
-	if (mode == FAULT_RANDOM_SUBSET || mode == FAULT_TEAR) {
+	if (mode == FAULT_RANDOM_SUBSET || mode == FAULT_TEAR || mode == FAULT_PMEM) {
 		for (i = s->nr_pending; i > 1; i--) {
 			struct fault_write t = s->pending[i - 1];
 
@@ -615,6 +634,10 @@ void fault_crash(struct wc_dev *dev, enum fault_crash_mode mode, uint64_t seed)
 	for (i = 0; i < s->nr_pending && mode != FAULT_DROP_ALL; i++) {
 		struct fault_write *w = &s->pending[i];
 
+		if (mode == FAULT_PMEM) {
+			apply_pmem(s, w, &rng);	/* lines decide for themselves */
+			continue;
+		}
 		if (mode != FAULT_KEEP_ALL && !(rng_next(&rng) & 1))
 			continue;	/* this write never reached the media */
 		if (mode == FAULT_TEAR)

@@ -28,6 +28,14 @@ enum fault_crash_mode {
 	FAULT_KEEP_ALL,		/* every unflushed write survived */
 	FAULT_RANDOM_SUBSET,	/* each unflushed write survives with p=1/2 (reordering) */
 	FAULT_TEAR,		/* random subset, and each survivor is torn per 512-byte sector */
+	/*
+	 * Persistent memory (pmem mode's cache): stores are atomic per aligned
+	 * 8 bytes and reach the media only when flushed and fenced (a completed
+	 * flush here). Of the unflushed writes, in a random order, each 64-byte
+	 * cache line survives whole, not at all, or torn: any subset of its
+	 * 8-byte words.
+	 */
+	FAULT_PMEM,
 };
 
 struct fault_dev_state;

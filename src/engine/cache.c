@@ -83,6 +83,18 @@ static int open_devices(struct wcache *c, const struct wc_cfg *cfg)
 	unsigned fl = cfg->read_only ? DEV_RDONLY : DEV_EXCL;
 	int ret;
 
+	if (!c->cache && cfg->mode == WC_MODE_PMEM) {
+		/* pmem mode maps the cache device (src/dev/pmem.c, built with libpmem2). */
+#ifdef WC_WITH_PMEM
+		ret = dev_pmem_open(cfg->cache_path, fl, &c->cache);
+#else
+		ret = wc_err(-EPROTONOSUPPORT, "%s: pmem mode (p) is not supported by this build "
+			     "(libpmem2-dev was missing); use SSD mode (s) on the same cache",
+			     cfg->cache_path);
+#endif
+		if (ret)
+			return ret;
+	}
 	if (!c->cache) {
 		ret = dev_open_uri(cfg->cache_path, fl | (cfg->cache_buffered ? DEV_NO_DIRECT : 0),
 				   &c->cache);

@@ -240,6 +240,14 @@ int wc_commit(struct wcache *c, bool force)
 	}
 	overwrote = c->overwrote;
 	c->overwrote = false;
+	/*
+	 * pmem mode: in-place writes to blocks of the transaction being
+	 * committed (mapped before seq moved on) must end before the fence, or
+	 * the commit could make a half-stored block valid. Later ones cannot
+	 * touch these blocks (in_place_ok in io.c).
+	 */
+	if (bump && c->cfg.mode == WC_MODE_PMEM)
+		io_grace(c);
 	wrote_meta = c->meta_dirty;
 	ret = write_dirty_meta(c);
 	if (!ret && (bump || overwrote || wrote_meta || force)) {

@@ -5,6 +5,7 @@
  * c->lock dropped; see engine.h for the visibility and reuse rules.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -88,9 +89,13 @@ int wcache_read(struct wcache *c, void *vbuf, size_t len, uint64_t off)
 		ret = dev_pread(d, segs[i].buf, segs[i].len, segs[i].dev_off);
 		if (segs[i].kind != SEG_CACHE)
 			wc_origin_io(c, ret);
-		if (ret)
+		if (ret) {
+			char why[256];	/* the device's own message (a memory error says so) */
+
+			snprintf(why, sizeof(why), "%s", wcache_last_error());
 			wc_err(ret, "read from %s device failed: %s",
-			       segs[i].kind == SEG_CACHE ? "cache" : "origin", strerror(-ret));
+			       segs[i].kind == SEG_CACHE ? "cache" : "origin", why);
+		}
 	}
 	pthread_mutex_lock(&c->lock);
 	wc_io_exit(c, ep);
@@ -228,13 +233,18 @@ static bool wr_full(const struct wcache *c, uint32_t e)
 
 /*
  * May a write to cached block e overwrite it in place? Always in the
- * kernel's SSD mode. With ordered_writeback only a block of the open
- * transaction: a committed block (or one whose commit is in flight) is its
- * epoch's copy, which must reach the origin with that epoch. lock held.
+ * kernel's SSD mode. Otherwise only a block of the open transaction: a
+ * committed block (or one whose commit is in flight) takes a new block, and
+ * the old copy stays valid until the new one is committed. pmem mode (as in
+ * the kernel): a store that is not yet flushed can tear at 8 bytes, so a
+ * committed block is never written over. ordered_writeback: a committed
+ * block is its epoch's copy, which must reach the origin with that epoch.
+ * lock held.
  */
 static bool in_place_ok(const struct wcache *c, uint32_t e)
 {
-	return !c->cfg.ordered_writeback || entry_seq(c->meta, e) == c->seq;
+	return (!c->cfg.ordered_writeback && c->cfg.mode != WC_MODE_PMEM) ||
+	       entry_seq(c->meta, e) == c->seq;
 }
 
 /*
@@ -288,6 +298,14 @@ static uint64_t map_write(struct wcache *c, uint64_t blk, uint64_t nblk, const u
 		} else {
 			uint32_t f = IDX_NONE;
 			bool around_ok = e == IDX_NONE && around_allowed(c, sector_of(c, b));
+
+			/* pmem mode: a hit that must not be overwritten in place still counts. */
+			if (e != IDX_NONE && !(c->state[e] & ST_WB)) {
+				if (committed(c, e))
+					c->st.write_hits_committed++;
+				else
+					c->st.write_hits_uncommitted++;
+			}
 
 			if (!(c->cleaner && around_ok))
 				f = take_block(c, reserved);

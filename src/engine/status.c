@@ -76,6 +76,11 @@ int wcache_table(struct wcache *c, char *buf, size_t len)
 	return wc_table_format_line(&c->cfg, buf, len);
 }
 
+const char *wcache_persistence(struct wcache *c)
+{
+	return c->cache->persist[0] ? c->cache->persist : "block I/O + device flush";
+}
+
 int wcache_message(struct wcache *c, const char *msg)
 {
 	char word[32];

@@ -46,6 +46,10 @@ static const struct wc_opt_desc opts[] = {
 	{ "max_age", true, WC_MAX_AGE_MS, "MS",
 	  "write back blocks older than MS milliseconds (default 0: off)", WC_SET_MAX_AGE },
 	{ "cleaner", false, 0, NULL, "write everything back, cache no new writes", WC_SET_CLEANER },
+	{ "fua", false, 0, NULL, "pmem mode: accepted, the default (writeback flushes the origin)",
+	  WC_SET_FUA },
+	{ "nofua", false, 0, NULL, "pmem mode: accepted (writeback flushes the origin)",
+	  WC_SET_NOFUA },
 	{ "metadata_only", false, 0, NULL, "accepted for compatibility", WC_SET_METADATA_ONLY },
 	{ "pause_writeback", true, WC_MAX_PAUSE_MS, "MS",
 	  "pause writeback MS after application writes (default " STR(WC_DEFAULT_PAUSE_MS) ")",
@@ -141,15 +145,17 @@ static const struct wc_opt_desc *opt_lookup(const char *name)
 	return NULL;
 }
 
-/* Valid table options of pmem mode, which wcache does not have: refused by name. */
-static bool opt_is_fua(const char *name)
+/* Switch the mode, and with it the defaults of the options not given explicitly. */
+static void set_mode(struct wc_cfg *cfg, enum wc_mode mode)
 {
-	return !strcasecmp(name, "fua") || !strcasecmp(name, "nofua");
-}
+	bool pmem = mode == WC_MODE_PMEM;
 
-static int opt_reject_fua(void)
-{
-	return wc_err(-EINVAL, "fua/nofua are only valid in pmem mode; wcache supports s (SSD) mode only");
+	cfg->mode = mode;
+	if (!(cfg->set_mask & WC_SET_AC_BLOCKS))
+		cfg->autocommit_blocks = pmem ? WC_DEFAULT_AUTOCOMMIT_BLOCKS_PMEM
+					      : WC_DEFAULT_AUTOCOMMIT_BLOCKS;
+	if (!(cfg->set_mask & (WC_SET_FUA | WC_SET_NOFUA)))
+		cfg->fua = pmem;
 }
 
 /* Store a parsed value; flags get v != 0 (and lose their set bit when cleared). */
@@ -185,6 +191,12 @@ static void opt_store(struct wc_cfg *cfg, const struct wc_opt_desc *d, uint64_t 
 		break;
 	case WC_SET_PAUSE:
 		cfg->pause_writeback_ms = (uint32_t)v;
+		break;
+	case WC_SET_FUA:
+	case WC_SET_NOFUA:
+		/* One replaces the other; clearing either goes back to the mode's default. */
+		cfg->set_mask &= ~(unsigned)(WC_SET_FUA | WC_SET_NOFUA);
+		cfg->fua = v ? d->set_bit == WC_SET_FUA : cfg->mode == WC_MODE_PMEM;
 		break;
 	case WC_SET_ORDERED:
 		cfg->ordered_writeback = v != 0;
@@ -237,17 +249,23 @@ static int split_words(const char *s, char ***words, size_t *nr, char **buf)
 	return 0;
 }
 
-static int parse_mode(const char *m)
+static int parse_mode(const char *m, enum wc_mode *out)
 {
-	if (!strcasecmp(m, "s"))
+	if (m && !strcasecmp(m, "s")) {
+		*out = WC_MODE_SSD;
 		return 0;
-	if (!strcasecmp(m, "p"))
-		return wc_err(-EOPNOTSUPP, "pmem mode (p) is not supported by wcache; use s");
-	return wc_err(-EINVAL, "mode: '%.64s' is invalid; expected s (SSD mode)", m);
+	}
+	if (m && !strcasecmp(m, "p")) {
+		*out = WC_MODE_PMEM;
+		return 0;
+	}
+	return wc_err(-EINVAL, "mode: '%.64s' is invalid; expected s (SSD) or p (pmem)",
+		      m ? m : "");
 }
 
 static int parse_words(struct wc_cfg *cfg, char **w, size_t nr)
 {
+	enum wc_mode mode;
 	unsigned given = 0;
 	uint64_t n_opt;
 	size_t i;
@@ -268,11 +286,12 @@ static int parse_words(struct wc_cfg *cfg, char **w, size_t nr)
 	}
 	if (nr < 5)
 		return wc_err(-EINVAL,
-			      "table: expected \"s ORIGIN CACHE BLOCK_SIZE N [options]\", got %zu word%s",
+			      "table: expected \"s|p ORIGIN CACHE BLOCK_SIZE N [options]\", got %zu word%s",
 			      nr, nr == 1 ? "" : "s");
-	ret = parse_mode(w[0]);
+	ret = parse_mode(w[0], &mode);
 	if (ret < 0)
 		return ret;
+	set_mode(cfg, mode);
 	ret = copy_path("origin", cfg->origin_path, sizeof(cfg->origin_path), w[1]);
 	if (ret < 0)
 		return ret;
@@ -297,14 +316,15 @@ static int parse_words(struct wc_cfg *cfg, char **w, size_t nr)
 		const struct wc_opt_desc *d = opt_lookup(w[i]);
 		uint64_t v = 1;
 
-		if (!d && opt_is_fua(w[i]))
-			return opt_reject_fua();
 		if (!d)
 			return wc_err(-EINVAL, "unknown option '%.64s'", w[i]);
 		/* The kernel silently takes the last; a repeat is usually a mistake (compat.md). */
 		if (given & d->set_bit)
 			return wc_err(-EINVAL, "option %s is given more than once in the table line; "
 				      "give it once", d->name);
+		if ((d->set_bit & (WC_SET_FUA | WC_SET_NOFUA)) && (given & (WC_SET_FUA | WC_SET_NOFUA)))
+			return wc_err(-EINVAL, "fua and nofua are both given in the table line; "
+				      "give one");
 		given |= d->set_bit;
 		if (d->has_value) {
 			if (i + 1 >= nr)
@@ -389,9 +409,15 @@ int wcache_cfg_set(struct wc_cfg *cfg, const char *name, const char *value)
 
 	if (!strcasecmp(key, "block_size"))
 		return parse_block_size(value, &cfg->block_size);
+	if (!strcasecmp(key, "mode")) {
+		enum wc_mode mode;
+
+		ret = parse_mode(value, &mode);
+		if (ret == 0)
+			set_mode(cfg, mode);
+		return ret;
+	}
 	d = opt_lookup(key);
-	if (!d && opt_is_fua(key))
-		return opt_reject_fua();
 	if (!d)
 		return wc_err(-EINVAL, "unknown option '%.64s'", name);
 	if (d->has_value)
@@ -463,6 +489,15 @@ int wc_table_validate(const struct wc_cfg *cfg, bool need_paths)
 	ret = check_max("pause_writeback", cfg->pause_writeback_ms, WC_MAX_PAUSE_MS);
 	if (ret < 0)
 		return ret;
+	if (cfg->mode != WC_MODE_SSD && cfg->mode != WC_MODE_PMEM)
+		return wc_err(-EINVAL, "mode: invalid mode %d", (int)cfg->mode);
+	/* As in the kernel: fua/nofua belong to pmem mode, pause_writeback to SSD mode. */
+	if (cfg->mode == WC_MODE_SSD && (cfg->set_mask & (WC_SET_FUA | WC_SET_NOFUA)))
+		return wc_err(-EINVAL, "%s is only valid in pmem mode (p), not in SSD mode (s)",
+			      cfg->set_mask & WC_SET_FUA ? "fua" : "nofua");
+	if (cfg->mode == WC_MODE_PMEM && (cfg->set_mask & WC_SET_PAUSE))
+		return wc_err(-EINVAL, "pause_writeback is only valid in SSD mode (s), not in pmem "
+			      "mode (p)");
 	if (cfg->salvage && !cfg->read_only)
 		return wc_err(-EINVAL, "salvage needs a read-only open");
 	if (cfg->format != WC_FORMAT_AUTO && cfg->format != WC_FORMAT_NO &&
@@ -525,7 +560,8 @@ int wc_table_format_line(const struct wc_cfg *cfg, char *buf, size_t len)
 		if (cfg->set_mask & opts[i].set_bit)
 			n += opts[i].has_value ? 2 : 1;
 	}
-	line_add(&l, "s %.*s %.*s %u %u", (int)sizeof(cfg->origin_path) - 1,
+	line_add(&l, "%s %.*s %.*s %u %u", cfg->mode == WC_MODE_PMEM ? "p" : "s",
+		 (int)sizeof(cfg->origin_path) - 1,
 		 cfg->origin_path[0] ? cfg->origin_path : "-", (int)sizeof(cfg->cache_path) - 1,
 		 cfg->cache_path[0] ? cfg->cache_path : "-", cfg->block_size, n);
 	for (i = 0; i < NR_OPTS; i++) {

@@ -235,12 +235,14 @@ void wc_control_handle(struct wcache *wc, const char *req, char *reply, size_t l
 		/* The socket server answers it (multi-line); a one-line caller cannot. */
 		snprintf(reply, len, WC_CTL_ERROR "metrics %s", alen ? "takes no arguments" :
 			 "is answered on the control socket only (multi-line reply)");
+	} else if (!strcmp(cmd, WC_CTL_PERSIST)) {
+		snprintf(reply, len, "%s", wcache_persistence(wc));
 	} else if (!strcmp(cmd, WC_CTL_HELP)) {
-		snprintf(reply, len, "commands: status, table, stats [--json], metrics, message "
-			 "flush|flush_on_suspend|cleaner|clear_stats");
+		snprintf(reply, len, "commands: status, table, stats [--json], metrics, persistence, "
+			 "message flush|flush_on_suspend|cleaner|clear_stats");
 	} else {
 		snprintf(reply, len, WC_CTL_ERROR "unknown command '%s' (status, table, stats "
-			 "[--json], metrics, message MSG, help)", cmd);
+			 "[--json], metrics, persistence, message MSG, help)", cmd);
 	}
 }
 

@@ -40,6 +40,7 @@
 #define WC_CTL_MESSAGE		"message"
 #define WC_CTL_HELP		"help"
 #define WC_CTL_METRICS		"metrics"
+#define WC_CTL_PERSIST		"persistence"	/* reply: how cache writes become durable */
 
 /* Replies. */
 #define WC_CTL_OK		"ok"		/* the reply to a message that was done */

@@ -162,7 +162,7 @@ static int replace_str(char **dst, const char *key, const char *value)
 static bool option_repeated(const char *key)
 {
 	static unsigned given;		/* WC_SET_* bits */
-	static bool block_size_given;
+	static bool block_size_given, mode_given;
 	const struct wc_opt_desc *opts;
 	char norm[32];
 	size_t i, nr;
@@ -170,6 +170,14 @@ static bool option_repeated(const char *key)
 	for (i = 0; i < sizeof(norm) - 1 && key[i]; i++)
 		norm[i] = key[i] == '-' ? '_' : key[i];
 	norm[i] = '\0';
+	if (!strcasecmp(norm, "mode")) {
+		if (mode_given) {
+			nbdkit_error("%s given more than once; give it once", key);
+			return true;
+		}
+		mode_given = true;
+		return false;
+	}
 	if (!strcasecmp(norm, "block_size")) {
 		if (block_size_given) {
 			nbdkit_error("%s given more than once; give it once", key);
@@ -397,6 +405,7 @@ static int wcache_nbd_config_complete(void)
 	"conf= id= keyring=   for an rbd: origin: ceph.conf, client name, keyring\n" \
 	"force_unlock=1       for an rbd: origin: break a dead owner's image lock\n" \
 	"cache=<PATH>         (required) dm-writecache cache device\n" \
+	"mode=s|p             s: SSD mode (default); p: pmem mode (cache mapped, libpmem2)\n" \
 	"block-size=<N>       cache block size 512..4096 (default: from the cache, 4096 new)\n" \
 	"format=auto|yes|no   format a blank cache (auto), always (yes), never (no)\n" \
 	"control=<SOCKET>     unix control socket (status, table, stats, message)\n" \

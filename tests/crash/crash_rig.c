@@ -867,6 +867,7 @@ int rig_open(struct rig *r)
 			abort();
 		}
 	}
+	r->pmem = cfg.mode == WC_MODE_PMEM;
 	ret = dev_fault_share(r->origin, &o);
 	if (ret)
 		return ret;
@@ -901,7 +902,9 @@ int rig_close(struct rig *r)
 
 void rig_crash(struct rig *r, enum fault_crash_mode mode, uint64_t seed)
 {
-	fault_crash(r->cache, mode, seed);
+	bool lossy = mode == FAULT_RANDOM_SUBSET || mode == FAULT_TEAR;
+
+	fault_crash(r->cache, r->pmem && lossy ? FAULT_PMEM : mode, seed);
 	fault_crash(r->origin, mode, seed ^ 0xa5a5a5a5a5a5ull);
 	pcut_reset(&r->pc);
 }

@@ -167,6 +167,12 @@ struct rig {
 	uint8_t *image;		/* initial origin contents */
 	uint32_t full_wait_ms;	/* cfg.full_wait_ms (0: 2000) */
 	bool read_only;		/* cfg.read_only */
+	/*
+	 * Set by rig_open when opts say "mode p": the cache device is persistent
+	 * memory, so rig_crash's RANDOM_SUBSET and TEAR cut it with FAULT_PMEM
+	 * (8-byte words, 64-byte lines); the origin stays a disk.
+	 */
+	bool pmem;
 };
 
 int rig_init(struct rig *r, const struct rig_cfg *rc, uint64_t seed);

@@ -57,6 +57,21 @@ static const struct scenario scenarios[] = {
 	{ "pressure512", { 512, 98816, 5 * 512 + 512 + 24 * 512,
 			   "start_sector 5 high_watermark 40 low_watermark 10 autocommit_blocks 6 "
 			   "pause_writeback 0" }, 60, 0 },
+	/*
+	 * pmem mode: the cache device loses unflushed writes per 64-byte line and
+	 * tears them per 8-byte word (FAULT_PMEM); committed blocks must never be
+	 * written over in place, or a torn overwrite would show up as garbage.
+	 */
+	{ "pmem4k", { 4096, 263680, 4096 + 80 * 4096,
+		      "mode p high_watermark 100 low_watermark 100 autocommit_time 3600000 "
+		      "autocommit_blocks 1000000" }, 70, 0 },
+	{ "pmem512", { 512, 163840, 5120 + 320 * 512,
+		       "mode p high_watermark 100 low_watermark 100 autocommit_time 3600000 "
+		       "autocommit_blocks 1000000" }, 70, 256 },
+	/* Kernel pmem defaults (autocommit_blocks 64 is never reached here; 6 is). */
+	{ "pmempressure4k", { 4096, 263680, 4096 + 20 * 4096,
+			      "mode p high_watermark 50 low_watermark 20 autocommit_time 3600000 "
+			      "autocommit_blocks 6 writeback_jobs 6" }, 60, 0 },
 };
 static const struct wl_cfg base_wl = {
 	.nsteps = 0,

@@ -42,6 +42,19 @@ requires_wcache() {
 	[[ -x "$WCACHE" ]] || fail "WCACHE=$WCACHE is not an executable (build first)"
 }
 
+# requires_pmem: skip unless this build has pmem mode (libpmem2); call after tmpdir.
+requires_pmem() {
+	truncate -s 1M "$TMPD/.pmem-o" "$TMPD/.pmem-c"
+	if ! "$WCACHE" serve --mode p "$TMPD/.pmem-o" "$TMPD/.pmem-c" --run true \
+		>"$TMPD/.pmem-probe" 2>&1; then
+		grep -q 'not supported by this build' "$TMPD/.pmem-probe" &&
+			skip "this build has no pmem mode (libpmem2)"
+		cat "$TMPD/.pmem-probe" >&2
+		fail "wcache serve --mode p does not start"
+	fi
+	rm -f "$TMPD"/.pmem-*
+}
+
 # requires_helper NAME: path of a compiled helper in WC_HELPER_DIR, or fail.
 requires_helper() {
 	local h="$WC_HELPER_DIR/$1"

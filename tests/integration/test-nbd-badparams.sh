@@ -50,7 +50,12 @@ refuse "format: 'maybe'" origin=origin.img cache=cache.img format=maybe
 refuse "cache-io: 'fast'" origin=origin.img cache=cache.img cache-io=fast
 refuse 'high_watermark 50 must be >= low_watermark 70' origin=origin.img cache=cache.img \
 	low_watermark=70
-refuse 'fua' origin=origin.img cache=cache.img fua=1
+refuse 'fua is only valid in pmem mode' origin=origin.img cache=cache.img fua=1
+refuse "mode: 'x' is invalid; expected s \(SSD\) or p \(pmem\)" origin=origin.img \
+	cache=cache.img mode=x
+refuse 'pause_writeback is only valid in SSD mode' origin=origin.img cache=cache.img mode=p \
+	pause_writeback=10
+refuse 'mode given more than once' origin=origin.img cache=cache.img mode=p mode=s
 refuse 'origin given more than once' origin=origin.img origin=origin.img cache=cache.img
 # Table options too (issue 16, item 8): the kernel would silently take the last.
 refuse 'high_watermark given more than once' origin=origin.img cache=cache.img \
@@ -122,6 +127,11 @@ err_has 'must be >= low_watermark 70'
 run_rc 2 "$WCACHE" serve origin.img cache.img --format maybe
 err_has "'maybe'"
 run_rc 2 "$WCACHE" serve origin.img cache.img --fua
+err_has 'fua is only valid in pmem mode'
+run_rc 2 "$WCACHE" serve origin.img cache.img --mode x
+err_has "--mode: 'x' is not s \(SSD\) or p \(pmem\)"
+run_rc 2 "$WCACHE" serve origin.img cache.img --mode p --pause-writeback 5
+err_has 'pause_writeback is only valid in SSD mode'
 run_rc 1 "$WCACHE" message --control "$TMPD/none.sock" flush
 err_has 'cannot connect'
 run_rc 1 "$WCACHE" status --control "$TMPD/none.sock"

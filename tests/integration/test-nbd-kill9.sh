@@ -7,7 +7,10 @@
 # must hold its durable value or one written later (wctest-kill9 checks each
 # 512-byte sector). The cache is small and the watermarks low, so commits,
 # writeback and write-around are all in progress when the kill lands.
-# WC_KILL9_ROUNDS (default 20) sets the number of rounds.
+# WC_KILL9_ROUNDS (default 20) sets the number of rounds. WC_KILL9_MODE=p
+# runs it in pmem mode with the cache file on tmpfs (/dev/shm), mapped: there
+# kill -9 keeps every store that reached the page cache, so this checks the
+# process side; power cuts are the crash tests' pmem model.
 source "$(dirname "$0")/functions.sh"
 requires nbdkit
 requires_wcache
@@ -16,19 +19,37 @@ KILL9=$(requires_helper wctest-kill9)
 source "$(dirname "$0")/nbd-functions.sh"
 
 rounds=${WC_KILL9_ROUNDS:-20}
+mode=${WC_KILL9_MODE:-s}
+cache=$TMPD/cache.img
+pause=(pause_writeback=0)
+if [[ $mode == p ]]; then
+	requires_pmem
+	[[ -d /dev/shm && -w /dev/shm ]] || skip "pmem mode: no writable /dev/shm"
+	shm=$(mktemp -d /dev/shm/wcache-kill9.XXXXXX)
+	cleanup_fn rm -rf "$shm"
+	cache=$shm/cache.img
+	pause=()	# SSD mode only, as in the kernel
+fi
 truncate -s 64M origin.img
-truncate -s 8M cache.img
-"$WCACHE" format cache.img >/dev/null
+truncate -s 8M "$cache"
+"$WCACHE" format --mode "$mode" "$cache" >/dev/null
 state=$TMPD/kill9.state
-args=(origin="$TMPD/origin.img" cache="$TMPD/cache.img")
+args=(origin="$TMPD/origin.img" cache="$cache" mode="$mode")
 for ((r = 1; r <= rounds; r++)); do
 	# Vary the table so different code paths are under the kill.
 	case $((r % 4)) in
-	0) opts=(high_watermark=20 low_watermark=10 pause_writeback=0) ;;
+	0) opts=(high_watermark=20 low_watermark=10 "${pause[@]}") ;;
 	1) opts=(autocommit_time=50 autocommit_blocks=64) ;;
 	2) opts=(high_watermark=100 low_watermark=100 autocommit_time=3600000) ;;
-	3) opts=(high_watermark=5 low_watermark=0 writeback_jobs=16 pause_writeback=0) ;;
+	3) opts=(high_watermark=5 low_watermark=0 writeback_jobs=16 "${pause[@]}") ;;
 	esac
+	# pmem mode, odd rounds: libpmem2's DAX code path (flushing copies, fences),
+	# forced on the tmpfs mapping as its own tests do.
+	if [[ $mode == p ]] && ((r % 2)); then
+		export PMEM2_FORCE_GRANULARITY=CACHE_LINE
+	else
+		unset PMEM2_FORCE_GRANULARITY
+	fi
 	srv_start "${args[@]}" "${opts[@]}"
 	"$KILL9" write "$URI" "$state" >"$TMPD/writer.log" 2>&1 &
 	writer=$!
@@ -47,8 +68,8 @@ for ((r = 1; r <= rounds; r++)); do
 done
 # After an offline flush the origin file alone, served by nbdkit's file
 # plugin, must hold the same state.
-"$WCACHE" flush origin.img cache.img >/dev/null
+"$WCACHE" flush origin.img "$cache" >/dev/null
 nbdkit -U - file "$TMPD/origin.img" --run "'$KILL9' verify \"\$uri\" '$state'" \
 	>"$TMPD/verify.log" 2>&1 || { cat "$TMPD/verify.log" >&2; fail "origin alone after flush"; }
 say "origin alone: $(cat "$TMPD/verify.log")"
-echo "kill -9 rounds survived: $rounds"
+echo "kill -9 rounds survived ($mode mode): $rounds"

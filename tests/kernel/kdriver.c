@@ -113,6 +113,7 @@ struct plan {
 	uint64_t start_sector, origin_bytes, cache_bytes;
 	unsigned txns, writes, maxblk, discards, msgflush, overlap, settle, fua, hw, lw;
 	bool crash;
+	bool pmem;		/* wcache in pmem mode (p); crash images tear like pmem */
 	enum align align;
 	uint32_t gbase;
 };
@@ -127,7 +128,9 @@ static const char plan_help[] =
 	"           with the watermarks off, so later transactions stay dirty [0]\n"
 	"  fua=PCT FUA writes [0]\n"
 	"  hw=PCT lw=PCT wcache watermarks [100,100]  crash=1 last transaction not committed [0]\n"
-	"  gbase=N first gen is N+1 (continue: tells new writes from old) [0]\n";
+	"  gbase=N first gen is N+1 (continue: tells new writes from old) [0]\n"
+	"  pmem=1 wcache runs in pmem mode (p); a tear crash cuts the cache as pmem\n"
+	"         (FAULT_PMEM: 8-byte words, 64-byte lines) [0]\n";
 
 static unsigned long long plan_num(const char *key, const char *v, unsigned long long max)
 {
@@ -186,6 +189,8 @@ static void plan_parse(struct plan *p, const char *text)
 			p->lw = (unsigned)plan_num(kv, v, 100);
 		else if (!strcmp(kv, "crash"))
 			p->crash = plan_num(kv, v, 1);
+		else if (!strcmp(kv, "pmem"))
+			p->pmem = plan_num(kv, v, 1);
 		else if (!strcmp(kv, "gbase"))
 			p->gbase = (uint32_t)plan_num(kv, v, 1u << 30);
 		else if (!strcmp(kv, "align")) {
@@ -527,6 +532,8 @@ static void cfg_common(struct wc_cfg *cfg, const struct plan *p, bool crashable)
 	char v[32];
 
 	wcache_cfg_init(cfg);
+	if (p->pmem && wcache_cfg_set(cfg, "mode", "p"))
+		die("mode: %s", wcache_last_error());
 	cfg->block_size = p->bs;
 	cfg->start_sector = p->start_sector;
 	if (p->start_sector)
@@ -1017,7 +1024,7 @@ static int cmd_crash(uint64_t seed, const struct plan *p, const char *name, char
 	fault_set_error(real.origin, "flush", true);
 	fault_set_error(real.origin, "discard", true);
 	wcache_close(wc);	/* fails: the cache is in error state */
-	fault_crash(real.cache, mode, seed ^ 0xc4a5);
+	fault_crash(real.cache, p->pmem && mode == FAULT_TEAR ? FAULT_PMEM : mode, seed ^ 0xc4a5);
 	fault_crash(real.origin, mode, seed ^ 0x0c4a5);
 	write_file(arg[2], fault_durable(real.origin), p->origin_bytes);
 	write_file(arg[3], fault_durable(real.cache), p->cache_bytes);

@@ -13,7 +13,9 @@
  *                             taken from the data file at byte SRC
  *   fsync DEV                 fsync(2) (a REQ_PREFLUSH: dm-writecache commits)
  *   discard DEV OFF LEN       ioctl BLKDISCARD
- *   copy SRC DST OFF          copy all of device SRC into DST at byte OFF
+ *   copy SRC DST OFF [CHUNK]  copy all of device SRC into DST at byte OFF, in reads of
+ *                             CHUNK bytes (default 1 MiB; pmem mode needs block-size reads:
+ *                             the 6.1 kernel returns zeros for the tail of larger ones)
  *   dm ARG...                 run dmsetup ARG...
  *   dmcreate NAME TABLE...    dmsetup create NAME --table "TABLE..."
  *   dmconcise SPEC...         dmsetup create --concise "SPEC..."
@@ -178,11 +180,13 @@ static int op_discard(char **a, int n)
 
 static int op_copy(char **a, int n)
 {
-	uint64_t dst_off = 0, size, pos;
+	uint64_t dst_off = 0, size, pos, chunk = COPY_CHUNK;
 	int in, out, ret = 0;
 
-	if (n != 4 || parse_u64(a[3], &dst_off))
-		return fail(0, "usage: copy SRC DST OFF");
+	if ((n != 4 && n != 5) || parse_u64(a[3], &dst_off) ||
+	    (n == 5 && (parse_u64(a[4], &chunk) || !chunk || chunk > COPY_CHUNK || chunk % 512)))
+		return fail(0, "usage: copy SRC DST OFF [CHUNK: a multiple of 512 up to %d]",
+			    COPY_CHUNK);
 	if (need_buf(COPY_CHUNK))
 		return -1;
 	in = open(a[1], O_RDONLY | O_DIRECT);
@@ -197,8 +201,8 @@ static int op_copy(char **a, int n)
 		ret = fail(errno, "size of %s", a[1]);
 		goto out;
 	}
-	for (pos = 0; pos < size && !ret; pos += COPY_CHUNK) {
-		size_t len = size - pos < COPY_CHUNK ? (size_t)(size - pos) : COPY_CHUNK;
+	for (pos = 0; pos < size && !ret; pos += chunk) {
+		size_t len = size - pos < chunk ? (size_t)(size - pos) : (size_t)chunk;
 
 		ret = full_pread(in, iobuf, len, pos);
 		if (ret) {

@@ -21,6 +21,11 @@
 #       --reconnect N       for the --nbd/--nbd-wt disks after it: qemu
 #                           reconnects for N s after the server went away and
 #                           retries the requests in flight
+#       --pmem FILE:OFF:SIZE  not a disk: the guest's RAM (--mem MB) is FILE,
+#                           shared with the host, and the kernel argument
+#                           memmap=SIZE!OFF (MiB) makes [OFF, OFF+SIZE) of it
+#                           legacy persistent memory: /dev/pmem0, DAX-capable
+#                           (guest pmem), whose bytes are FILE's from OFF MiB
 #       --net-nbd SOCK      no disk: the guest reaches SOCK over qemu user
 #                           networking (for the guest's nbd driver) as TCP
 #                           10.0.2.100:10809 (one connection, made when qemu
@@ -30,6 +35,7 @@
 #
 # Guests (G): dm   the dm-writecache target, dmsetup and GNU dd (tests/kernel)
 #             nbd  nbd, ext4, virtio-net, e2fsprogs, fio, nbd-client (tests/vm)
+#             pmem dm plus legacy pmem (nd_e820, nd_pmem) for writecache p (tests/kernel)
 #
 # run: DIR is shared read-write over 9p and mounted at /io in the guest; JOB.sh
 # is copied there as job.sh and runs with cwd /io (busybox sh, root, $IO=/io);
@@ -59,7 +65,7 @@ source "$HERE/../lib/functions.sh"
 # (commands that must exist afterwards), BINS (programs copied with their
 # libraries besides busybox; the guest scripts call them by full path, as
 # busybox sh prefers its applets) and FILES (copied if the host has them).
-GUESTS="dm nbd"
+GUESTS="dm nbd pmem"
 guest_def() {
 	case $1 in
 	dm)
@@ -69,6 +75,14 @@ guest_def() {
 		command -v busybox >/dev/null || PKGS+=(busybox-static)
 		TOOLS=(qemu-system-x86_64)
 		# busybox dd drops O_DIRECT on unaligned buffers; GNU dd does not
+		BINS=(/bin/dd dmsetup)
+		FILES=()
+		;;
+	pmem)
+		MODS="virtio_pci virtio_blk 9pnet_virtio 9p dm_mod dm_bufio dm_writecache libnvdimm nd_pmem nd_e820"
+		PKGS=(qemu-system-x86 dmsetup kmod cpio)
+		command -v busybox >/dev/null || PKGS+=(busybox-static)
+		TOOLS=(qemu-system-x86_64)
 		BINS=(/bin/dd dmsetup)
 		FILES=()
 		;;
@@ -388,7 +402,7 @@ prepare() {
 
 run() {
 	local timeout=300 mem=512 script="" dir="" drives=() envs=() ndisk=0 a qpid rc start cpu e v
-	local reconnect=""
+	local reconnect="" pmem_spec="" pmem_args=() append="" pf po ps
 	while (($#)); do
 		case $1 in
 		--timeout) timeout=$2; shift ;;
@@ -416,6 +430,7 @@ run() {
 			a=$(realpath "$2")
 			drives+=(-nic "user,model=virtio-net-pci,restrict=on,guestfwd=tcp:10.0.2.100:10809-unix:$a,guestfwd=tcp:10.0.2.100:10810-cmd:nc -U $a")
 			shift ;;
+		--pmem) pmem_spec=$2; shift ;;
 		--script) script=$2; shift ;;
 		--dir) dir=$2; shift ;;
 		*) say "run: unknown argument $1"; exit 2 ;;
@@ -423,6 +438,18 @@ run() {
 		shift
 	done
 	[[ -f "$script" && -n "$dir" ]] || { say "run: --script and --dir are required"; exit 2; }
+	if [[ -n "$pmem_spec" ]]; then
+		# FILE:OFF:SIZE (MiB). RAM from a shared file: guest stores land in it.
+		IFS=: read -r pf po ps <<<"$pmem_spec"
+		if ! [[ -n "$pf" && "$po" =~ ^[0-9]+$ && "$ps" =~ ^[0-9]+$ ]] || ((po + ps > mem)); then
+			say "run: --pmem FILE:OFF:SIZE (MiB, inside --mem $mem)"
+			exit 2
+		fi
+		[[ -f "$pf" ]] || truncate -s "${mem}M" "$pf"
+		pmem_args=(-object "memory-backend-file,id=ram,size=${mem}M,share=on,mem-path=$(realpath "$pf")"
+			-machine memory-backend=ram)
+		append=" memmap=${ps}M!${po}M"
+	fi
 	kernel_current || { say "no kernel: run 'vm.sh prepare' first"; exit 2; }
 	[[ -f "$(initramfs_path)" ]] || { say "no initramfs for guest $GUEST: run 'vm.sh prepare' first"; exit 2; }
 	mkdir -p "$dir"
@@ -445,8 +472,8 @@ run() {
 	timeout -k 5 "$timeout" qemu-system-x86_64 "${cpu[@]}" -M q35 -smp 2 -m "$mem" -nodefaults \
 		-display none -no-reboot -kernel "$VMLINUZ" -initrd "$(initramfs_path)" \
 		-serial "file:$dir/console.log" \
-		-append "console=ttyS0 quiet loglevel=4 panic=-1 no_timer_check wc.disks=$ndisk" \
-		"${drives[@]+"${drives[@]}"}" \
+		-append "console=ttyS0 quiet loglevel=4 panic=-1 no_timer_check wc.disks=$ndisk$append" \
+		"${pmem_args[@]+"${pmem_args[@]}"}" "${drives[@]+"${drives[@]}"}" \
 		-fsdev "local,id=io,path=$dir,security_model=none" -device virtio-9p-pci,fsdev=io,mount_tag=io \
 		</dev/null >"$dir/qemu.log" 2>&1 &
 	qpid=$!

@@ -79,7 +79,7 @@ static void test_flushed_survives_every_mode(void **state)
 	uint64_t seed;
 
 	(void)state;
-	for (mode = FAULT_DROP_ALL; mode <= FAULT_TEAR; mode++) {
+	for (mode = FAULT_DROP_ALL; mode <= FAULT_PMEM; mode++) {
 		for (seed = 0; seed < 32; seed++) {
 			struct wc_dev *dev = open_fault();
 			const uint8_t *d = fault_durable(dev);
@@ -225,6 +225,49 @@ static void test_tear(void **state)
 	assert_true(torn);
 }
 
+/*
+ * PMEM: every aligned 8-byte word of an unflushed write is old or new, never
+ * a mix; a 64-byte line survives whole, not at all, or torn; some runs see
+ * words of one line differ, which a 512-byte sector model never produces.
+ */
+static void test_pmem_tear(void **state)
+{
+	bool line_whole = false, line_none = false, line_torn = false;
+	uint64_t seed;
+
+	(void)state;
+	for (seed = 0; seed < NR_SEEDS; seed++) {
+		struct wc_dev *dev = open_fault();
+		const uint8_t *d = fault_durable(dev);
+
+		put(dev, 0x11, 8192, 0);
+		assert_int_equal(dev_flush(dev), 0);
+		put(dev, 0xab, 2000, 700);	/* words [700,704) [704,712) ... [2696,2700) */
+		fault_crash(dev, FAULT_PMEM, seed);
+		for (uint64_t w = 696; w < 2700; w += 8) {
+			uint64_t lo = w < 700 ? 700 : w, hi = w + 8 < 2700 ? w + 8 : 2700;
+
+			assert_true(all_eq(d, d[lo] == 0xab ? 0xab : 0x11, hi - lo, lo));
+		}
+		for (uint64_t line = 704; line + 64 <= 2700; line += 64) {
+			unsigned n = 0;
+
+			for (uint64_t w = line; w < line + 64; w += 8)
+				n += d[w] == 0xab;
+			line_whole |= n == 8;
+			line_none |= n == 0;
+			line_torn |= n > 0 && n < 8;
+		}
+		assert_true(all_eq(d, 0x11, 700, 0));
+		assert_true(all_eq(d, 0x11, 8192 - 2700, 2700));
+		check_reads_durable(dev);
+		dev_close(dev);
+	}
+	assert_true(line_whole);
+	assert_true(line_none);
+	assert_true(line_torn);
+}
+
 static void test_armed_crash(void **state)
 {
 	struct wc_dev *dev = open_fault();
@@ -343,7 +386,7 @@ static void test_determinism(void **state)
 	uint8_t *first = malloc(DEV_BYTES);
 
 	(void)state;
-	for (mode = FAULT_RANDOM_SUBSET; mode <= FAULT_TEAR; mode++) {
+	for (mode = FAULT_RANDOM_SUBSET; mode <= FAULT_PMEM; mode++) {
 		int nr_distinct = 0;
 		uint64_t seed;
 
@@ -975,6 +1018,7 @@ int main(void)
 		cmocka_unit_test(test_keep_all),
 		cmocka_unit_test(test_random_subset),
 		cmocka_unit_test(test_tear),
+		cmocka_unit_test(test_pmem_tear),
 		cmocka_unit_test(test_armed_crash),
 		cmocka_unit_test(test_fail_writes_from),
 		cmocka_unit_test(test_set_error),

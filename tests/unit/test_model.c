@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "wcache.h"
@@ -56,6 +57,7 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
 
 struct model {
 	struct wc_dev *origin, *cache;	/* test's handles on the fault stores */
+	const char *pmem_path;		/* cache on dev_pmem_open(this file) instead */
 	struct wcache *wc;
 	uint32_t bs;
 	uint64_t size;
@@ -103,6 +105,18 @@ static int open_cache(struct model *m)
 	for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
 		assert_int_equal(wcache_cfg_set(&cfg, tok, strtok_r(NULL, " ", &save)), 0);
 	assert_int_equal(dev_fault_share(m->origin, &o), 0);
+#ifdef WC_WITH_PMEM
+	if (m->pmem_path) {
+		/* The real mapped device of pmem mode, on a tmpfs file. */
+		int ret = dev_pmem_open(m->pmem_path, DEV_EXCL, &c);
+
+		if (ret) {
+			dev_close(o);
+			return ret;
+		}
+		return wc_open_devs(&cfg, o, c, &m->wc);
+	}
+#endif
 	assert_int_equal(dev_fault_share(m->cache, &c), 0);
 	return wc_open_devs(&cfg, o, c, &m->wc);
 }
@@ -347,6 +361,8 @@ static void *reader_main(void *arg)
 	return NULL;
 }
 
+static const char *g_pmem_path;	/* run_round: the cache on this file, mapped */
+
 static void run_round(uint32_t bs, uint64_t size, uint64_t piece, uint64_t cache_bytes,
 		      const char *opts, uint64_t seed, uint64_t ops)
 {
@@ -360,6 +376,7 @@ static void run_round(uint32_t bs, uint64_t size, uint64_t piece, uint64_t cache
 	m.bs = bs;
 	m.size = size;
 	m.opts = opts;
+	m.pmem_path = g_pmem_path;
 	m.seed = seed;
 	m.ops = ops;
 	m.piece = piece;
@@ -480,11 +497,43 @@ static void test_model_512(void **state)
 		  g_seed + 3, g_ops);
 }
 
+/*
+ * pmem mode (kernel rules: committed blocks never overwritten in place,
+ * autocommit_blocks 64), once on fault devices and once with the cache on
+ * the libpmem2 device over a tmpfs file (the real data path, concurrently).
+ */
+static void test_model_pmem(void **state)
+{
+	(void)state;
+	run_round(4096, (2u << 20) + 1536, 0, 4096 + 64 * 4096,
+		  "mode p high_watermark 40 low_watermark 20 autocommit_time 20 writeback_jobs 32",
+		  g_seed + 4, g_ops);
+	run_round(512, (1u << 19) + 100, 300, 1024 + 64 * 512,
+		  "mode p high_watermark 10 low_watermark 0 writeback_jobs 8", g_seed + 5, g_ops);
+#ifdef WC_WITH_PMEM
+	{
+		char path[] = "/dev/shm/wc-model-pmem-XXXXXX";
+		int fd = mkstemp(path);
+
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, 4096 + 64 * 4096), 0);
+		close(fd);
+		g_pmem_path = path;
+		run_round(4096, (2u << 20) + 1536, 2500, 4096 + 64 * 4096,
+			  "mode p high_watermark 40 low_watermark 20 autocommit_time 20",
+			  g_seed + 6, g_ops);
+		g_pmem_path = NULL;
+		unlink(path);
+	}
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_model_4096),
 		cmocka_unit_test(test_model_512),
+		cmocka_unit_test(test_model_pmem),
 	};
 
 	g_seed = env_u64("WC_MODEL_SEED", 0);

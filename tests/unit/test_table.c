@@ -216,13 +216,90 @@ static void test_prefix(void **state)
 
 static void test_mode(void **state)
 {
+	struct wc_cfg cfg;
+
 	(void)state;
-	expect_table_err("p /o /c 4096 0", -EOPNOTSUPP,
-			 "pmem mode (p) is not supported by wcache; use s");
-	expect_table_err("P /o /c 4096 0", -EOPNOTSUPP, "pmem mode (p)");
-	expect_table_err("x /o /c 4096 0", -EINVAL, "mode: 'x' is invalid");
+	parse_ok(&cfg, "s /o /c 4096 0");
+	assert_int_equal(cfg.mode, WC_MODE_SSD);
+	assert_int_equal(cfg.autocommit_blocks, WC_DEFAULT_AUTOCOMMIT_BLOCKS);
+	assert_false(cfg.fua);
+	expect_table_err("x /o /c 4096 0", -EINVAL, "mode: 'x' is invalid; expected s (SSD) or p");
 	expect_table_err("ss /o /c 4096 0", -EINVAL, "mode: 'ss'");
 	expect_table_err("ssd /o /c 4096 0", -EINVAL, "mode");
+	expect_table_err("pmem /o /c 4096 0", -EINVAL, "mode: 'pmem'");
+}
+
+/* pmem mode: the kernel's defaults (autocommit_blocks 64, fua), fua/nofua, pause_writeback. */
+static void test_pmem_mode(void **state)
+{
+	struct wc_cfg cfg;
+	char line[256];
+
+	(void)state;
+	parse_ok(&cfg, "p /o /c 4096 0");
+	assert_int_equal(cfg.mode, WC_MODE_PMEM);
+	assert_int_equal(cfg.autocommit_blocks, WC_DEFAULT_AUTOCOMMIT_BLOCKS_PMEM);
+	assert_int_equal(cfg.autocommit_blocks, 64);
+	assert_true(cfg.fua);
+	assert_int_equal(cfg.set_mask, 0);
+	assert_int_equal(wc_table_format_line(&cfg, line, sizeof(line)), 14);
+	assert_string_equal(line, "p /o /c 4096 0");
+
+	parse_ok(&cfg, "0 100 writecache P /o /c 512 1 nofua");
+	assert_int_equal(cfg.mode, WC_MODE_PMEM);
+	assert_false(cfg.fua);
+	assert_int_equal(cfg.set_mask, WC_SET_NOFUA);
+	assert_true(wc_table_format_line(&cfg, line, sizeof(line)) > 0);
+	assert_string_equal(line, "p /o /c 512 1 nofua");
+
+	/* Kernel table order: ... max_age, cleaner, fua|nofua, metadata_only. */
+	parse_ok(&cfg, "p /o /c 4096 7 metadata_only FUA cleaner autocommit_blocks 1000 max_age 5");
+	assert_true(cfg.fua);
+	assert_int_equal(cfg.autocommit_blocks, 1000);
+	assert_true(wc_table_format_line(&cfg, line, sizeof(line)) > 0);
+	assert_string_equal(line, "p /o /c 4096 7 autocommit_blocks 1000 max_age 5 cleaner fua "
+			    "metadata_only");
+
+	expect_table_err("p /o /c 4096 2 fua nofua", -EINVAL, "fua and nofua are both given");
+	expect_table_err("p /o /c 4096 2 fua fua", -EINVAL, "option fua is given more than once");
+	expect_table_err("p /o /c 4096 2 pause_writeback 10", -EINVAL,
+			 "pause_writeback is only valid in SSD mode (s), not in pmem mode (p)");
+	expect_table_err("s /o /c 4096 1 fua", -EINVAL, "fua is only valid in pmem mode (p)");
+	expect_table_err("s /o /c 4096 1 nofua", -EINVAL, "nofua is only valid in pmem mode (p)");
+
+	/* wcache_cfg_set("mode"): switches the defaults of what was not given. */
+	wcache_cfg_init(&cfg);
+	strcpy(cfg.origin_path, "o");
+	strcpy(cfg.cache_path, "c");
+	assert_int_equal(wcache_cfg_set(&cfg, "mode", "p"), 0);
+	assert_int_equal(cfg.autocommit_blocks, 64);
+	assert_true(cfg.fua);
+	assert_int_equal(wcache_cfg_set(&cfg, "nofua", NULL), 0);
+	assert_false(cfg.fua);
+	assert_int_equal(wcache_cfg_validate(&cfg), 0);
+	assert_int_equal(wcache_cfg_set(&cfg, "fua", NULL), 0);	/* replaces nofua */
+	assert_true(cfg.fua);
+	assert_int_equal(cfg.set_mask, WC_SET_FUA);
+	assert_int_equal(wcache_cfg_set(&cfg, "fua", "0"), 0);	/* back to the mode's default */
+	assert_true(cfg.fua);
+	assert_int_equal(cfg.set_mask, 0);
+	assert_int_equal(wcache_cfg_set(&cfg, "mode", "s"), 0);
+	assert_int_equal(cfg.autocommit_blocks, WC_DEFAULT_AUTOCOMMIT_BLOCKS);
+	assert_false(cfg.fua);
+	assert_int_equal(wcache_cfg_set(&cfg, "fua", "1"), 0);
+	assert_int_equal(wcache_cfg_validate(&cfg), -EINVAL);
+	assert_err_contains("fua is only valid in pmem mode");
+
+	/* An explicit autocommit_blocks survives mode switches either way. */
+	wcache_cfg_init(&cfg);
+	assert_int_equal(wcache_cfg_set(&cfg, "autocommit_blocks", "7"), 0);
+	assert_int_equal(wcache_cfg_set(&cfg, "mode", "p"), 0);
+	assert_int_equal(cfg.autocommit_blocks, 7);
+	assert_int_equal(wcache_cfg_set(&cfg, "mode", "s"), 0);
+	assert_int_equal(cfg.autocommit_blocks, 7);
+
+	expect_set_err("mode", "x", -EINVAL, "mode: 'x' is invalid");
+	expect_set_err("mode", NULL, -EINVAL, "mode: '' is invalid");
 }
 
 static void test_positional_missing(void **state)
@@ -394,9 +471,9 @@ static void test_unknown_and_flags(void **state)
 	expect_table_err("s o c 4096 1 block_size", -EINVAL, "unknown option 'block_size'");
 	/* A value after a flag is just an unknown word. */
 	expect_table_err("s o c 4096 2 cleaner 1", -EINVAL, "unknown option '1'");
-	expect_table_err("s o c 4096 1 fua", -EINVAL, "fua/nofua are only valid in pmem mode");
-	expect_table_err("s o c 4096 1 nofua", -EINVAL, "fua/nofua are only valid in pmem mode");
-	expect_table_err("s o c 4096 1 FUA", -EINVAL, "fua/nofua");
+	expect_table_err("s o c 4096 1 fua", -EINVAL, "fua is only valid in pmem mode");
+	expect_table_err("s o c 4096 1 nofua", -EINVAL, "nofua is only valid in pmem mode");
+	expect_table_err("s o c 4096 1 FUA", -EINVAL, "fua is only valid");
 }
 
 static void test_watermark_relation(void **state)
@@ -491,12 +568,21 @@ static void test_options(void **state)
 
 	(void)state;
 	d = wcache_options(&nr);
-	assert_int_equal(nr, NR_CASES);
+	/* cases[] plus the pmem-mode flags fua and nofua, in the kernel's order after cleaner. */
+	assert_int_equal(nr, NR_CASES + 2);
 	for (i = 0; i < nr; i++) {
-		assert_string_equal(d[i].name, cases[i].name);
-		assert_int_equal(d[i].has_value, cases[i].has_value);
-		assert_int_equal(d[i].set_bit, cases[i].bit);
-		assert_int_equal(d[i].max, cases[i].has_value ? cases[i].max : 0);
+		size_t k = i < 8 ? i : i < 10 ? SIZE_MAX : i - 2;
+
+		if (k == SIZE_MAX) {
+			assert_string_equal(d[i].name, i == 8 ? "fua" : "nofua");
+			assert_int_equal(d[i].set_bit, i == 8 ? WC_SET_FUA : WC_SET_NOFUA);
+			assert_false(d[i].has_value);
+		} else {
+			assert_string_equal(d[i].name, cases[k].name);
+			assert_int_equal(d[i].has_value, cases[k].has_value);
+			assert_int_equal(d[i].set_bit, cases[k].bit);
+			assert_int_equal(d[i].max, cases[k].has_value ? cases[k].max : 0);
+		}
 		assert_true(d[i].has_value == (d[i].unit != NULL));
 		assert_true(d[i].help && *d[i].help);
 		assert_int_equal(all & d[i].set_bit, 0);
@@ -574,8 +660,7 @@ static void test_cfg_set(void **state)
 	expect_set_err("a_very_long_option_name_that_matches_nothing_at_all", "1", -EINVAL,
 		       "unknown option 'a_very_long");
 	expect_set_err("", "1", -EINVAL, "no name");
-	expect_set_err("fua", NULL, -EINVAL, "fua/nofua are only valid in pmem mode");
-	expect_set_err("nofua", "1", -EINVAL, "fua/nofua are only valid in pmem mode");
+	/* fua/nofua are set in any mode; validation refuses them outside pmem mode (test_pmem_mode). */
 
 	/* Relations are the job of validate: set accepts high < low one at a time. */
 	wcache_cfg_init(&cfg);
@@ -775,6 +860,7 @@ int main(void)
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_parse_keeps_extras),
 		cmocka_unit_test(test_options),
+		cmocka_unit_test(test_pmem_mode),
 		cmocka_unit_test(test_cfg_set),
 		cmocka_unit_test(test_validate),
 		cmocka_unit_test(test_format_line),

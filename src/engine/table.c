@@ -265,7 +265,7 @@ static int parse_mode(const char *m, enum wc_mode *out)
 
 static int parse_words(struct wc_cfg *cfg, char **w, size_t nr)
 {
-	enum wc_mode mode;
+	enum wc_mode mode = WC_MODE_SSD;
 	unsigned given = 0;
 	uint64_t n_opt;
 	size_t i;

@@ -35,11 +35,15 @@ srv_start() {
 # test-nbd-origin-faults.sh); a server that has closed its cache (its flock
 # is free) and then hangs there for 3 s is killed instead.
 srv_stop() {
-	local rc=0 i closed=0 cache=""
+	local rc=0 i closed=0 cache="" cwd=""
+	if [[ "${WC_SANITIZE:-}" == *address* ]]; then
+		# Before SIGTERM: once the server is gone /proc has nothing to read.
+		cache=$(tr '\0' '\n' <"/proc/$SRV_PID/cmdline" 2>/dev/null | sed -n 's/^cache=//p') || true
+		cwd=$(readlink "/proc/$SRV_PID/cwd" 2>/dev/null) || true
+		[[ -n "$cache" && "$cache" != /* ]] && cache=$cwd/$cache
+	fi
 	kill -TERM "$SRV_PID"
 	if [[ "${WC_SANITIZE:-}" == *address* ]]; then
-		cache=$(tr '\0' '\n' <"/proc/$SRV_PID/cmdline" 2>/dev/null | sed -n 's/^cache=//p')
-		[[ -n "$cache" && "$cache" != /* ]] && cache=$(readlink "/proc/$SRV_PID/cwd")/$cache
 		for ((i = 0; i < 300 && closed < 30; i++)); do
 			kill -0 "$SRV_PID" 2>/dev/null || break
 			[[ -n "$cache" ]] && flock -n "$cache" true && closed=$((closed + 1))

@@ -251,6 +251,7 @@ static int split_words(const char *s, char ***words, size_t *nr, char **buf)
 
 static int parse_mode(const char *m, enum wc_mode *out)
 {
+	*out = WC_MODE_SSD;	/* also on error: callers' -O3 builds cannot see wc_err < 0 */
 	if (m && !strcasecmp(m, "s")) {
 		*out = WC_MODE_SSD;
 		return 0;
@@ -265,7 +266,7 @@ static int parse_mode(const char *m, enum wc_mode *out)
 
 static int parse_words(struct wc_cfg *cfg, char **w, size_t nr)
 {
-	enum wc_mode mode = WC_MODE_SSD;
+	enum wc_mode mode;
 	unsigned given = 0;
 	uint64_t n_opt;
 	size_t i;

@@ -43,9 +43,18 @@ requires_wcache() {
 }
 
 # requires_pmem: skip unless this build has pmem mode (libpmem2); call after tmpdir.
+# WCACHE_SERVE: the command 'wcache serve'. It runs nbdkit, which loads the
+# plugin: an ASan plugin needs its runtimes preloaded into the uninstrumented
+# nbdkit (nbd-functions.sh does the same for nbdkit itself).
+WCACHE_SERVE=("${WCACHE:-wcache}" serve)
+if [[ "${WC_SANITIZE:-}" == *address* ]]; then
+	WCACHE_SERVE=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+		"ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" "${WCACHE:-wcache}" serve)
+fi
+
 requires_pmem() {
 	truncate -s 1M "$TMPD/.pmem-o" "$TMPD/.pmem-c"
-	if ! "$WCACHE" serve --mode p "$TMPD/.pmem-o" "$TMPD/.pmem-c" --run true \
+	if ! "${WCACHE_SERVE[@]}" --mode p "$TMPD/.pmem-o" "$TMPD/.pmem-c" --run true \
 		>"$TMPD/.pmem-probe" 2>&1; then
 		grep -q 'not supported by this build' "$TMPD/.pmem-probe" &&
 			skip "this build has no pmem mode (libpmem2)"

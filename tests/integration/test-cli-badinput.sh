@@ -37,13 +37,6 @@ done
 [[ "$i0" != "$i1" ]] || fail "need two distinct entries"
 assert_eq "$(peek_le good.img $((64 + 16 * i0)) 8)" "$s0" "entry $i0 sector read with od"
 snapshot origin.img
-# 'wcache serve' runs nbdkit, which loads the plugin: an ASan plugin needs
-# its runtimes preloaded into the uninstrumented nbdkit.
-SERVE=("$WCACHE" serve)
-if [[ "${WC_SANITIZE:-}" == *address* ]]; then
-	SERVE=(env "LD_PRELOAD=$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
-		"ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" "$WCACHE" serve)
-fi
 
 # battery CACHE REGEX [ORIGIN_ONLY]: every subcommand fails on CACHE with a
 # message matching REGEX and leaves CACHE and the origin untouched. With
@@ -128,7 +121,7 @@ for cmdline in "dump fifo" "dump --json fifo" "status fifo" "format fifo" \
 	run_rc 1 timeout 20 "$WCACHE" $cmdline
 	err_has 'fifo is not a regular file or block device'
 done
-run_rc 1 timeout 20 "${SERVE[@]}" origin.img fifo --run true
+run_rc 1 timeout 20 "${WCACHE_SERVE[@]}" origin.img fifo --run true
 err_has 'fifo is not a regular file or block device'
 [[ ! -e out.img ]] || fail "a failed export created its output"
 
@@ -241,7 +234,7 @@ poke_le blank.img 0 8 0
 snapshot blank.img origin.img
 run_rc 1 "$WCACHE" format blank.img
 err_has 'records after it look like committed cache entries'
-run_rc 1 "${SERVE[@]}" origin.img blank.img --run true
+run_rc 1 "${WCACHE_SERVE[@]}" origin.img blank.img --run true
 err_has 'look like committed cache entries: a damaged cache'
 run_rc 2 "$WCACHE" check blank.img
 err_has 'not formatted .*, but [0-9]+ records after the superblock look like committed'
@@ -259,7 +252,7 @@ run_rc 0 "$WCACHE" format fresh.img
 poke_le fresh.img 0 8 0
 run_rc 0 "$WCACHE" format fresh.img
 poke_le fresh.img 0 8 0
-run_rc 0 "${SERVE[@]}" origin.img fresh.img --run true
+run_rc 0 "${WCACHE_SERVE[@]}" origin.img fresh.img --run true
 run_rc 0 "$WCACHE" check fresh.img
 # A truncated cache: every other command refuses and points at the salvage;
 # export --force takes each valid block whose data survives, and the

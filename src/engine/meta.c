@@ -285,7 +285,8 @@ int wc_meta_check_geometry(struct wc_dev *dev, uint64_t base, const struct wc_sb
 			   bool *grown)
 {
 	uint64_t usable = dev->size - base, fits = wcache_compute_n_blocks(usable, sb->block_size);
-	uint64_t off = WC_SB_BYTES + sb->n_blocks * WC_ENTRY_BYTES, nr;
+	uint64_t off = WC_SB_BYTES + sb->n_blocks * WC_ENTRY_BYTES;
+	uint64_t end = wc_meta_bytes_for(sb->n_blocks, sb->block_size), nr;
 	struct rec_census c;
 	int ret;
 
@@ -301,22 +302,28 @@ int wc_meta_check_geometry(struct wc_dev *dev, uint64_t base, const struct wc_sb
 				      "bytes (corrupt block_size?)",
 				      sb->block_size, (unsigned long long)sb->n_blocks, bs,
 				      (unsigned long long)usable);
-	nr = fits - sb->n_blocks;
+	/*
+	 * Only the padding after the last entry, up to the end of the metadata
+	 * area, is looked at: format leaves it zero and nothing writes it, so
+	 * the verdict never changes while the cache runs. Past it lie data
+	 * blocks, which user data could make look like anything. Free entries
+	 * (all 0xff) in the padding mean the table goes on: n_blocks was cut.
+	 */
+	nr = end > off ? (end - off) / WC_ENTRY_BYTES : 0;
 	if (nr > PROBE_ENTRIES)
 		nr = PROBE_ENTRIES;
-	if (off + nr * WC_ENTRY_BYTES > usable)
-		nr = (usable - off) / WC_ENTRY_BYTES;
-	if (!nr)
-		goto grown;
-	ret = probe_records(dev, base, off, nr, sb->seq_count, sb->block_size, &c);
-	if (ret)
-		return ret;
-	if (looks_like_entries(&c))
-		return wc_err(-EINVAL,
-			      "superblock n_blocks %llu is too small: the entry table goes on past "
-			      "it (a format of this device gives %llu blocks; corrupt n_blocks?)",
-			      (unsigned long long)sb->n_blocks, (unsigned long long)fits);
-grown:
+	if (nr) {
+		ret = probe_records(dev, base, off, nr, 0, sb->block_size, &c);
+		if (ret)
+			return ret;
+		if (c.free)
+			return wc_err(-EINVAL,
+				      "superblock n_blocks %llu is too small: %zu free entries follow "
+				      "the last one (a format of this device gives %llu blocks; "
+				      "corrupt n_blocks?)",
+				      (unsigned long long)sb->n_blocks, c.free,
+				      (unsigned long long)fits);
+	}
 	*grown = true;
 	return 0;
 }

@@ -113,14 +113,6 @@ struct wc_dev;
 int wc_meta_read_sb(struct wc_dev *dev, uint64_t base, struct wc_sb *sb);
 
 /*
- * For a validated superblock: does the format fit the device? n_blocks
- * smaller than a format of the device gives means the device was grown
- * (*grown, the rest stays unused as in the kernel) - unless the entry table
- * visibly goes on past n_blocks, or n_blocks is exactly what a larger block
- * size gives: then n_blocks or block_size is corrupt (-EINVAL, a bad
- * superblock, with a message).
- */
-/*
  * For a blank superblock (magic and version 0): how many records after it
  * look like committed entries of a cache (0 for zeros, data or an
  * interrupted format; at most 64 Ki records are read). Non-zero means a
@@ -129,6 +121,16 @@ int wc_meta_read_sb(struct wc_dev *dev, uint64_t base, struct wc_sb *sb);
  */
 int64_t wc_meta_blank_entries(struct wc_dev *dev, uint64_t base, const struct wc_sb *sb);
 
+/*
+ * For a validated superblock: does the format fit the device? n_blocks
+ * smaller than a format of the device gives means the device was grown
+ * (*grown, the rest stays unused as in the kernel) - unless free entries
+ * follow the last entry inside the metadata area (format leaves that
+ * padding zero), or n_blocks is exactly what a larger block size gives:
+ * then n_blocks or block_size is corrupt (-EINVAL, a bad superblock, with a
+ * message). The verdict does not depend on data blocks or seq_count, so it
+ * never changes while the cache is in use.
+ */
 int wc_meta_check_geometry(struct wc_dev *dev, uint64_t base, const struct wc_sb *sb,
 			   bool *grown);
 

@@ -195,7 +195,7 @@ struct rec_census {
 };
 
 #define DUP_CHECK_ENTRIES 256
-#define PROBE_ENTRIES 65536u	/* 1 MiB of records read past the table */
+#define PROBE_ENTRIES 65536u	/* at most 1 MiB of records read per probe */
 
 /*
  * Sort nr 16-byte records into kinds. All-zero records count for nothing:

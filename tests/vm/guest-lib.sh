@@ -53,8 +53,12 @@ fsck_clean() {
 }
 
 # mkext4 DEV [BLOCKS]: a fresh ext4 (4 KiB blocks; BLOCKS limits its size).
+# Inode tables and journal are zeroed here, not by the kernel's ext4lazyinit
+# thread after mount: that thread sends a flush per block group at a moment
+# of its choosing (test-vm-nbd-fua.sh counted 2 during its FUA-only window).
 mkext4() {
-	/usr/sbin/mke2fs -q -t ext4 -b 4096 -F "$@" || fail "mke2fs $*"
+	/usr/sbin/mke2fs -q -t ext4 -b 4096 -E lazy_itable_init=0,lazy_journal_init=0 -F "$@" ||
+		fail "mke2fs $*"
 	t "mkfs.ext4 $*"
 }
 

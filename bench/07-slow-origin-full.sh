@@ -107,15 +107,15 @@ mkimg "$WORK/cache.img" "$cache_size"
 fio_opts=(--rw=randwrite --bs=4k --numjobs="$njobs" --iodepth="$qd" --size="$region"
 	--group_reporting --time_based --runtime="$runtime")
 tsv=$OUT/rounds.tsv
-printf 'variant\tround\tserver\tiops\tmean_us\tp99_us\tmax_us\twrites_around\tfull_waits\n' >"$tsv"
+printf 'variant\tround\tserver\tiops\tmean_us\tp99_us\tmax_us\twrites_around\tfull_waits\tcpus_busy\tcpu_us_per_write\n' >"$tsv"
 echo "# variant origin_iops wcache_iops (medians)" >"$OUT/iops-bars.dat"
 echo "# variant origin_p99_ms wcache_p99_ms origin_max_ms wcache_max_ms (medians)" >"$OUT/latency-bars.dat"
-declare -A R_IOPS R_MAX R_P99 MED
+declare -A R_IOPS R_MAX R_P99 R_CPU MED
 table=()
 for v in "${variants[@]}"; do
 	IFS='|' read -r tag delay label <<<"$v"
 	start_origin "$tag" "$delay"
-	ir=() mr=() pr=()
+	ir=() mr=() pr=() cr=()
 	for ((r = 1; r <= rounds; r++)); do
 		order=(origin wc)
 		((r % 2)) || order=(wc origin)
@@ -130,7 +130,9 @@ for v in "${variants[@]}"; do
 				spid=$!
 				# --perf: round 1, from 1 s in (the cache is full by then).
 				((r == 1)) && perf_start "A-$tag" "${SRV_PID[wc]}" 1
+				c0=$(cpu_mark) t0=$EPOCHREALTIME
 				j=$(fio_nbd "$tag-wc-r$r" "${SRV_URI[wc]}" "${fio_opts[@]}")
+				c1=$(cpu_mark) t1=$EPOCHREALTIME
 				perf_wait
 				kill "$spid" 2>/dev/null || true
 				wait "$spid" 2>/dev/null || true
@@ -139,39 +141,54 @@ for v in "${variants[@]}"; do
 				srv_stop wc
 			else
 				only_run origin
+				c0=$(cpu_mark) t0=$EPOCHREALTIME
 				j=$(fio_nbd "$tag-origin-r$r" "${SRV_URI[origin]}" "${fio_opts[@]}")
+				c1=$(cpu_mark) t1=$EPOCHREALTIME
 			fi
+			# The whole machine's CPU over the fio run (fio, the servers and
+			# anything else): CPUs busy, and CPU time per write completed.
+			busy=$(cpu_busy_s "$c0" "$c1")
+			got[$s-cpus]=$(awk -v b="$busy" -v a="$t0" -v c="$t1" 'BEGIN { printf "%.2f", b / (c - a) }')
+			got[$s-cpu_us]=$(awk -v b="$busy" -v w="$(jq -r '.jobs[0].write.total_ios // 0' "$j")" \
+				'BEGIN { if (w > 0) printf "%.1f", b * 1e6 / w; else print "nan" }')
 			for m in iops mean_us p99_us max_us; do
 				got[$s-$m]=$(fio_get "$j" write $m)
 			done
-			printf '%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tag" "$r" "$s" "${got[$s-iops]}" \
-				"${got[$s-mean_us]}" "${got[$s-p99_us]}" "${got[$s-max_us]}" "$around" "$waits" >>"$tsv"
+			printf '%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tag" "$r" "$s" "${got[$s-iops]}" \
+				"${got[$s-mean_us]}" "${got[$s-p99_us]}" "${got[$s-max_us]}" "$around" "$waits" \
+				"${got[$s-cpus]}" "${got[$s-cpu_us]}" >>"$tsv"
 		done
 		ir+=("$(div "${got[wc-iops]}" "${got[origin-iops]}")")
 		mr+=("$(div "${got[wc-max_us]}" "${got[origin-max_us]}")")
 		pr+=("$(div "${got[wc-p99_us]}" "${got[origin-p99_us]}")")
+		cr+=("$(div "${got[wc-cpu_us]}" "${got[origin-cpu_us]}")")
 		say "A $tag round $r: origin $(fmt "${got[origin-iops]}" 0) IOPS p99 $(fmt "${got[origin-p99_us]}" 0) us" \
 			"max $(fmt "${got[origin-max_us]}" 0) us; wcache $(fmt "${got[wc-iops]}" 0) IOPS" \
-			"p99 $(fmt "${got[wc-p99_us]}" 0) us max $(fmt "${got[wc-max_us]}" 0) us"
+			"p99 $(fmt "${got[wc-p99_us]}" 0) us max $(fmt "${got[wc-max_us]}" 0) us;" \
+			"machine CPUs busy origin ${got[origin-cpus]} wcache ${got[wc-cpus]}," \
+			"CPU us/write origin ${got[origin-cpu_us]} wcache ${got[wc-cpu_us]}"
 	done
 	srv_stop origin
 	R_IOPS[$tag]=$(median "${ir[@]}") R_MAX[$tag]=$(median "${mr[@]}") R_P99[$tag]=$(median "${pr[@]}")
+	R_CPU[$tag]=$(median "${cr[@]}")
 	for s in origin wc; do
-		for col in 4:iops 5:mean_us 6:p99_us 7:max_us 8:around 9:waits; do
+		for col in 4:iops 5:mean_us 6:p99_us 7:max_us 8:around 9:waits 10:cpus 11:cpu_us; do
 			mapfile -t vals < <(awk -F'\t' -v t="$tag" -v s="$s" -v c="${col%%:*}" \
 				'$1 == t && $3 == s { print $c }' "$tsv")
 			if [[ ${vals[0]} = - ]]; then MED[$tag-$s-${col#*:}]=-; else MED[$tag-$s-${col#*:}]=$(median "${vals[@]}"); fi
 		done
 	done
 	if [[ $tag = file ]]; then olabel=$file_base; else olabel="nbdkit delay filter, $label"; fi
-	printf -v row '| %s | %s | %s | %s | %s | %s | | | | | |' "$label" "$olabel" \
+	printf -v row '| %s | %s | %s | %s | %s | %s | | | | | | %s | %s | |' "$label" "$olabel" \
 		"$(fmt "${MED[$tag-origin-iops]}" 0)" "$(fmt "${MED[$tag-origin-mean_us]}" 0)" \
-		"$(fmt "${MED[$tag-origin-p99_us]}" 0)" "$(fmt "${MED[$tag-origin-max_us]}" 0)"
+		"$(fmt "${MED[$tag-origin-p99_us]}" 0)" "$(fmt "${MED[$tag-origin-max_us]}" 0)" \
+		"${MED[$tag-origin-cpus]}" "${MED[$tag-origin-cpu_us]}"
 	table+=("$row")
-	printf -v row '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$label" \
+	printf -v row '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$label" \
 		"wcache, $cache_size cache" "$(fmt "${MED[$tag-wc-iops]}" 0)" "$(fmt "${MED[$tag-wc-mean_us]}" 0)" \
 		"$(fmt "${MED[$tag-wc-p99_us]}" 0)" "$(fmt "${MED[$tag-wc-max_us]}" 0)" "${R_IOPS[$tag]}" \
-		"${R_P99[$tag]}" "${R_MAX[$tag]}" "${MED[$tag-wc-around]}" "${MED[$tag-wc-waits]}"
+		"${R_P99[$tag]}" "${R_MAX[$tag]}" "${MED[$tag-wc-around]}" "${MED[$tag-wc-waits]}" \
+		"${MED[$tag-wc-cpus]}" "${MED[$tag-wc-cpu_us]}" "${R_CPU[$tag]}"
 	table+=("$row")
 	echo "\"$label\" ${MED[$tag-origin-iops]} ${MED[$tag-wc-iops]}" >>"$OUT/iops-bars.dat"
 	awk -v l="$label" -v a="${MED[$tag-origin-p99_us]}" -v b="${MED[$tag-wc-p99_us]}" \
@@ -182,15 +199,17 @@ done
 
 out "### A. 4K randwrite, $njobs jobs x QD$qd, region $region, origin $origin_size, wcache cache $cache_size (default settings, fresh each round), $rounds rounds x $runtime, $fs"
 out ""
-out "| origin | path | write IOPS | mean us | p99 us | max us | IOPS wcache/origin | p99 wcache/origin | max wcache/origin | writes around | full waits |"
-out "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+out "| origin | path | write IOPS | mean us | p99 us | max us | IOPS wcache/origin | p99 wcache/origin | max wcache/origin | writes around | full waits | machine CPUs busy | machine CPU us/write | CPU/write wcache/origin |"
+out "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for row in "${table[@]}"; do
 	out "$row"
 done
 out ""
 out "Medians over the rounds; the ratios are medians of the per-round ratios. Delay origins: nbdkit file"
 out "plugin behind the delay filter (delay-read $rdelay, 16 threads per connection), wcache reaching it over NBD; the file"
-out "origin: wcache opens the file itself (O_DIRECT). writes around / full waits: wcache status at the end of a run."
+out "origin: wcache opens the file itself (O_DIRECT). writes around / full waits: wcache status at the end of a run.
+Machine CPU: every CPU of the machine over the fio run (fio, the origin server, wcache and anything
+else running), busy CPUs of $(nproc) and busy CPU time per write completed."
 
 bars_plot iops "4K randwrite, $njobs jobs x QD$qd over $region, $cache_size wcache cache" "origin" "wcache"
 cat >"$OUT/latency-bars.gp" <<GP
@@ -341,5 +360,6 @@ plot drain.gp
 ratio_line "wcache/origin write IOPS ${R_IOPS[d2]}, target >= 1.0: $(verdict ge "${R_IOPS[d2]}" 1.0);" \
 	"wcache/origin max write latency ${R_MAX[d2]}, target <= 2.0: $(verdict le "${R_MAX[d2]}" 2.0);" \
 	"drain/direct ${drain_ratio}, target <= 1.0: $(verdict le "$drain_ratio" 1.0);" \
-	"(delay-write 2 ms; p99 wcache/origin ${R_P99[d2]}; delay-write 1 ms: IOPS ${R_IOPS[d1]}," \
+	"(delay-write 2 ms; p99 wcache/origin ${R_P99[d2]}; machine CPU per write wcache/origin ${R_CPU[d2]};" \
+	"delay-write 1 ms: IOPS ${R_IOPS[d1]}," \
 	"max ${R_MAX[d1]}; O_DIRECT file: IOPS ${R_IOPS[file]}, max ${R_MAX[file]})"

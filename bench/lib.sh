@@ -314,6 +314,19 @@ fio_nbd() {
 	echo "$json"
 }
 
+# cpu_mark: the machine's CPU counters now (the first line of /proc/stat).
+# cpu_busy_s MARK0 MARK1: CPU-seconds the whole machine was busy between two
+# marks (every CPU; idle and iowait are not busy).
+cpu_mark() {
+	head -n 1 /proc/stat
+}
+cpu_busy_s() {
+	awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+		split(a, x, " "); split(b, y, " "); busy = 0
+		for (i = 2; i <= 9; i++) if (i != 5 && i != 6) busy += y[i] - x[i]
+		printf "%.3f\n", busy / hz }'
+}
+
 # fio_get JSON DIR METRIC: DIR read|write|sync; METRIC iops|bw_mib|mean_us|p50_us|p99_us|p999_us|max_us
 fio_get() {
 	local json=$1 dir=$2 m=$3 lat=clat_ns

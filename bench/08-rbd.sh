@@ -123,6 +123,26 @@ out "| fio nbd engine through wcache (origin rbd:rbd/wc, $cache_size cache) | $(
 out ""
 out "p50 direct / wcache: $lat_ratio (median of per-round ratios; target >= 10)"
 
+# latency.png: QD1 write latency, p50 and p99, both paths (log scale).
+{
+	echo "\"fio rbd straight to the image\" $(med direct 4) $(med direct 5)"
+	echo "\"fio nbd through wcache\" $(med wc 4) $(med wc 5)"
+} >"$OUT/latency-bars.dat"
+cat >"$OUT/latency.gp" <<GP
+set terminal pngcairo size 900,520 noenhanced
+set output 'latency.png'
+set title '4K random write QD1 latency, Ceph RBD origin (median of $rounds rounds)'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set logscale y
+set ylabel 'microseconds (log scale)'
+set grid ytics
+set key outside top center horizontal
+plot 'latency-bars.dat' using 2:xtic(1) title 'p50', '' using 3 title 'p99'
+GP
+plot latency.gp
+
 # ---------------------------------------------------------------- B: drain
 say "B: drain $nblk dirty blocks vs $nblk random writes at iodepth 64 straight to RBD"
 drain() {

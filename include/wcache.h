@@ -312,6 +312,7 @@ struct wc_sb_info {
 /* One entry as on disk. */
 struct wc_entry_info {
 	uint64_t index, original_sector, seq_count;
+	bool data_missing;	/* partial inspection: its data block is past the device's end */
 };
 
 /* Scan result of a cache device (see wcache_inspect). */
@@ -326,6 +327,10 @@ struct wc_inspect {
 	bool blank;			/* magic == 0 && version == 0 */
 	uint64_t blank_entries;		/* blank, yet this many records look committed */
 	bool grown;			/* the device is larger than its format (the rest is unused) */
+	/* Partial inspection of a device shorter than its format (else all 0): */
+	uint64_t short_bytes;		/* how many bytes the device lacks */
+	uint64_t entries_missing;	/* entry records past the end (read as free) */
+	uint64_t data_missing;		/* committed entries whose data block is past the end */
 };
 
 /*
@@ -339,6 +344,18 @@ struct wc_inspect {
 typedef int (*wc_entry_cb)(const struct wc_entry_info *e, bool valid, void *opaque);
 WC_API int wcache_inspect(const char *cache_path, uint64_t start_sector, uint64_t origin_bytes,
 			  struct wc_inspect *out, wc_entry_cb cb, void *opaque);
+
+/*
+ * wcache_inspect for a device shorter than its superblock says (a cut copy,
+ * a truncated image): what is there is read, entry records past the end
+ * count as free, and entries whose data block is past the end are reported
+ * with data_missing and left out of recovery (an older copy of the sector
+ * wins, as in 'export --force'). Returns -EUCLEAN with a message saying
+ * what is missing when anything is; otherwise as wcache_inspect.
+ */
+WC_API int wcache_inspect_partial(const char *cache_path, uint64_t start_sector,
+				  uint64_t origin_bytes, struct wc_inspect *out, wc_entry_cb cb,
+				  void *opaque);
 
 /* Format the cache device at path (kernel order: entries, flush, then magic). */
 WC_API int wcache_format(const char *cache_path, uint32_t block_size, uint64_t start_sector,

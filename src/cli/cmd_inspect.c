@@ -62,6 +62,8 @@ static const char *entry_state(const struct wc_inspect *ins, const struct dump_e
 {
 	uint64_t bs_sect = ins->sb.block_size / 512;
 
+	if (d->e.data_missing)
+		return "missing";
 	if (d->e.seq_count >= ins->sb.seq_count)
 		return "uncommitted";
 	if (d->valid)
@@ -83,7 +85,7 @@ static const char *inspect_status(int ret, const struct wc_inspect *ins)
 	if (ret == 1)
 		return "dirty";
 	if (ret == -EUCLEAN)
-		return "corrupt";
+		return ins->short_bytes ? "truncated" : "corrupt";
 	if (ins->blank)
 		return "blank";
 	if (!sb_was_read(ins))
@@ -271,6 +273,11 @@ static void dump_text(const char *cache, uint64_t start, int ret, const struct w
 	printf("meta_bytes: %llu\n", (unsigned long long)ins->sb.meta_bytes);
 	printf("data_offset: %llu\n", (unsigned long long)ins->sb.data_offset);
 	printf("status: %s\n", inspect_status(ret, ins));
+	if (ins->short_bytes)
+		printf("truncated: %llu bytes short; %llu entry records past the end (read as free), "
+		       "%llu committed blocks with their data past the end (state missing)\n",
+		       (unsigned long long)ins->short_bytes, (unsigned long long)ins->entries_missing,
+		       (unsigned long long)ins->data_missing);
 	printf("entries: %zu (valid %llu, superseded %llu, uncommitted %llu, free %llu)\n", l->nr,
 	       (unsigned long long)ins->nr_valid, (unsigned long long)ins->nr_superseded,
 	       (unsigned long long)ins->nr_uncommitted, (unsigned long long)ins->nr_free);
@@ -335,6 +342,13 @@ static void dump_json(const char *cache, uint64_t start, int ret, const struct w
 		json_u64(&j, "free", ins->nr_free);
 		json_u64(&j, "equal_seq_duplicates", ins->nr_equal_dups);
 		json_object_end(&j);
+		if (ins->short_bytes) {
+			json_object_begin(&j, "truncated", false);
+			json_u64(&j, "short_bytes", ins->short_bytes);
+			json_u64(&j, "entries_missing", ins->entries_missing);
+			json_u64(&j, "data_missing", ins->data_missing);
+			json_object_end(&j);
+		}
 		json_array_begin(&j, "entries", false);
 		for (uint64_t i = 0; i < ins->sb.n_blocks; i++) {
 			const struct dump_entry *d = NULL;
@@ -354,12 +368,14 @@ static void dump_json(const char *cache, uint64_t start, int ret, const struct w
 				json_u64(&j, "seq_count", d->e.seq_count);
 				json_bool(&j, "committed", d->e.seq_count < ins->sb.seq_count);
 				json_bool(&j, "valid", d->valid);
+				json_bool(&j, "data_missing", d->e.data_missing);
 				json_string(&j, "state", st);
 			} else {
 				json_null(&j, "original_sector");
 				json_i64(&j, "seq_count", -1);
 				json_bool(&j, "committed", false);
 				json_bool(&j, "valid", false);
+				json_bool(&j, "data_missing", false);
 				json_string(&j, "state", "free");
 			}
 			json_u64(&j, "cache_offset", entry_offset(ins, i));
@@ -377,18 +393,19 @@ int cmd_dump(const struct cli_cmd *cmd, int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "start-sector", required_argument, NULL, 's' },
 		{ "all", no_argument, NULL, 'a' },
+		{ "partial", no_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct entry_list l = { 0 };
-	bool json = false, all = false;
+	bool json = false, all = false, partial = false;
 	struct wc_inspect ins;
 	const char *cache;
 	uint64_t start = 0;
 	char err[1024];
 	int c, ret, rc;
 
-	while ((c = cli_getopt(cmd, argc, argv, ":js:ah", lo)) != -1) {
+	while ((c = cli_getopt(cmd, argc, argv, ":js:aph", lo)) != -1) {
 		switch (c) {
 		case 'j':
 			json = true;
@@ -400,6 +417,9 @@ int cmd_dump(const struct cli_cmd *cmd, int argc, char **argv)
 		case 'a':
 			all = true;
 			break;
+		case 'p':
+			partial = true;
+			break;
 		case 'h':
 			return cli_help(cmd);
 		default:
@@ -410,7 +430,8 @@ int cmd_dump(const struct cli_cmd *cmd, int argc, char **argv)
 		return cli_usage_error(cmd, optind >= argc ? "missing CACHE argument"
 					   : "too many arguments (expected CACHE)");
 	cache = argv[optind];
-	ret = wcache_inspect(cache, start, 0, &ins, collect_entry, &l);
+	ret = partial ? wcache_inspect_partial(cache, start, 0, &ins, collect_entry, &l)
+		      : wcache_inspect(cache, start, 0, &ins, collect_entry, &l);
 	if (l.oom) {
 		cli_error(cmd, "out of memory collecting %zu entries", l.nr);
 		free(l.v);

@@ -50,14 +50,15 @@ static const char check_usage[] =
 	"2 corrupt, unreadable, not a cache, or usage error.\n";
 
 static const char dump_usage[] =
-	"Usage: wcache dump CACHE [--json] [--start-sector S] [--all]\n"
+	"Usage: wcache dump CACHE [--json] [--start-sector S] [--all] [--partial]\n"
 	"\n"
 	"Print the superblock of CACHE and every entry whose seq_count is not -1: its\n"
 	"index, original sector, seq_count, state and the byte offset of its data block\n"
 	"on CACHE. States: valid (committed and the newest copy of its sector: the data\n"
 	"the cache serves), superseded (committed but an entry with a higher seq_count\n"
 	"maps the same sector), uncommitted (seq_count >= the superblock's; recovery\n"
-	"discards it), misaligned (sector not a multiple of the block size).\n"
+	"discards it), misaligned (sector not a multiple of the block size), missing\n"
+	"(--partial: its data block is past the end of a truncated CACHE).\n"
 	"Nothing is written.\n"
 	"\n"
 	"Options:\n"
@@ -65,6 +66,9 @@ static const char dump_usage[] =
 	"                         missing or unreadable CACHE: status and error)\n"
 	"  -s, --start-sector S   metadata starts S 512-byte sectors into CACHE (default 0)\n"
 	"  -a, --all              also list free entries (seq_count -1)\n"
+	"  -p, --partial          CACHE is shorter than its format (a cut copy): list\n"
+	"                         what is there, entry records past the end as free,\n"
+	"                         and say what is missing (exit 1)\n"
 	"  -h, --help             show this help\n"
 	"\n"
 	"Exit status: 0 dumped, 1 dumped but the metadata is corrupt, or unreadable,\n"

@@ -27,10 +27,35 @@ static void fill_sb_info(struct wc_sb_info *o, const struct wc_sb *sb, uint64_t 
 	}
 }
 
-static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origin_bytes,
-		       struct wc_inspect *out, wc_entry_cb cb, void *opaque)
+/*
+ * partial: read what a short device holds (see wcache_inspect_partial).
+ * Records past the end read as free; entries whose data is past the end are
+ * freed in the copy recovery scans and flagged in the listing.
+ */
+static void read_partial(struct wc_dev *dev, uint64_t base, const struct wc_sb *sb,
+			     uint8_t *meta, uint8_t *pristine, uint64_t meta_bytes,
+			     struct wc_inspect *out)
 {
-	uint64_t base = start_sector * 512, meta_bytes;
+	uint64_t have = dev->size - base, len = meta_bytes < have ? meta_bytes : have;
+	uint64_t data_off = base + meta_bytes;
+
+	memset(meta + len, 0xff, meta_bytes - len);
+	memcpy(pristine, meta, meta_bytes);
+	for (uint64_t i = 0; i < sb->n_blocks; i++) {
+		if (WC_SB_BYTES + (i + 1) * WC_ENTRY_BYTES > len) {
+			out->entries_missing++;
+		} else if (data_off + (i + 1) * sb->block_size > dev->size) {
+			if (entry_seq(meta, i) != WC_SEQ_FREE && entry_seq(meta, i) < sb->seq_count)
+				out->data_missing++;
+			entry_set(meta, i, WC_SEQ_FREE, WC_SEQ_FREE);
+		}
+	}
+}
+
+static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origin_bytes,
+		       bool partial, struct wc_inspect *out, wc_entry_cb cb, void *opaque)
+{
+	uint64_t base = start_sector * 512, meta_bytes, need, read_len;
 	uint8_t *meta = NULL, *pristine = NULL;
 	struct recover_report rep;
 	struct wc_index ix = { 0 };
@@ -48,7 +73,7 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 	if (ret)
 		return ret;
 	fill_sb_info(&out->sb, &sb, base);
-	ret = wc_sb_validate(&sb, 0, dev->size - base);
+	ret = wc_sb_validate(&sb, 0, partial ? UINT64_MAX : dev->size - base);
 	if (ret == -ENODATA) {
 		int64_t n = wc_meta_blank_entries(dev, base, &sb);
 
@@ -60,11 +85,14 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 				      "(a damaged cache?)", dev->name, (long long)n);
 		return wc_err(-ENODATA, "%s: not formatted (first 8 bytes are zero)", dev->name);
 	}
-	if (!ret)
-		ret = wc_meta_check_geometry(dev, base, &sb, &out->grown);
 	if (ret)
 		return wc_err(ret, "%s: %s", dev->name, wcache_last_error());
 	meta_bytes = wc_meta_bytes_for(sb.n_blocks, sb.block_size);
+	need = meta_bytes + sb.n_blocks * sb.block_size;
+	if (need > dev->size - base)
+		out->short_bytes = need - (dev->size - base);
+	else if ((ret = wc_meta_check_geometry(dev, base, &sb, &out->grown)))
+		return wc_err(ret, "%s: %s", dev->name, wcache_last_error());
 	meta = malloc(meta_bytes);
 	pristine = malloc(meta_bytes);
 	if (!meta || !pristine) {
@@ -72,12 +100,16 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 			     (unsigned long long)meta_bytes);
 		goto out;
 	}
-	ret = dev_pread(dev, meta, meta_bytes, base);
+	read_len = meta_bytes < dev->size - base ? meta_bytes : dev->size - base;
+	ret = dev_pread(dev, meta, read_len, base);
 	if (ret) {
 		ret = wc_err(ret, "%s: cannot read metadata: %s", dev->name, strerror(-ret));
 		goto out;
 	}
-	memcpy(pristine, meta, meta_bytes);
+	if (out->short_bytes)
+		read_partial(dev, base, &sb, meta, pristine, meta_bytes, out);
+	else
+		memcpy(pristine, meta, meta_bytes);
 	ret = wc_idx_init(&ix, sb.n_blocks, meta);
 	if (ret) {
 		ret = wc_err(ret, "%s: cannot build the index of %llu blocks: %s", dev->name,
@@ -92,12 +124,15 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 	out->nr_equal_dups = rep.nr_equal_dups;
 	out->nr_past_origin = rep.nr_past_origin;
 	for (uint64_t i = 0; cb && i < sb.n_blocks; i++) {
-		struct wc_entry_info e = { i, entry_sector(pristine, i), entry_seq(pristine, i) };
+		struct wc_entry_info e = { i, entry_sector(pristine, i), entry_seq(pristine, i),
+					   out->short_bytes && base + meta_bytes + (i + 1) * sb.block_size >
+								      dev->size };
 		bool valid;
 
 		if (e.seq_count == WC_SEQ_FREE)
 			continue;
-		valid = e.seq_count < sb.seq_count && wc_idx_lookup(&ix, e.original_sector) == i;
+		valid = !e.data_missing && e.seq_count < sb.seq_count &&
+			wc_idx_lookup(&ix, e.original_sector) == i;
 		ret = cb(&e, valid, opaque);
 		if (ret < 0)
 			wc_err(ret, "%s: the entry callback stopped the scan at entry %llu: %s",
@@ -114,6 +149,13 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 			     "unaligned (%llu such entries)", (unsigned long long)rep.past_idx,
 			     (unsigned long long)rep.past_sector,
 			     (unsigned long long)rep.nr_past_origin);
+	} else if (out->short_bytes) {
+		ret = wc_err(-EUCLEAN, "%s: truncated: the device is %llu bytes short of its format; "
+			     "%llu entry records are past its end (read as free) and the data of "
+			     "%llu committed blocks is past it (missing)", dev->name,
+			     (unsigned long long)out->short_bytes,
+			     (unsigned long long)out->entries_missing,
+			     (unsigned long long)out->data_missing);
 	} else {
 		ret = rep.nr_valid ? 1 : 0;
 	}
@@ -124,8 +166,8 @@ out:
 	return ret;
 }
 
-int wcache_inspect(const char *path, uint64_t start_sector, uint64_t origin_bytes,
-		   struct wc_inspect *out, wc_entry_cb cb, void *opaque)
+static int inspect_path(const char *path, uint64_t start_sector, uint64_t origin_bytes,
+			bool partial, struct wc_inspect *out, wc_entry_cb cb, void *opaque)
 {
 	struct wc_dev *dev;
 	int ret = dev_open_uri(path, DEV_RDONLY, &dev);
@@ -134,9 +176,21 @@ int wcache_inspect(const char *path, uint64_t start_sector, uint64_t origin_byte
 		memset(out, 0, sizeof(*out));
 		return ret;
 	}
-	ret = inspect_dev(dev, start_sector, origin_bytes, out, cb, opaque);
+	ret = inspect_dev(dev, start_sector, origin_bytes, partial, out, cb, opaque);
 	dev_close(dev);
 	return ret;
+}
+
+int wcache_inspect(const char *path, uint64_t start_sector, uint64_t origin_bytes,
+		   struct wc_inspect *out, wc_entry_cb cb, void *opaque)
+{
+	return inspect_path(path, start_sector, origin_bytes, false, out, cb, opaque);
+}
+
+int wcache_inspect_partial(const char *path, uint64_t start_sector, uint64_t origin_bytes,
+			   struct wc_inspect *out, wc_entry_cb cb, void *opaque)
+{
+	return inspect_path(path, start_sector, origin_bytes, true, out, cb, opaque);
 }
 
 int wcache_format(const char *path, uint32_t block_size, uint64_t start_sector,

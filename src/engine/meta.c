@@ -99,7 +99,8 @@ int wc_sb_validate(const struct wc_sb *sb, uint32_t want_bs, uint64_t usable)
 	if (meta + sb->n_blocks * sb->block_size > usable)
 		return wc_err(-EINVAL,
 			      "superblock n_blocks %llu needs %llu bytes but the cache device has %llu "
-			      "usable bytes (truncated device? 'wcache export --force' salvages what is left)",
+			      "usable bytes (truncated device? 'wcache dump --partial' lists what is left, "
+			      "'wcache export --force' salvages it)",
 			      (unsigned long long)sb->n_blocks,
 			      (unsigned long long)(meta + sb->n_blocks * sb->block_size),
 			      (unsigned long long)usable);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Fuzz target "meta": a cache device image, as a file and as a device.
- *  1. wcache check [--origin], dump [--json] [--all] and status [--json] on
+ *  1. wcache check [--origin], dump [--json] [--all] [--partial] and status [--json] on
  *     it as a file (the CLI's own code, argument parsing included);
  *  2. activation (superblock validation, metadata read, recovery) on it and,
  *     when activation accepts it, up to 8 writes/flushes/discards, a flush,
@@ -79,8 +79,8 @@ static void run_cli(const struct hdr *h, const char *cache, const char *origin)
 {
 	char start[4], checkw[] = "check", dumpw[] = "dump", statusw[] = "status",
 	     so[] = "--start-sector",
-	     oo[] = "--origin", jo[] = "--json", ao[] = "--all";
-	char *argv[8];
+	     oo[] = "--origin", jo[] = "--json", ao[] = "--all", po[] = "--partial";
+	char *argv[9];
 	int argc = 0, rc;
 
 	snprintf(start, sizeof(start), "%u", h->flags & F_START_SECTOR);
@@ -108,6 +108,11 @@ static void run_cli(const struct hdr *h, const char *cache, const char *origin)
 	argv[argc] = NULL;
 	rc = run_cmd(cmd_dump, "dump", argv, argc);
 	FUZZ_CHECK(rc >= 0 && rc <= 2, "dump exit code %d", rc);
+	/* The same with --partial: a device shorter than its format is read as far as it goes. */
+	argv[argc++] = po;
+	argv[argc] = NULL;
+	rc = run_cmd(cmd_dump, "dump", argv, argc);
+	FUZZ_CHECK(rc >= 0 && rc <= 2, "dump --partial exit code %d", rc);
 
 	argc = 0;
 	argv[argc++] = statusw;

@@ -256,12 +256,43 @@ run_rc 0 "${WCACHE_SERVE[@]}" origin.img fresh.img --run true
 run_rc 0 "$WCACHE" check fresh.img
 # A truncated cache: every other command refuses and points at the salvage;
 # export --force takes each valid block whose data survives, and the
-# origin's data for the others.
+# origin's data for the others; dump --partial lists what is there (exit 1,
+# nothing written): data past the end as missing, records past it as free.
 data_off=$(jq .superblock.data_offset good.json)
-for keep in $((MiB - 1)) $((MiB / 2)) $((data_off + 4096 * (i1 + 1))); do
+nblocks=$(jq .superblock.n_blocks good.json)
+full=$((data_off + 4096 * nblocks))
+for keep in $((MiB - 1)) $((MiB / 2)) $((data_off + 4096 * (i1 + 1))) $((64 + 16 * (i1 + 1) + 5)); do
 	head -c "$keep" good.img >cut.img
+	records=$(((keep - 64) / 16))
+	((records <= nblocks)) || records=$nblocks
 	run_rc 1 "$WCACHE" export origin.img cut.img out.img
-	err_has "salvages what is left"
+	err_has "salvages"
+	run_rc 1 "$WCACHE" dump cut.img
+	err_has "'wcache dump --partial' lists what is left"
+	snapshot cut.img
+	run_rc 1 "$WCACHE" dump --partial --json cut.img
+	cp "$TMPD/out" cut.json
+	err_has "truncated: the device is $((full - keep)) bytes short"
+	assert_unchanged cut.img
+	assert_eq "$(jq -r .status cut.json)" truncated "dump --partial status, cut at $keep"
+	assert_eq "$(jq .truncated.short_bytes cut.json)" $((full - keep)) "short_bytes, cut at $keep"
+	assert_eq "$(jq .truncated.entries_missing cut.json)" $((nblocks - records)) \
+		"entries_missing, cut at $keep"
+	want_missing=0
+	while read -r idx; do
+		if ((idx >= records)); then
+			[[ $(jq -r ".entries[] | select(.index == $idx) | .state" cut.json) = "" ]] ||
+				fail "cut at $keep: entry $idx is past the end but listed"
+		elif ((data_off + 4096 * (idx + 1) > keep)); then
+			assert_eq "$(jq -r ".entries[] | select(.index == $idx) | .state" cut.json)" missing \
+				"cut at $keep: entry $idx (data past the end)"
+			want_missing=$((want_missing + 1))
+		else
+			assert_eq "$(jq -r ".entries[] | select(.index == $idx) | .state" cut.json)" valid \
+				"cut at $keep: entry $idx (data present)"
+		fi
+	done < <(jq -r '.entries[] | select(.valid) | .index' good.json)
+	assert_eq "$(jq .truncated.data_missing cut.json)" "$want_missing" "data_missing, cut at $keep"
 	rm -f out.img
 	run_rc 0 "$WCACHE" export --force origin.img cut.img out.img
 	lost=0
@@ -271,7 +302,7 @@ for keep in $((MiB - 1)) $((MiB / 2)) $((data_off + 4096 * (i1 + 1))); do
 			want=$(head -c $((off + 4096)) good.img | tail -c 4096 | sha256sum)
 		else
 			want=$(head -c $((sector * 512 + 4096)) origin.img | tail -c 4096 | sha256sum)
-			lost=$((lost + 1))
+			((idx >= records)) || lost=$((lost + 1))
 		fi
 		got=$(head -c $((sector * 512 + 4096)) out.img | tail -c 4096 | sha256sum)
 		assert_eq "$got" "$want" "cut at $keep: block of entry $idx"

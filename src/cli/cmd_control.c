@@ -132,6 +132,37 @@ static int ctl_reply_ok(const char *reply, char *err, size_t err_len)
 	return 0;
 }
 
+/*
+ * Options of the commands that take only --control PATH (and --help): the
+ * path in *control. Returns -1 to go on, or the exit status to return.
+ */
+static int parse_control_only(const struct cli_cmd *self, int argc, char **argv,
+			      const char **control)
+{
+	static const struct option lo[] = {
+		{ "control", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	*control = NULL;
+	while ((c = cli_getopt(self, argc, argv, ":c:h", lo)) != -1) {
+		switch (c) {
+		case 'c':
+			*control = optarg;
+			break;
+		case 'h':
+			return cli_help(self);
+		default:
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (!*control)
+		return cli_usage_error(self, "--control PATH is required");
+	return -1;
+}
+
 /* ------------------------------------------------------------------ message */
 
 static const char message_usage[] =
@@ -153,29 +184,14 @@ static const char message_usage[] =
 
 int cmd_message(const struct cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{ "control", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	const struct cli_cmd self = { cmd->name, cmd->fn, cmd->summary, message_usage, 0 };
 	char req[WC_CONTROL_MAX_LINE + 1], reply[CTL_REPLY_BUF], err[512];
-	const char *control = NULL;
-	int c, fd, ret;
+	const char *control;
+	int fd, ret;
 
-	while ((c = cli_getopt(&self, argc, argv, ":c:h", lo)) != -1) {
-		switch (c) {
-		case 'c':
-			control = optarg;
-			break;
-		case 'h':
-			return cli_help(&self);
-		default:
-			return CLI_EXIT_USAGE;
-		}
-	}
-	if (!control)
-		return cli_usage_error(&self, "--control PATH is required");
+	ret = parse_control_only(&self, argc, argv, &control);
+	if (ret >= 0)
+		return ret;
 	if (optind + 1 != argc)
 		return cli_usage_error(&self, optind >= argc ? "missing MESSAGE" :
 				       "too many arguments (one MESSAGE)");
@@ -468,29 +484,14 @@ int cli_ctl_metrics(int fd, FILE *out, char *err, size_t err_len)
 
 int cmd_metrics(const struct cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{ "control", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	const struct cli_cmd self = { cmd->name, cmd->fn, cmd->summary, metrics_usage, 0 };
-	const char *control = NULL;
+	const char *control;
 	char err[512];
-	int c, fd, ret;
+	int fd, ret;
 
-	while ((c = cli_getopt(&self, argc, argv, ":c:h", lo)) != -1) {
-		switch (c) {
-		case 'c':
-			control = optarg;
-			break;
-		case 'h':
-			return cli_help(&self);
-		default:
-			return CLI_EXIT_USAGE;
-		}
-	}
-	if (!control)
-		return cli_usage_error(&self, "--control PATH is required");
+	ret = parse_control_only(&self, argc, argv, &control);
+	if (ret >= 0)
+		return ret;
 	if (optind != argc)
 		return cli_usage_error(&self, "unexpected argument '%s'", argv[optind]);
 	fd = cli_ctl_connect(control, err, sizeof(err));

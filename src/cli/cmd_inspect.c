@@ -283,7 +283,7 @@ static void dump_text(const char *cache, uint64_t start, int ret, const struct w
 	       (unsigned long long)ins->nr_uncommitted, (unsigned long long)ins->nr_free);
 	printf("%10s  %20s  %20s  %-12s %15s\n", "index", "original_sector", "seq_count", "state",
 	       "cache_offset");
-	for (uint64_t i = 0; i < ins->sb.n_blocks; i++) {
+	for (uint64_t i = 0; i < ins->sb.n_blocks - ins->entries_missing; i++) {
 		if (k < l->nr && l->v[k].e.index == i) {
 			const struct dump_entry *d = &l->v[k++];
 
@@ -350,7 +350,7 @@ static void dump_json(const char *cache, uint64_t start, int ret, const struct w
 			json_object_end(&j);
 		}
 		json_array_begin(&j, "entries", false);
-		for (uint64_t i = 0; i < ins->sb.n_blocks; i++) {
+		for (uint64_t i = 0; i < ins->sb.n_blocks - ins->entries_missing; i++) {
 			const struct dump_entry *d = NULL;
 
 			if (k < l->nr && l->v[k].e.index == i)

@@ -28,38 +28,41 @@ static void fill_sb_info(struct wc_sb_info *o, const struct wc_sb *sb, uint64_t 
 }
 
 /*
- * partial: read what a short device holds (see wcache_inspect_partial).
- * Records past the end read as free; entries whose data is past the end are
- * freed in the copy recovery scans and flagged in the listing.
+ * partial, device short: how many entry records it holds. The records past
+ * them are missing and never looked at, so the work is bounded by the
+ * device, not by what a damaged n_blocks claims.
  */
-static void read_partial(struct wc_dev *dev, uint64_t base, const struct wc_sb *sb,
-			     uint8_t *meta, uint8_t *pristine, uint64_t meta_bytes,
-			     struct wc_inspect *out)
+static uint64_t records_present(uint64_t have, uint64_t n_blocks)
 {
-	uint64_t have = dev->size - base, len = meta_bytes < have ? meta_bytes : have;
-	uint64_t data_off = base + meta_bytes;
+	uint64_t n = have > WC_SB_BYTES ? (have - WC_SB_BYTES) / WC_ENTRY_BYTES : 0;
 
-	memset(meta + len, 0xff, meta_bytes - len);
-	memcpy(pristine, meta, meta_bytes);
-	for (uint64_t i = 0; i < sb->n_blocks; i++) {
-		if (WC_SB_BYTES + (i + 1) * WC_ENTRY_BYTES > len) {
-			out->entries_missing++;
-		} else if (data_off + (i + 1) * sb->block_size > dev->size) {
-			if (entry_seq(meta, i) != WC_SEQ_FREE && entry_seq(meta, i) < sb->seq_count)
-				out->data_missing++;
-			entry_set(meta, i, WC_SEQ_FREE, WC_SEQ_FREE);
-		}
+	return n < n_blocks ? n : n_blocks;
+}
+
+/*
+ * partial: entries whose data block is past the end are freed in the copy
+ * recovery scans (so an older copy of the sector wins) and counted.
+ */
+static void drop_missing_data(struct wc_dev *dev, uint64_t data_off, const struct wc_sb *scan,
+			      uint64_t seq_count, uint8_t *meta, struct wc_inspect *out)
+{
+	for (uint64_t i = 0; i < scan->n_blocks; i++) {
+		if (data_off + (i + 1) * scan->block_size <= dev->size)
+			continue;
+		if (entry_seq(meta, i) != WC_SEQ_FREE && entry_seq(meta, i) < seq_count)
+			out->data_missing++;
+		entry_set(meta, i, WC_SEQ_FREE, WC_SEQ_FREE);
 	}
 }
 
 static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origin_bytes,
 		       bool partial, struct wc_inspect *out, wc_entry_cb cb, void *opaque)
 {
-	uint64_t base = start_sector * 512, meta_bytes, need, read_len;
+	uint64_t base = start_sector * 512, meta_bytes, need, buf_bytes;
 	uint8_t *meta = NULL, *pristine = NULL;
 	struct recover_report rep;
 	struct wc_index ix = { 0 };
-	struct wc_sb sb;
+	struct wc_sb sb, scan;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
@@ -93,37 +96,43 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 		out->short_bytes = need - (dev->size - base);
 	else if ((ret = wc_meta_check_geometry(dev, base, &sb, &out->grown)))
 		return wc_err(ret, "%s: %s", dev->name, wcache_last_error());
-	meta = malloc(meta_bytes);
-	pristine = malloc(meta_bytes);
+	/* What is scanned: every entry, or on a short device the records it holds. */
+	scan = sb;
+	buf_bytes = meta_bytes;
+	if (out->short_bytes) {
+		scan.n_blocks = records_present(dev->size - base, sb.n_blocks);
+		out->entries_missing = sb.n_blocks - scan.n_blocks;
+		buf_bytes = WC_SB_BYTES + scan.n_blocks * WC_ENTRY_BYTES;
+	}
+	meta = malloc(buf_bytes);
+	pristine = malloc(buf_bytes);
 	if (!meta || !pristine) {
 		ret = wc_err(-ENOMEM, "out of memory reading %llu bytes of metadata",
-			     (unsigned long long)meta_bytes);
+			     (unsigned long long)buf_bytes);
 		goto out;
 	}
-	read_len = meta_bytes < dev->size - base ? meta_bytes : dev->size - base;
-	ret = dev_pread(dev, meta, read_len, base);
+	ret = dev_pread(dev, meta, buf_bytes, base);
 	if (ret) {
 		ret = wc_err(ret, "%s: cannot read metadata: %s", dev->name, strerror(-ret));
 		goto out;
 	}
+	memcpy(pristine, meta, buf_bytes);
 	if (out->short_bytes)
-		read_partial(dev, base, &sb, meta, pristine, meta_bytes, out);
-	else
-		memcpy(pristine, meta, meta_bytes);
-	ret = wc_idx_init(&ix, sb.n_blocks, meta);
+		drop_missing_data(dev, base + meta_bytes, &scan, sb.seq_count, meta, out);
+	ret = wc_idx_init(&ix, scan.n_blocks, meta);
 	if (ret) {
 		ret = wc_err(ret, "%s: cannot build the index of %llu blocks: %s", dev->name,
-			     (unsigned long long)sb.n_blocks, strerror(-ret));
+			     (unsigned long long)scan.n_blocks, strerror(-ret));
 		goto out;
 	}
-	wc_recover_scan(meta, &sb, (origin_bytes + 511) / 512, &ix, &rep);
+	wc_recover_scan(meta, &scan, (origin_bytes + 511) / 512, &ix, &rep);
 	out->nr_valid = rep.nr_valid;
 	out->nr_free = rep.nr_free;
 	out->nr_uncommitted = rep.nr_uncommitted;
 	out->nr_superseded = rep.nr_superseded;
 	out->nr_equal_dups = rep.nr_equal_dups;
 	out->nr_past_origin = rep.nr_past_origin;
-	for (uint64_t i = 0; cb && i < sb.n_blocks; i++) {
+	for (uint64_t i = 0; cb && i < scan.n_blocks; i++) {
 		struct wc_entry_info e = { i, entry_sector(pristine, i), entry_seq(pristine, i),
 					   out->short_bytes && base + meta_bytes + (i + 1) * sb.block_size >
 								      dev->size };

@@ -26,31 +26,10 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-: "${WCACHE:=$ROOT/build/wcache}"
-: "${WC_KDRIVER:=$ROOT/build/tests/kernel/wc-kdriver}"
-: "${WC_KGUEST:=$ROOT/build/tests/kernel/wc-kguest}"
-: "${WC_KERNEL_WORK:=$ROOT/build/tests/kernel/work}"
-: "${WC_QEMU_CACHE:=${WC_KERNEL_BUILD:-$ROOT/build/tests/qemu}}"
-: "${WC_QEMU_ACCEL:=${WC_KERNEL_ACCEL:-auto}}"
-: "${WC_QEMU_NO_INSTALL:=${WC_KERNEL_NO_INSTALL:-0}}"
-: "${WC_QEMU_VERBOSE:=${WC_KERNEL_VERBOSE:-0}}"
-export WC_QEMU_CACHE WC_QEMU_ACCEL WC_QEMU_NO_INSTALL WC_QEMU_VERBOSE
-VM=$HERE/../qemu/vm.sh
-SEED=${WC_KERNEL_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
-W=$WC_KERNEL_WORK
-T0=$SECONDS
-FAILS=0
-
-TEST_NAME=kernel-compat
-# say, fail, skip
-# shellcheck source=../lib/functions.sh
-source "$HERE/../lib/functions.sh"
-# bad MSG: a check failed; the test goes on and fails at the end.
-bad() {
-	say "FAIL: $*"
-	FAILS=$((FAILS + 1))
-}
+# shellcheck disable=SC2034 # read by klib.sh and functions.sh
+TEST_NAME=kernel-compat KLIB_WORK_VAR=WC_KERNEL_WORK KLIB_WORK_DEFAULT=work
+# shellcheck source=klib.sh
+source "$HERE/klib.sh"
 # check WHAT A B: A must equal B.
 check() {
 	if [[ "$2" == "$3" ]]; then
@@ -59,12 +38,8 @@ check() {
 		bad "$1: '$2' != '$3'"
 	fi
 }
-CHECKS=0
 sha() { sha256sum "$1" | cut -c1-64; }
 
-for p in "$WCACHE" "$WC_KDRIVER" "$WC_KGUEST"; do
-	[[ -x "$p" ]] || fail "$p is missing (build first)"
-done
 say "seed $SEED (replay: WC_KERNEL_SEED=$SEED), work dir $W"
 rm -rf "$W"
 mkdir -p "$W/sets" "$W/A/data" "$W/B"

@@ -27,32 +27,13 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-: "${WCACHE:=$ROOT/build/wcache}"
-: "${WC_KDRIVER:=$ROOT/build/tests/kernel/wc-kdriver}"
-: "${WC_KGUEST:=$ROOT/build/tests/kernel/wc-kguest}"
-: "${WC_KERNEL_PMEM_WORK:=$ROOT/build/tests/kernel/work-pmem}"
-: "${WC_QEMU_CACHE:=${WC_KERNEL_BUILD:-$ROOT/build/tests/qemu}}"
-: "${WC_QEMU_ACCEL:=${WC_KERNEL_ACCEL:-auto}}"
-: "${WC_QEMU_NO_INSTALL:=${WC_KERNEL_NO_INSTALL:-0}}"
-: "${WC_QEMU_VERBOSE:=${WC_KERNEL_VERBOSE:-0}}"
-export WC_QEMU_CACHE WC_QEMU_ACCEL WC_QEMU_NO_INSTALL WC_QEMU_VERBOSE
-VM=$HERE/../qemu/vm.sh
-SEED=${WC_KERNEL_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
-W=$WC_KERNEL_PMEM_WORK
-T0=$SECONDS
-FAILS=0 CHECKS=0
+# shellcheck disable=SC2034 # read by klib.sh and functions.sh
+TEST_NAME=kernel-pmem KLIB_WORK_VAR=WC_KERNEL_PMEM_WORK KLIB_WORK_DEFAULT=work-pmem
+# shellcheck source=klib.sh
+source "$HERE/klib.sh"
 # Guest RAM (MiB) and where pmem0 lies in it: GPA = RAM file offset below 2 GiB on q35.
 MEM=512 PM_OFF=384 PM_SIZE=64
 
-TEST_NAME=kernel-pmem
-# say, fail, skip
-# shellcheck source=../lib/functions.sh
-source "$HERE/../lib/functions.sh"
-bad() {
-	say "FAIL: $*"
-	FAILS=$((FAILS + 1))
-}
 # same WHAT A B: files A and B must be byte-identical.
 same() {
 	if cmp -s "$2" "$3"; then
@@ -72,9 +53,6 @@ ok() {
 	fi
 }
 
-for p in "$WCACHE" "$WC_KDRIVER" "$WC_KGUEST"; do
-	[[ -x "$p" ]] || fail "$p is not built"
-done
 rm -rf "$W"
 mkdir -p "$W"
 cd "$W"

@@ -173,8 +173,10 @@ static int salvage_sb(struct wcache *c, struct wc_sb *sb, uint32_t want_bs)
  */
 static int salvage_read(struct wcache *c, const struct wc_sb *sb, struct recover_report *rep)
 {
-	uint64_t have = c->cache->size - c->base, lost = 0, bad_meta = 0;
+	uint64_t have = c->cache->size - c->base;
 	uint64_t len = c->meta_bytes < have ? c->meta_bytes : have;
+	uint64_t present = wc_meta_records_in(len, c->n_blocks), bad_meta = c->n_blocks - present;
+	uint64_t lost;
 	int ret;
 
 	wc_recover_begin(&c->idx, rep);
@@ -182,16 +184,11 @@ static int salvage_read(struct wcache *c, const struct wc_sb *sb, struct recover
 	if (ret)
 		return ret;
 	memset(c->meta + len, 0xff, c->meta_bytes - len);
-	for (uint64_t i = 0; i < c->n_blocks; i++) {
-		if (WC_SB_BYTES + (i + 1) * WC_ENTRY_BYTES > len)
-			bad_meta++;
-		else if (c->data_off + (i + 1) * c->bs <= c->cache->size)
-			continue;
-		else if (entry_seq(c->meta, i) != WC_SEQ_FREE &&
-			 (sb->seq_count >= WC_SEQ_LIMIT || entry_seq(c->meta, i) < sb->seq_count))
-			lost++;
-		entry_set(c->meta, i, WC_SEQ_FREE, WC_SEQ_FREE);
-	}
+	if (present < c->n_blocks)	/* a record cut in two reads as free too */
+		entry_set(c->meta, present, WC_SEQ_FREE, WC_SEQ_FREE);
+	/* An impossible seq_count: every entry counts as committed (salvage_sb). */
+	lost = wc_meta_drop_past_end(c->meta, present, c->data_off, c->bs, c->cache->size,
+				     sb->seq_count >= WC_SEQ_LIMIT ? UINT64_MAX : sb->seq_count);
 	if (bad_meta || lost)
 		wc_log(WC_LOG_WARN, "%s: salvage: the device ends %llu bytes short: %llu entries are "
 		       "past its end, and %llu committed blocks whose data is past it are missing "

@@ -27,34 +27,6 @@ static void fill_sb_info(struct wc_sb_info *o, const struct wc_sb *sb, uint64_t 
 	}
 }
 
-/*
- * partial, device short: how many entry records it holds. The records past
- * them are missing and never looked at, so the work is bounded by the
- * device, not by what a damaged n_blocks claims.
- */
-static uint64_t records_present(uint64_t have, uint64_t n_blocks)
-{
-	uint64_t n = have > WC_SB_BYTES ? (have - WC_SB_BYTES) / WC_ENTRY_BYTES : 0;
-
-	return n < n_blocks ? n : n_blocks;
-}
-
-/*
- * partial: entries whose data block is past the end are freed in the copy
- * recovery scans (so an older copy of the sector wins) and counted.
- */
-static void drop_missing_data(struct wc_dev *dev, uint64_t data_off, const struct wc_sb *scan,
-			      uint64_t seq_count, uint8_t *meta, struct wc_inspect *out)
-{
-	for (uint64_t i = 0; i < scan->n_blocks; i++) {
-		if (data_off + (i + 1) * scan->block_size <= dev->size)
-			continue;
-		if (entry_seq(meta, i) != WC_SEQ_FREE && entry_seq(meta, i) < seq_count)
-			out->data_missing++;
-		entry_set(meta, i, WC_SEQ_FREE, WC_SEQ_FREE);
-	}
-}
-
 static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origin_bytes,
 		       bool partial, struct wc_inspect *out, wc_entry_cb cb, void *opaque)
 {
@@ -96,11 +68,15 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 		out->short_bytes = need - (dev->size - base);
 	else if ((ret = wc_meta_check_geometry(dev, base, &sb, &out->grown)))
 		return wc_err(ret, "%s: %s", dev->name, wcache_last_error());
-	/* What is scanned: every entry, or on a short device the records it holds. */
+	/*
+	 * What is scanned: every entry, or on a short device the records it
+	 * holds; the rest are missing and never looked at, so the work is
+	 * bounded by the device, not by what a damaged n_blocks claims.
+	 */
 	scan = sb;
 	buf_bytes = meta_bytes;
 	if (out->short_bytes) {
-		scan.n_blocks = records_present(dev->size - base, sb.n_blocks);
+		scan.n_blocks = wc_meta_records_in(dev->size - base, sb.n_blocks);
 		out->entries_missing = sb.n_blocks - scan.n_blocks;
 		buf_bytes = WC_SB_BYTES + scan.n_blocks * WC_ENTRY_BYTES;
 	}
@@ -117,8 +93,10 @@ static int inspect_dev(struct wc_dev *dev, uint64_t start_sector, uint64_t origi
 		goto out;
 	}
 	memcpy(pristine, meta, buf_bytes);
+	/* The copy recovery scans loses entries whose data is missing; the listing keeps them. */
 	if (out->short_bytes)
-		drop_missing_data(dev, base + meta_bytes, &scan, sb.seq_count, meta, out);
+		out->data_missing = wc_meta_drop_past_end(meta, scan.n_blocks, base + meta_bytes,
+							  sb.block_size, dev->size, sb.seq_count);
 	ret = wc_idx_init(&ix, scan.n_blocks, meta);
 	if (ret) {
 		ret = wc_err(ret, "%s: cannot build the index of %llu blocks: %s", dev->name,

@@ -66,6 +66,28 @@ uint64_t wcache_compute_n_blocks(uint64_t usable, uint32_t bs)
 	return n;
 }
 
+uint64_t wc_meta_records_in(uint64_t bytes, uint64_t n_blocks)
+{
+	uint64_t n = bytes > WC_SB_BYTES ? (bytes - WC_SB_BYTES) / WC_ENTRY_BYTES : 0;
+
+	return n < n_blocks ? n : n_blocks;
+}
+
+uint64_t wc_meta_drop_past_end(uint8_t *meta, uint64_t n, uint64_t data_off, uint32_t bs,
+			       uint64_t dev_size, uint64_t seq_limit)
+{
+	uint64_t lost = 0;
+
+	for (uint64_t i = 0; i < n; i++) {
+		if (data_off + (i + 1) * bs <= dev_size)
+			continue;
+		if (entry_seq(meta, i) != WC_SEQ_FREE && entry_seq(meta, i) < seq_limit)
+			lost++;
+		entry_set(meta, i, WC_SEQ_FREE, WC_SEQ_FREE);
+	}
+	return lost;
+}
+
 int wc_sb_validate(const struct wc_sb *sb, uint32_t want_bs, uint64_t usable)
 {
 	uint64_t meta;

@@ -134,6 +134,21 @@ int64_t wc_meta_blank_entries(struct wc_dev *dev, uint64_t base, const struct wc
 int wc_meta_check_geometry(struct wc_dev *dev, uint64_t base, const struct wc_sb *sb,
 			   bool *grown);
 
+/*
+ * A cache device cut short (salvage): how many whole entry records of
+ * n_blocks fit in its first bytes (counted from the superblock).
+ */
+uint64_t wc_meta_records_in(uint64_t bytes, uint64_t n_blocks);
+
+/*
+ * A cache device cut short: entries 0..n-1 whose data block (data_off +
+ * i * block_size, device offsets) ends past dev_size are set free in meta,
+ * so that recovery lets an older copy of the sector (or the origin) win.
+ * Returns how many of them were committed (seq_count below seq_limit).
+ */
+uint64_t wc_meta_drop_past_end(uint8_t *meta, uint64_t n, uint64_t data_off, uint32_t block_size,
+			       uint64_t dev_size, uint64_t seq_limit);
+
 /* Format the device (docs/format.md §7 order). Returns 0 or -errno; *sb receives the result. */
 int wc_meta_format(struct wc_dev *dev, uint64_t base, uint32_t block_size, struct wc_sb *sb);
 

@@ -138,9 +138,9 @@ for v in "${variants[@]}"; do
 				spid=$!
 				# --perf: round 1, from 1 s in (the cache is full by then).
 				((r == 1)) && perf_start "A-$tag" "${SRV_PID[wc]}" 1
-				c0=$(cpu_mark) t0=$EPOCHREALTIME
+				c0=$(cpu_mark)
 				j=$(fio_nbd "$tag-wc-r$r" "${SRV_URI[wc]}" "${fio_opts[@]}")
-				c1=$(cpu_mark) t1=$EPOCHREALTIME
+				c1=$(cpu_mark)
 				perf_wait
 				kill "$spid" 2>/dev/null || true
 				wait "$spid" 2>/dev/null || true
@@ -149,14 +149,13 @@ for v in "${variants[@]}"; do
 				srv_stop wc
 			else
 				only_run origin
-				c0=$(cpu_mark) t0=$EPOCHREALTIME
+				c0=$(cpu_mark)
 				j=$(fio_nbd "$tag-origin-r$r" "${SRV_URI[origin]}" "${fio_opts[@]}")
-				c1=$(cpu_mark) t1=$EPOCHREALTIME
+				c1=$(cpu_mark)
 			fi
 			# The whole machine's CPU over the fio run (fio, the servers and
 			# anything else): CPUs busy, and CPU time per write completed.
-			busy=$(cpu_busy_s "$c0" "$c1")
-			got[$s-cpus]=$(awk -v b="$busy" -v a="$t0" -v c="$t1" 'BEGIN { printf "%.2f", b / (c - a) }')
+			read -r busy "got[$s-cpus]" < <(cpu_busy "$c0" "$c1")
 			got[$s-cpu_us]=$(awk -v b="$busy" -v w="$(jq -r '.jobs[0].write.total_ios // 0' "$j")" \
 				'BEGIN { if (w > 0) printf "%.1f", b * 1e6 / w; else print "nan" }')
 			for m in iops mean_us p99_us max_us; do

@@ -176,19 +176,16 @@ perf_start() {
 		set +e +o pipefail
 		sleep "$delay"
 		local cpu0 cpu1
-		cpu0=$(head -n 1 /proc/stat)
+		cpu0=$(cpu_mark)
 		perf stat -x, -e task-clock,context-switches,cpu-migrations,syscalls:sys_enter_futex,syscalls:sys_enter_io_uring_enter \
 			-p "$pid" -o "$dir/$label-stat.csv" -- sleep "$BENCH_PERF" >/dev/null 2>&1 &
 		# shellcheck disable=SC2086
 		perf record ${BENCH_PERF_CG:--g} -p "$pid" -o "$dir/$label.data" -- sleep "$BENCH_PERF" >/dev/null 2>"$dir/$label-record.log"
 		wait
-		# The whole machine meanwhile: CPUs busy (of nproc; idle and iowait not busy).
-		cpu1=$(head -n 1 /proc/stat)
-		awk -v a="$cpu0" -v b="$cpu1" -v n="$(nproc)" 'BEGIN {
-			split(a, x, " "); split(b, y, " "); t = 0
-			for (i = 2; i <= 9; i++) t += y[i] - x[i]
-			idle = (y[5] - x[5]) + (y[6] - x[6])
-			if (t > 0) printf "%.2f,CPUs,machine-busy,of %d\n", n * (t - idle) / t, n }' >>"$dir/$label-stat.csv"
+		# The whole machine meanwhile: CPUs busy (of nproc).
+		cpu1=$(cpu_mark)
+		cpu_busy "$cpu0" "$cpu1" | awk -v n="$(nproc)" '{ printf "%s,CPUs,machine-busy,of %d\n", $2, n }' \
+			>>"$dir/$label-stat.csv"
 		perf report -i "$dir/$label.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
 			grep -v '^$' | head -n 400 >"$dir/$label-report.txt"
 		perf report -i "$dir/$label.data" --no-children --sort dso,sym --stdio --percent-limit 2 \
@@ -315,16 +312,20 @@ fio_nbd() {
 }
 
 # cpu_mark: the machine's CPU counters now (the first line of /proc/stat).
-# cpu_busy_s MARK0 MARK1: CPU-seconds the whole machine was busy between two
-# marks (every CPU; idle and iowait are not busy).
+# cpu_busy MARK0 MARK1: "SECONDS CPUS" between two marks: the CPU-seconds the
+# whole machine was busy (every CPU; idle and iowait are not busy) and how
+# many of its CPUs that kept busy on average.
 cpu_mark() {
 	head -n 1 /proc/stat
 }
-cpu_busy_s() {
-	awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {
-		split(a, x, " "); split(b, y, " "); busy = 0
-		for (i = 2; i <= 9; i++) if (i != 5 && i != 6) busy += y[i] - x[i]
-		printf "%.3f\n", busy / hz }'
+cpu_busy() {
+	awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" -v n="$(nproc)" 'BEGIN {
+		split(a, x, " "); split(b, y, " "); busy = 0; t = 0
+		for (i = 2; i <= 9; i++) {
+			t += y[i] - x[i]
+			if (i != 5 && i != 6) busy += y[i] - x[i]
+		}
+		printf "%.3f %.2f\n", busy / hz, (t > 0 ? n * busy / t : 0) }'
 }
 
 # fio_get JSON DIR METRIC: DIR read|write|sync; METRIC iops|bw_mib|mean_us|p50_us|p99_us|p999_us|max_us

@@ -154,6 +154,17 @@ static int replace_str(char **dst, const char *key, const char *value)
 	return 0;
 }
 
+/* true (with the error) if the bit of name is in *given already; else sets it. */
+static bool repeated(unsigned *given, unsigned bit, const char *name)
+{
+	if (*given & bit) {
+		nbdkit_error("%s given more than once; give it once", name);
+		return true;
+	}
+	*given |= bit;
+	return false;
+}
+
 /*
  * A table option given twice (high_watermark=50 high_watermark=60) is
  * refused like a second origin=: the kernel takes the last, which hides the
@@ -162,7 +173,7 @@ static int replace_str(char **dst, const char *key, const char *value)
 static bool option_repeated(const char *key)
 {
 	static unsigned given;		/* WC_SET_* bits */
-	static bool block_size_given, mode_given;
+	static unsigned given_other;	/* 1: mode, 2: block_size */
 	const struct wc_opt_desc *opts;
 	char norm[32];
 	size_t i, nr;
@@ -170,31 +181,14 @@ static bool option_repeated(const char *key)
 	for (i = 0; i < sizeof(norm) - 1 && key[i]; i++)
 		norm[i] = key[i] == '-' ? '_' : key[i];
 	norm[i] = '\0';
-	if (!strcasecmp(norm, "mode")) {
-		if (mode_given) {
-			nbdkit_error("%s given more than once; give it once", key);
-			return true;
-		}
-		mode_given = true;
-		return false;
-	}
-	if (!strcasecmp(norm, "block_size")) {
-		if (block_size_given) {
-			nbdkit_error("%s given more than once; give it once", key);
-			return true;
-		}
-		block_size_given = true;
-		return false;
-	}
+	if (!strcasecmp(norm, "mode"))
+		return repeated(&given_other, 1u, key);
+	if (!strcasecmp(norm, "block_size"))
+		return repeated(&given_other, 2u, key);
 	opts = wcache_options(&nr);
 	for (i = 0; i < nr; i++) {
-		if (strcasecmp(norm, opts[i].name))
-			continue;
-		if (given & opts[i].set_bit) {
-			nbdkit_error("%s given more than once; give it once", opts[i].name);
-			return true;
-		}
-		given |= opts[i].set_bit;
+		if (!strcasecmp(norm, opts[i].name))
+			return repeated(&given, opts[i].set_bit, opts[i].name);
 	}
 	return false;
 }
